@@ -1,0 +1,40 @@
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from explorer.cli import LocalWorkers, add_ingest_arguments, follow, run_ingest, summarize
+
+
+class Command(BaseCommand):
+    help = "Ingest folders, then serve the explorer in the browser until interrupted (Ctrl-C)."
+
+    def add_arguments(self, parser):
+        add_ingest_arguments(parser)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, **options):
+        url = f"http://{options['host']}:{options['port']}/"
+        env = dict(os.environ)
+        # The folders given here may also be ingested again from the web page.
+        roots = [str(p) for p in settings.MEDIA_ROOTS] + [
+            os.path.abspath(p) for p in options["paths"] if os.path.isdir(p)]
+        env["MEDIA_ROOTS"] = os.pathsep.join(dict.fromkeys(roots))
+        with LocalWorkers(options["workers"], self.stdout):
+            server = subprocess.Popen(
+                [sys.executable, "manage.py", "runserver", "--noreload", "--insecure",
+                 f"{options['host']}:{options['port']}"], cwd=settings.BASE_DIR, env=env)
+            try:
+                self.stdout.write(f"Serving the explorer at {url} (Ctrl-C stops)\n")
+                collection, job = run_ingest(options, self.stdout)
+                summarize(follow(job, self.stderr), self.stdout)
+                self.stdout.write(f"\nOpen {url} to explore {collection.name!r}. Ctrl-C stops.\n")
+                server.wait()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                server.terminate()
+                server.wait(timeout=10)

@@ -1,0 +1,129 @@
+"""Collections, their sources, and the durable Job rows that the CLI and UI poll.
+
+Frames are not rows: a million frames would be a million rows written and read for
+nothing. Each source's frames and their index (frame number, timestamp) live in
+its folder under DATA_DIR (see workers/pipeline/sampling.py); the database keeps
+one row per source with its frame count.
+"""
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Collection(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    # Sampling parameters shared by every source of the collection (SamplingParams).
+    sampling = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def data_dir(self):
+        return Path(settings.DATA_DIR) / "collections" / str(self.pk)
+
+
+class Source(models.Model):
+    class Kind(models.TextChoices):
+        VIDEO = "video"
+        PHOTO = "photo"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # found, waiting for a worker
+        RUNNING = "running"  # a worker is sampling it
+        READY = "ready"  # sampled (perhaps only in part: see `warning`)
+        FAILED = "failed"  # nothing usable; `error` says why
+
+    TERMINAL = (Status.READY, Status.FAILED)
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="sources")
+    path = models.TextField()
+    checksum = models.CharField(max_length=64)  # SHA-256 of the content: one source per content
+    size = models.BigIntegerField()
+    mtime = models.FloatField()  # with path and size, lets an unchanged file skip re-hashing
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    warning = models.TextField(blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    fps = models.FloatField(null=True, blank=True)
+    width = models.IntegerField(null=True, blank=True)  # as displayed
+    height = models.IntegerField(null=True, blank=True)
+    frame_count = models.IntegerField(default=0)
+    heartbeat = models.DateTimeField(null=True, blank=True)  # last sign of life of its worker
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "checksum"], name="one_source_per_content"),
+        ]
+        indexes = [models.Index(fields=["collection", "status"])]
+
+    def __str__(self):
+        return self.path
+
+    @property
+    def frames_dir(self):
+        return self.collection.data_dir / "sources" / str(self.pk)
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        INGEST = "ingest"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"  # everything asked for was done
+        PARTIAL = "partial"  # finished, but some files failed or were skipped
+        FAILED = "failed"  # nothing usable came out, or the job itself broke
+
+    FINISHED = (Status.SUCCEEDED, Status.PARTIAL, Status.FAILED)
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INGEST)
+    params = models.JSONField(default=dict)  # e.g. {"paths": [...]}
+    stage = models.CharField(max_length=32, default="queued")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)  # of the current stage, 0-1
+    message = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    # Files passed over and why: [{"path": ..., "reason": ...}].
+    skipped = models.JSONField(default=list)
+    sources = models.ManyToManyField(Source, related_name="jobs", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self):
+        return f"{self.kind} job {self.pk} ({self.status})"
+
+    @property
+    def finished(self):
+        return self.status in self.FINISHED
+
+
+class WorkerHeartbeat(models.Model):
+    """Workers say they are alive here, whatever the broker: `ingest` uses it to decide
+    whether to start local workers, and the UI to show how many are online."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    seen_at = models.DateTimeField()
+
+    @classmethod
+    def alive(cls, within_seconds=15):
+        since = timezone.now() - timezone.timedelta(seconds=within_seconds)
+        return cls.objects.filter(seen_at__gte=since)

@@ -1,0 +1,141 @@
+"""Django settings. Every deployment-specific value comes from an environment
+variable read by the strict helpers in explorer/env.py; see README.md."""
+from pathlib import Path
+
+import dj_database_url
+
+from explorer.env import (
+    env_bool, env_choice_or_path, env_dir, env_float, env_int, env_path_list, env_str, env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production")
+ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+
+# Where the product keeps everything it makes: database (SQLite default), broker
+# folder (embedded default), frame stores, arrays, models, caches.
+DATA_DIR = env_dir("DATA_DIR", BASE_DIR / "data")
+
+# Folders the web UI and API may ingest from. The command line may ingest anywhere.
+MEDIA_ROOTS = env_path_list("MEDIA_ROOTS")
+
+# Xception weights for the features stage: "imagenet" (Keras cache/download),
+# "random" (tests and demos, flagged in the UI), or a path to an .h5 file.
+XCEPTION_WEIGHTS = env_choice_or_path("XCEPTION_WEIGHTS", "imagenet", ("imagenet", "random"))
+
+# Sampling: frames are scaled to fit FRAME_WIDTH x FRAME_HEIGHT; one frame in
+# SAMPLE_EVERY is kept, or SAMPLE_FPS frames per second when that is set.
+FRAME_WIDTH = env_int("FRAME_WIDTH", 534, minimum=16)
+FRAME_HEIGHT = env_int("FRAME_HEIGHT", 300, minimum=16)
+SAMPLE_EVERY = env_int("SAMPLE_EVERY", 20, minimum=1)
+SAMPLE_FPS = env_float("SAMPLE_FPS", 0.0, minimum=0.0) or None
+# Photos larger than this many pixels are refused as possible decompression bombs.
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 89_478_485, minimum=1)
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "explorer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "explorer.urls"
+WSGI_APPLICATION = "explorer.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": False,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_url("DATABASE_URL", f"sqlite:///{DATA_DIR / 'explorer.sqlite3'}",
+                schemes=("sqlite", "postgres", "postgresql")),
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Workers and the web process write concurrently: wait for the lock rather than fail.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Tests run a real worker process, so the test database must be a file it can open.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-explorer.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env_dir("STATIC_ROOT", BASE_DIR / "staticfiles")
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Embedding explorer API",
+    "DESCRIPTION": "Collections, sources, ingest jobs and their progress.",
+    "VERSION": "0.1.0",
+}
+
+# --- Celery -------------------------------------------------------------------
+# The broker is Redis when REDIS_URL is set. Otherwise an embedded default that
+# needs no server: kombu's filesystem transport in DATA_DIR/broker (one machine).
+REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+BROKER_DIR = DATA_DIR / "broker"
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Must exceed the longest task: an unacknowledged task is redelivered after it.
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600, minimum=10),
+    }
+else:
+    CELERY_BROKER_URL = "filesystem://"
+    for _folder in ("queue", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None  # progress lives in the durable Job row, not in Celery
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a task is acknowledged only once it has finished...
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and redelivered if its process dies
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long tasks: do not hoard messages
+CELERY_TASK_TIME_LIMIT = env_int("TASK_TIME_LIMIT", 3 * 3600, minimum=10)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# How often a worker checks for work that was lost (broker restarted without
+# persistence, a worker killed) and re-enqueues it; and when a heartbeat is stale.
+RECOVERY_INTERVAL = env_float("RECOVERY_INTERVAL", 10.0, minimum=0.5)
+STALE_AFTER = env_float("STALE_AFTER", 120.0, minimum=1.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,17 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView
+from rest_framework.routers import DefaultRouter
+
+from explorer import api, views
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("collections", api.CollectionViewSet, basename="collection")
+router.register("sources", api.SourceViewSet, basename="source")
+router.register("jobs", api.JobViewSet, basename="job")
+
+urlpatterns = [
+    path("", views.collection_list, name="collections"),
+    path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("api/", include(router.urls)),
+]

@@ -1,0 +1,128 @@
+"""Arrays on disk: raw little-endian data in `NAME.bin` beside a manifest `NAME.json`.
+
+The manifest records the format version, shape, dtype and what produced the
+array (stage and parameters), so a stage can tell whether its output is already
+there for the same inputs. Data is written under a temporary name and renamed;
+the manifest is written last, so a crash never leaves an array that looks finished.
+"""
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+def _dtype_to_json(dtype):
+    dtype = np.dtype(dtype)
+    return dtype.descr if dtype.fields else dtype.str
+
+
+def _dtype_from_json(value):
+    if isinstance(value, str):
+        return np.dtype(value)
+    return np.dtype([tuple(field) for field in value])
+
+
+def write_json_atomic(path, payload):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(directory, name):
+    """The manifest of array `name` in `directory`, or None when it is not (fully) written."""
+    try:
+        with open(Path(directory) / f"{name}.json", encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+
+
+def open_array(directory, name, mode="r"):
+    """Memory-map a finished array; raises FileNotFoundError if it has no manifest."""
+    manifest = read_manifest(directory, name)
+    if manifest is None:
+        raise FileNotFoundError(f"no finished array {name!r} in {directory}")
+    shape = tuple(manifest["shape"])
+    dtype = _dtype_from_json(manifest["dtype"])
+    if shape[0] == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(Path(directory) / f"{name}.bin", dtype=dtype, mode=mode, shape=shape)
+
+
+class ArrayWriter:
+    """Streams rows of a fixed shape into a new array; nothing is visible until commit().
+
+    >>> with ArrayWriter(folder, "frames", (300, 534, 3), np.uint8, produced_by={...}) as out:
+    ...     out.append(batch)          # any number of rows at a time
+    """
+
+    def __init__(self, directory, name, row_shape, dtype, produced_by):
+        self.directory = Path(directory)
+        self.name = name
+        self.row_shape = tuple(row_shape)
+        self.dtype = np.dtype(dtype)
+        self.produced_by = produced_by
+        self.rows = 0
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Unique per attempt: a redelivered task running beside a slow first attempt
+        # never writes into the same file.
+        self._tmp = self.directory / f".{name}.{uuid.uuid4().hex}.tmp"
+        self._handle = open(self._tmp, "wb")
+
+    def append(self, rows):
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.name}: rows of shape {rows.shape[1:]}, expected {self.row_shape}")
+        self._handle.write(rows.tobytes())
+        self.rows += rows.shape[0]
+
+    def commit(self):
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        manifest_path = self.directory / f"{self.name}.json"
+        # Remove an older manifest first: new data must never sit under an old manifest.
+        manifest_path.unlink(missing_ok=True)
+        os.replace(self._tmp, self.directory / f"{self.name}.bin")
+        write_json_atomic(manifest_path, {
+            "format_version": FORMAT_VERSION,
+            "shape": [self.rows, *self.row_shape],
+            "dtype": _dtype_to_json(self.dtype),
+            "produced_by": self.produced_by,
+        })
+
+    def abort(self):
+        if not self._handle.closed:
+            self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+def write_array(directory, name, array, produced_by):
+    """Write a whole in-memory array atomically, with its manifest."""
+    array = np.asarray(array)
+    with ArrayWriter(directory, name, array.shape[1:], array.dtype, produced_by) as out:
+        out.append(array)
+
+
+def is_current(directory, name, produced_by):
+    """True when array `name` is finished and was produced with exactly these inputs."""
+    manifest = read_manifest(directory, name)
+    return manifest is not None and manifest.get("produced_by") == produced_by

@@ -1,0 +1,253 @@
+"""Stage 1, sample: decode a video (or read a photo) into a per-source frame store.
+
+A source's folder gets two arrays (see arrays.py):
+  frames  (N, H, W, 3) uint8  RGB frames scaled to fit width x height
+  index   (N,) [('frame', int64), ('time', float64)]  decoded frame number, seconds from start
+and `sample.json`, written last, with what was decoded and any warning.
+
+Decoding uses FFmpeg's libraries through PyAV, frame by frame in presentation
+order, so every kept frame is exact (no inexact seeking), variable frame rates get
+their real timestamps, and the display matrix of phone videos is applied.
+"""
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workers.pipeline.arrays import ArrayWriter, is_current, read_manifest, write_json_atomic
+from workers.pipeline.files import media_kind
+
+INDEX_DTYPE = np.dtype([("frame", "<i8"), ("time", "<f8")])
+SUMMARY = "sample"
+
+
+class MediaError(Exception):
+    """A file that cannot be sampled; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    width: int = 534
+    height: int = 300
+    every: int = 20  # keep one decoded frame in `every`...
+    fps: float | None = None  # ...or, when set, this many frames per second of video
+
+    def __post_init__(self):
+        if self.width < 1 or self.height < 1:
+            raise ValueError("frame width and height must be positive")
+        if self.every < 1:
+            raise ValueError("every must be at least 1")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError("fps must be positive")
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class SampleResult:
+    kind: str
+    frames: int
+    width: int  # of the stored frames
+    height: int
+    duration: float | None = None  # seconds, as the container states it
+    fps: float | None = None  # average frame rate
+    source_width: int | None = None  # as displayed (after rotation)
+    source_height: int | None = None
+    warning: str = ""  # set when only part of the file decoded
+    reused: bool = False  # True when the stored frames were already current
+
+
+def fit_size(width, height, box_width, box_height):
+    """The largest size with this aspect ratio that fits the box (at least 1x1)."""
+    scale = min(box_width / width, box_height / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def sample_source(path, out_dir, params, checksum, progress=None, max_image_pixels=89_478_485):
+    """Sample one file into `out_dir`; returns a SampleResult.
+
+    Idempotent: when `out_dir` already holds frames made from the same checksum
+    and parameters, returns at once with `reused=True`.
+    """
+    path, out_dir = Path(path), Path(out_dir)
+    produced_by = {"stage": "sample", "checksum": checksum, "params": params.as_dict()}
+    if is_current(out_dir, "frames", produced_by) and is_current(out_dir, "index", produced_by):
+        summary = read_manifest(out_dir, SUMMARY)
+        if summary and summary.get("produced_by") == produced_by:
+            return SampleResult(**summary["result"], reused=True)
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read the file ({exc.strerror})") from None
+    if size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+    kind = media_kind(path) or "video"  # an unknown extension named explicitly: let FFmpeg try
+    if kind == "photo":
+        result = _sample_photo(path, out_dir, params, produced_by, max_image_pixels)
+    else:
+        result = _sample_video(path, out_dir, params, produced_by, progress)
+    write_json_atomic(out_dir / f"{SUMMARY}.json", {"produced_by": produced_by, "result": asdict(result)})
+    if progress:
+        progress(1.0)
+    return result
+
+
+def _sample_photo(path, out_dir, params, produced_by, max_image_pixels):
+    from PIL import Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = max_image_pixels
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between the limit and twice the limit; refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image).convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MediaError(
+            f"{path}: image is larger than the limit of {max_image_pixels:,} pixels "
+            "(possible decompression bomb; raise MAX_IMAGE_PIXELS to allow it)"
+        ) from None
+    except OSError as exc:
+        raise MediaError(f"{path}: not a readable image ({exc})") from None
+    source_size = image.size
+    letterboxed = ImageOps.pad(image, (params.width, params.height), method=Image.Resampling.LANCZOS,
+                               color=(0, 0, 0))
+    with ArrayWriter(out_dir, "frames", (params.height, params.width, 3), np.uint8, produced_by) as frames, \
+            ArrayWriter(out_dir, "index", (), INDEX_DTYPE, produced_by) as index:
+        frames.append(np.asarray(letterboxed)[None])
+        index.append(np.array([(0, 0.0)], dtype=INDEX_DTYPE))
+    return SampleResult(kind="photo", frames=1, width=params.width, height=params.height,
+                        source_width=source_size[0], source_height=source_size[1])
+
+
+def _sample_video(path, out_dir, params, produced_by, progress):
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: not a video or photo that can be decoded ({_reason(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame- and slice-threaded decoding
+        duration = _duration(container, stream)
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        rate = float(stream.average_rate) if stream.average_rate else None
+        sar = stream.sample_aspect_ratio  # non-square pixels (anamorphic video)
+        selector = _FrameSelector(params)
+        state = {"writers": None, "decoded": 0, "corrupt": 0, "last_time": None, "error": None}
+        try:
+            for frame in container.decode(stream):
+                number = state["decoded"]
+                state["decoded"] += 1
+                time = _frame_time(frame, number, rate, start)
+                state["last_time"] = time
+                if frame.is_corrupt:
+                    state["corrupt"] += 1
+                    continue
+                if not selector.keep(number, time):
+                    continue
+                if state["writers"] is None:
+                    state["writers"] = _open_video_writers(frame, sar, out_dir, params, produced_by)
+                writers = state["writers"]
+                writers["frames"].append(_to_rgb(frame, writers)[None])
+                writers["index"].append(np.array([(number, time)], dtype=INDEX_DTYPE))
+                if progress and duration:
+                    progress(min(0.999, time / duration))
+        except av.FFmpegError as exc:
+            state["error"] = exc  # keep what decoded so far; say what did not
+        except BaseException:
+            _abort(state["writers"])
+            raise
+
+    writers = state["writers"]
+    if writers is None:
+        reason = f" ({_reason(state['error'])})" if state["error"] else ""
+        raise MediaError(f"{path}: no frame could be decoded{reason}")
+    writers["frames"].commit()
+    writers["index"].commit()
+    return SampleResult(
+        kind="video", frames=writers["frames"].rows, width=writers["size"][0], height=writers["size"][1],
+        duration=duration, fps=rate, source_width=writers["display"][0], source_height=writers["display"][1],
+        warning=_decode_warning(state, duration),
+    )
+
+
+class _FrameSelector:
+    """Which decoded frames to keep: one in `every`, or the first at or after each 1/fps."""
+
+    def __init__(self, params):
+        self.every, self.fps = params.every, params.fps
+        self.next_time = 0.0
+
+    def keep(self, number, time):
+        if self.fps is None:
+            return number % self.every == 0
+        if time + 1e-9 < self.next_time:
+            return False
+        self.next_time = (math.floor(time * self.fps + 1e-9) + 1) / self.fps
+        return True
+
+
+def _open_video_writers(frame, sar, out_dir, params, produced_by):
+    rotation = round((frame.rotation or 0) / 90) % 4  # quarter turns counter-clockwise
+    display_width = frame.width * (float(sar) if sar else 1.0)
+    display = (round(display_width), frame.height)
+    if rotation % 2:
+        display = display[::-1]
+    size = fit_size(*display, params.width, params.height)
+    decode_size = size[::-1] if rotation % 2 else size
+    return {
+        "frames": ArrayWriter(out_dir, "frames", (size[1], size[0], 3), np.uint8, produced_by),
+        "index": ArrayWriter(out_dir, "index", (), INDEX_DTYPE, produced_by),
+        "size": size, "decode_size": decode_size, "display": display, "rotation": rotation,
+    }
+
+
+def _to_rgb(frame, writers):
+    width, height = writers["decode_size"]
+    pixels = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    if writers["rotation"]:
+        pixels = np.rot90(pixels, k=writers["rotation"])
+    return pixels
+
+
+def _frame_time(frame, number, rate, start):
+    if frame.pts is not None and frame.time_base is not None:
+        return float(frame.pts * frame.time_base) - start
+    return number / rate if rate else float(number)
+
+
+def _duration(container, stream):
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def _decode_warning(state, duration):
+    notes = []
+    if state["error"] is not None:
+        notes.append(f"decoding stopped at {state['last_time'] or 0:.2f} s: {_reason(state['error'])}")
+    elif duration and state["last_time"] is not None and state["last_time"] < 0.9 * duration - 0.5:
+        notes.append(f"only {state['last_time']:.2f} s of its {duration:.2f} s decoded (truncated file?)")
+    if state["corrupt"]:
+        notes.append(f"{state['corrupt']} corrupt frame(s) skipped")
+    return "; ".join(notes)
+
+
+def _reason(exc):
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _abort(writers):
+    if writers:
+        writers["frames"].abort()
+        writers["index"].abort()

@@ -1,0 +1,134 @@
+"""Finding work whose message was lost, and sending it again.
+
+Acks-late with reject-on-worker-lost already redelivers a task whose pool process
+died. Two cases remain, and a timer in every worker covers them:
+
+* The broker lost its queue: a Redis that keeps nothing on disk was restarted.
+  A marker key is set in Redis; when it is missing, Redis has lost its data, and
+  the one worker that sets it again re-enqueues every unfinished piece of every
+  running job.
+* A whole worker died (or its machine): its sources stay `running` with a
+  heartbeat that stops; after STALE_AFTER seconds they are sent again.
+
+Tasks are idempotent, so a piece sent twice costs time, never correctness.
+"""
+import logging
+import socket
+import uuid
+
+from celery import bootsteps
+from django.conf import settings
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+EPOCH_KEY = "explorer:broker-epoch"
+
+
+def requeue_all_unfinished(send):
+    """Send again every piece of work that running or queued jobs still wait for."""
+    from explorer.jobs import SAMPLE_TASK, SCAN_TASK
+    from explorer.models import Job, Source
+
+    count = 0
+    for job in Job.objects.exclude(status__in=Job.FINISHED):
+        if job.stage in ("queued", "scan"):
+            send(SCAN_TASK, job.pk)
+            count += 1
+            continue
+        for source_id in job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True):
+            send(SAMPLE_TASK, job.pk, source_id)
+            count += 1
+        if count == 0:  # every source finished but the job was not closed
+            send(SAMPLE_TASK, job.pk, job.sources.values_list("pk", flat=True).first())
+    return count
+
+
+def requeue_stale(send, stale_after):
+    """Send again the sources whose worker stopped beating, and scans that stalled."""
+    from explorer.jobs import SAMPLE_TASK, SCAN_TASK
+    from explorer.models import Job, Source
+
+    cutoff = timezone.now() - timezone.timedelta(seconds=stale_after)
+    count = 0
+    stale = Source.objects.filter(status=Source.Status.RUNNING, heartbeat__lt=cutoff)
+    for source in stale:
+        # Conditional update: of several workers noticing at once, one re-sends.
+        if Source.objects.filter(pk=source.pk, status=Source.Status.RUNNING,
+                                 heartbeat=source.heartbeat).update(status=Source.Status.PENDING):
+            for job in source.jobs.exclude(status__in=Job.FINISHED):
+                send(SAMPLE_TASK, job.pk, source.pk)
+                count += 1
+    for job in Job.objects.filter(status=Job.Status.RUNNING, stage="scan", updated_at__lt=cutoff):
+        if Job.objects.filter(pk=job.pk, updated_at=job.updated_at).update(updated_at=timezone.now()):
+            send(SCAN_TASK, job.pk)
+            count += 1
+    return count
+
+
+def broker_lost_its_queue(epoch_holder):
+    """True once after a Redis broker has lost its data (restarted without persistence)."""
+    if not settings.REDIS_URL:
+        return False  # the embedded filesystem broker keeps its queue on disk
+    import redis
+
+    client = epoch_holder.setdefault("client", redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5))
+    first_look = "epoch" not in epoch_holder
+    epoch_holder["epoch"] = epoch_holder.get("epoch") or uuid.uuid4().hex
+    try:
+        created = client.set(EPOCH_KEY, epoch_holder["epoch"], nx=True)
+    except redis.RedisError:
+        return False  # unreachable right now: look again on the next tick
+    # On our very first look the key may be missing simply because no worker ever ran.
+    return bool(created) and not first_look
+
+
+class RecoveryStep(bootsteps.StartStopStep):
+    """A timer in the worker's main process: heartbeat, then look for lost work."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        self.tref = None
+        self.state = {}
+        self.hostname = getattr(worker, "hostname", None) or socket.gethostname()
+
+    def start(self, worker):
+        self.tref = worker.timer.call_repeatedly(settings.RECOVERY_INTERVAL, self.tick, (worker,), priority=10)
+        self.tick(worker)
+
+    def stop(self, worker):
+        if self.tref:
+            self.tref.cancel()
+            self.tref = None
+        from django.db import connections
+
+        from explorer.models import WorkerHeartbeat
+
+        WorkerHeartbeat.objects.filter(hostname=self.hostname).delete()
+        connections.close_all()
+
+    def tick(self, worker):
+        # Imported here: this module is loaded with the Celery app, before Django is set up.
+        from django.db import close_old_connections, connections
+
+        from explorer.models import WorkerHeartbeat
+
+        def send(name, *args):
+            worker.app.send_task(name, args=list(args))
+
+        try:
+            close_old_connections()
+            WorkerHeartbeat.objects.update_or_create(hostname=self.hostname,
+                                                     defaults={"seen_at": timezone.now()})
+            if broker_lost_its_queue(self.state):
+                count = requeue_all_unfinished(send)
+                log.warning("the broker lost its queue; re-enqueued %d piece(s) of work", count)
+            count = requeue_stale(send, settings.STALE_AFTER)
+            if count:
+                log.warning("re-enqueued %d piece(s) of work whose worker stopped", count)
+        except Exception:  # the timer must survive a database or broker hiccup
+            log.exception("recovery check failed; trying again in %s s", settings.RECOVERY_INTERVAL)
+        finally:
+            # Pool processes are forked from this process: never let them inherit a connection.
+            connections.close_all()
