@@ -115,6 +115,20 @@ class ArrayWriter:
         return False
 
 
+def remove_stale_temporaries(directory, older_than=600.0):
+    """Delete temporary files that a killed writer left behind. A live writer keeps
+    touching its file, so anything untouched for `older_than` seconds is garbage."""
+    import time
+
+    cutoff = time.time() - older_than
+    for tmp in Path(directory).glob(".*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def write_array(directory, name, array, produced_by):
     """Write a whole in-memory array atomically, with its manifest."""
     array = np.asarray(array)

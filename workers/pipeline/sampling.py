@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.pipeline.arrays import ArrayWriter, is_current, read_manifest, write_json_atomic
+from workers.pipeline.arrays import (
+    ArrayWriter, is_current, read_manifest, remove_stale_temporaries, write_json_atomic,
+)
 from workers.pipeline.files import media_kind
 
 INDEX_DTYPE = np.dtype([("frame", "<i8"), ("time", "<f8")])
@@ -77,7 +79,7 @@ def sample_source(path, out_dir, params, checksum, progress=None, max_image_pixe
     if is_current(out_dir, "frames", produced_by) and is_current(out_dir, "index", produced_by):
         summary = read_manifest(out_dir, SUMMARY)
         if summary and summary.get("produced_by") == produced_by:
-            return SampleResult(**summary["result"], reused=True)
+            return SampleResult(**{**summary["result"], "reused": True})
 
     try:
         size = path.stat().st_size
@@ -85,6 +87,8 @@ def sample_source(path, out_dir, params, checksum, progress=None, max_image_pixe
         raise MediaError(f"{path}: cannot read the file ({exc.strerror})") from None
     if size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
+    if out_dir.is_dir():
+        remove_stale_temporaries(out_dir)
     kind = media_kind(path) or "video"  # an unknown extension named explicitly: let FFmpeg try
     if kind == "photo":
         result = _sample_photo(path, out_dir, params, produced_by, max_image_pixels)

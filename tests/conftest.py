@@ -1,0 +1,106 @@
+"""Test set-up: a real Redis (127.0.0.1:6379, database 15), a real Celery worker
+process, and the real test database (SQLite file, or PostgreSQL when DATABASE_URL
+points there). The environment itself is set in tests/environment.py."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.environment import TEST_DATA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def media_root():
+    return TEST_DATA / "media"
+
+
+def worker_env(**overrides):
+    """The environment for a worker process that sees the test database."""
+    from django.db import connection
+
+    env = dict(os.environ, **overrides)
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{settings_dict['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD'] or ''}@"
+                               f"{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/"
+                               f"{settings_dict['NAME']}")
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` in its own process group, started and stopped by tests."""
+
+    def __init__(self, env, concurrency=2, name="test"):
+        self.env, self.concurrency = env, concurrency
+        self.hostname = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
+        self.log = TEST_DATA / f"{self.hostname}.log"
+        self.process = None
+
+    def start(self, timeout=60):
+        from explorer.models import WorkerHeartbeat
+
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "INFO",
+                 "--concurrency", str(self.concurrency), "--pool", "prefork", "--hostname", self.hostname,
+                 "-Q", self.env["TASK_QUEUE"], "--without-gossip", "--without-mingle"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not WorkerHeartbeat.objects.filter(hostname=self.hostname).exists():
+            assert self.process.poll() is None, f"worker exited at start; see {self.log}"
+            assert time.monotonic() < deadline, f"worker did not start; see {self.log}"
+            time.sleep(0.2)
+        return self
+
+    def pool_pids(self):
+        """Process ids of the pool children doing the work."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker):
+    """One worker process for the whole session, on the real Redis."""
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).ping()  # fail loudly if Redis is not there
+    with django_db_blocker.unblock():
+        process = WorkerProcess(worker_env()).start()
+    yield process
+    process.stop()
+
+
+def wait_for_job(job, timeout=120):
+    """Poll the durable Job row until it finishes, as the CLI and UI do."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job.refresh_from_db()
+        if job.finished:
+            return job
+        assert time.monotonic() < deadline, f"job {job.pk} still {job.status}/{job.stage}: {job.message}"
+        time.sleep(0.2)

@@ -1,0 +1,36 @@
+"""Small test media made with ffmpeg's lavfi sources (nothing is checked in)."""
+import json
+import subprocess
+from pathlib import Path
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
+
+
+def make_video(path, seconds=2.0, size="320x180", rate=30, source="testsrc2", extra=()):
+    """An H.264 video whose frames all differ (testsrc2 moves every frame)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg("-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}:duration={seconds}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", *extra, path)
+    return path
+
+
+def probe_frame_times(path):
+    """Presentation time of every frame, as ffprobe decodes them (the oracle for timestamps)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp_time",
+         "-of", "json", str(path)], check=True, capture_output=True, text=True).stdout
+    return [float(f["best_effort_timestamp_time"]) for f in json.loads(out)["frames"]]
+
+
+def ffmpeg_frames(path, every, width, height):
+    """The frames ffmpeg's own CLI keeps (one in `every`, autorotated, scaled), as RGB arrays."""
+    import numpy as np
+
+    raw = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-vf",
+         f"select='not(mod(n\\,{every}))',scale={width}:{height}:flags=area", "-fps_mode", "passthrough",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
