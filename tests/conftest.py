@@ -104,3 +104,63 @@ def wait_for_job(job, timeout=120):
             return job
         assert time.monotonic() < deadline, f"job {job.pk} still {job.status}/{job.stage}: {job.message}"
         time.sleep(0.2)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private, real redis-server that a test may stop and start again. Like
+    the Redis on this machine, it keeps nothing on disk: a restart loses its queue."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return self
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "private redis-server did not start"
+                time.sleep(0.1)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def spawn_worker(django_db_blocker):
+    """Start extra workers with their own environment; all are stopped after the test."""
+    started = []
+
+    def spawn(concurrency=1, **env):
+        process = WorkerProcess(worker_env(**env), concurrency=concurrency, name="extra").start()
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        process.stop()

@@ -29,6 +29,7 @@ def requeue_all_unfinished(send):
     """Send again every piece of work that running or queued jobs still wait for."""
     from explorer.jobs import SAMPLE_TASK, SCAN_TASK
     from explorer.models import Job, Source
+    from workers.tasks import finish_if_complete
 
     count = 0
     for job in Job.objects.exclude(status__in=Job.FINISHED):
@@ -36,11 +37,12 @@ def requeue_all_unfinished(send):
             send(SCAN_TASK, job.pk)
             count += 1
             continue
-        for source_id in job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True):
+        unfinished = list(job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True))
+        for source_id in unfinished:
             send(SAMPLE_TASK, job.pk, source_id)
-            count += 1
-        if count == 0:  # every source finished but the job was not closed
-            send(SAMPLE_TASK, job.pk, job.sources.values_list("pk", flat=True).first())
+        count += len(unfinished)
+        if not unfinished:  # every source finished, but the job was never closed
+            finish_if_complete(job.pk)
     return count
 
 

@@ -1,0 +1,83 @@
+"""Faults while a job runs: the broker restarted, a whole worker killed. The job
+still ends with exactly the right frames, nothing lost or duplicated."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from explorer.models import Collection, Job
+from tests.conftest import ROOT, worker_env
+from tests.media import make_video
+from workers.pipeline.arrays import open_array
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+
+def start_cli_ingest(paths, collection, env):
+    """`manage.py ingest` in its own process, as a user would run it."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "ingest", *map(str, paths), "--collection", collection, "--every", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_until(probe, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+    return value
+
+
+def assert_exact_frames(collection, expected_per_source):
+    for source in collection.sources.all():
+        index = open_array(source.frames_dir, "index")
+        assert source.status == "ready" and source.frame_count == expected_per_source, source.path
+        assert list(index["frame"]) == list(range(expected_per_source))  # none twice, none missing
+
+
+def test_redis_restarted_mid_job_loses_its_queue_and_the_job_still_finishes(
+        media_root, private_redis, spawn_worker):
+    folder = media_root / "redis-restart"
+    # Distinct files (a title each) with the same frames: same-content files would be one source.
+    videos = [make_video(folder / f"v{i}.mp4", seconds=6, size="1280x720", extra=("-metadata", f"title=v{i}"))
+              for i in range(3)]
+    queue = f"restart-{uuid.uuid4().hex[:6]}"
+    spawn_worker(concurrency=1, REDIS_URL=private_redis.url, TASK_QUEUE=queue)
+    cli = start_cli_ingest(videos, "restart", worker_env(REDIS_URL=private_redis.url, TASK_QUEUE=queue))
+
+    # One source is being sampled, the other two wait in Redis's queue...
+    collection = wait_until(lambda: Collection.objects.filter(name="restart").first())
+    wait_until(lambda: collection.sources.filter(status="running", progress__gt=0.1).exists())
+    assert collection.sources.filter(status="pending").count() == 2, list(collection.sources.values_list("status", "progress"))
+    # ...when Redis restarts and comes back empty.
+    private_redis.stop()
+    private_redis.start()
+
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, output
+    job = Job.objects.get(collection=collection)
+    assert job.status == Job.Status.SUCCEEDED
+    assert_exact_frames(collection, 180)
+
+
+def test_a_whole_worker_killed_mid_sampling_is_noticed_and_its_work_sent_again(
+        media_root, spawn_worker):
+    folder = media_root / "worker-killed"
+    video = make_video(folder / "long.mp4", seconds=10, size="1280x720")
+    queue = f"killed-{uuid.uuid4().hex[:6]}"
+    doomed = spawn_worker(concurrency=1, TASK_QUEUE=queue)
+    cli = start_cli_ingest([video], "killed", worker_env(TASK_QUEUE=queue, STALE_AFTER="3"))
+    collection = wait_until(lambda: Collection.objects.filter(name="killed").first())
+    wait_until(lambda: collection.sources.filter(status="running", progress__gt=0.1).exists())
+
+    os.killpg(doomed.process.pid, signal.SIGKILL)  # the machine dies: no warm shutdown, no ack
+    doomed.process.wait()
+    spawn_worker(concurrency=1, TASK_QUEUE=queue, STALE_AFTER="3")  # another worker on that queue
+
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, output
+    assert_exact_frames(collection, 300)
