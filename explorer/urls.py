@@ -15,3 +15,14 @@ urlpatterns = [
     path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("api/", include(router.urls)),
 ]
+
+
+def handler404(request, exception=None):
+    """JSON for the API, Django's page for the rest."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"detail": f"no API endpoint at {request.path}"}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)

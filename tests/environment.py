@@ -16,3 +16,13 @@ os.environ["RECOVERY_INTERVAL"] = "1"
 os.environ["STALE_AFTER"] = "20"
 os.environ["MAX_IMAGE_PIXELS"] = "4000000"  # so a small PNG can play the decompression bomb
 (TEST_DATA / "media").mkdir(parents=True, exist_ok=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the run's data folder when all passed; keep it (with worker logs) otherwise."""
+    import shutil
+
+    if exitstatus == 0:
+        shutil.rmtree(TEST_DATA, ignore_errors=True)
+    else:
+        print(f"\ntest data and worker logs kept in {TEST_DATA}")

@@ -1,0 +1,94 @@
+"""The JSON API and its OpenAPI schema, against the real worker."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.test import override_settings
+
+from tests.conftest import ROOT, wait_for_job
+from tests.media import make_video
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def collection_id(client):
+    response = client.post("/api/collections/", {"name": "api"}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["sampling"]["every"] == 20
+    return response.json()["id"]
+
+
+def post_ingest(client, collection_id, paths):
+    return client.post(f"/api/collections/{collection_id}/ingest/", {"paths": paths},
+                       content_type="application/json")
+
+
+@pytest.mark.worker
+def test_ingest_from_an_allowed_root_and_poll_the_job(client, worker, media_root, collection_id):
+    video = make_video(media_root / "api" / "clip.mp4", seconds=2)
+    response = post_ingest(client, collection_id, [str(video.parent)])
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+    from explorer.models import Job
+
+    wait_for_job(Job.objects.get(pk=job_id))
+    job = client.get(f"/api/jobs/{job_id}/").json()
+    assert job["status"] == "succeeded" and job["progress"] == 1.0 and job["finished_at"]
+    sources = client.get(f"/api/sources/?collection={collection_id}").json()["results"]
+    assert [(s["path"], s["status"], s["frame_count"]) for s in sources] == [(str(video), "ready", 3)]
+    listed = client.get("/api/collections/").json()
+    assert listed[0]["source_count"] == 1 and listed[0]["frame_count"] == 3
+
+
+def test_paths_outside_the_allowed_roots_are_refused(client, media_root, collection_id, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    link = media_root / "link-out"
+    link.symlink_to(outside)
+    for path in [str(outside), str(media_root / ".." / ".."), str(link)]:
+        response = post_ingest(client, collection_id, [path])
+        assert response.status_code == 400, path
+        assert "outside the folders this server may ingest from" in response.json()["paths"][0]
+        assert path in response.json()["paths"][0]
+    from explorer.models import Job
+
+    assert not Job.objects.exists()
+
+
+def test_no_roots_configured_means_no_web_ingest(client, media_root, collection_id):
+    with override_settings(MEDIA_ROOTS=[]):
+        response = post_ingest(client, collection_id, [str(media_root)])
+    assert response.status_code == 400 and "set MEDIA_ROOTS" in response.json()["paths"][0]
+
+
+def test_bad_requests_get_clear_json_errors(client, collection_id):
+    assert post_ingest(client, collection_id, []).status_code == 400
+    assert client.get("/api/collections/987654/").status_code == 404
+    assert client.get("/api/collections/987654/").json() == {"detail": "No Collection matches the given query."}
+    missing = client.get("/api/no-such-endpoint/")
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/json"
+    assert client.get("/api/sources/?collection=abc").status_code == 400
+
+
+def test_openapi_schema_is_served_and_complete(client):
+    schema = client.get("/api/openapi.json").json()
+    assert schema["openapi"].startswith("3.")
+    for path in ["/api/collections/", "/api/collections/{id}/", "/api/collections/{id}/ingest/",
+                 "/api/sources/", "/api/sources/{id}/", "/api/jobs/", "/api/jobs/{id}/"]:
+        assert path in schema["paths"], path
+    ingest = schema["paths"]["/api/collections/{id}/ingest/"]["post"]
+    assert "202" in ingest["responses"]
+    # drf-spectacular's own validation: no view it could not describe.
+    result = subprocess.run([sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn",
+                             "--format", "openapi-json"], cwd=ROOT, capture_output=True, text=True,
+                            env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["paths"].keys() == schema["paths"].keys()
+
+
+def test_collection_page_lists_collections(client, collection_id):
+    page = client.get("/")
+    assert page.status_code == 200 and b"collections.js" in page.content
