@@ -62,6 +62,8 @@ class LocalWorkers:
                  "--concurrency", str(self.count), "--hostname", f"local-{os.getpid()}@%h"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, start_new_session=True,
             )
+        # Stopped with SIGTERM (not only Ctrl-C), still stop the workers on the way out.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         deadline = time.monotonic() + 60
         while not WorkerHeartbeat.alive().filter(hostname__startswith=f"local-{os.getpid()}@").exists():
             if self.process.poll() is not None:
@@ -92,8 +94,10 @@ def follow(job, out, poll=0.3):
                 bar.update(bar.total - bar.n)
                 bar.close()
             stage = job.stage
-            bar = tqdm(total=1000, desc=f"{stage:>8}", unit="‰", file=out, dynamic_ncols=True,
-                       bar_format="{desc} |{bar}| {percentage:3.0f}% {elapsed} {postfix}")
+            # In a log file rather than a terminal, a line every few seconds is plenty.
+            bar = tqdm(total=1000, desc=f"{stage:>8}", file=out, dynamic_ncols=True,
+                       mininterval=0.2 if out.isatty() else 5,
+                       bar_format="{desc} |{bar}| {percentage:3.0f}% {elapsed}{postfix}")
         if bar:
             bar.update(int(job.progress * 1000) - bar.n)
             bar.set_postfix_str(job.message[:60], refresh=True)
@@ -123,6 +127,6 @@ def summarize(job, out):
 
 def run_ingest(options, out):
     collection = collection_for(options["collection"], options["paths"], options["every"], options["fps"])
-    job = start_ingest(collection, [Path(p).expanduser().absolute() for p in options["paths"]])
+    job = start_ingest(collection, [os.path.abspath(os.path.expanduser(p)) for p in options["paths"]])
     out.write(f"Ingesting into collection {collection.name!r} (job {job.pk})\n")
     return collection, job

@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, views
+from explorer import api, media, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -12,6 +12,8 @@ router.register("jobs", api.JobViewSet, basename="job")
 
 urlpatterns = [
     path("", views.collection_list, name="collections"),
+    path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
+    path("frames/<int:source_id>/<int:number>.jpg", media.frame_image, name="frame-image"),
     path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("api/", include(router.urls)),
 ]

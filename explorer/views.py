@@ -1,6 +1,13 @@
 """HTML pages. Data comes from the JSON API; pages poll it for live progress."""
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
+
+from explorer.models import Collection
 
 
 def collection_list(request):
     return render(request, "explorer/collections.html")
+
+
+def collection_detail(request, collection_id):
+    collection = get_object_or_404(Collection, pk=collection_id)
+    return render(request, "explorer/collection.html", {"collection": collection})

@@ -92,3 +92,29 @@ def test_openapi_schema_is_served_and_complete(client):
 def test_collection_page_lists_collections(client, collection_id):
     page = client.get("/")
     assert page.status_code == 200 and b"collections.js" in page.content
+
+
+@pytest.mark.worker
+def test_frame_images_come_from_the_frame_store(client, worker, media_root):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from explorer.models import Collection, Job
+    from explorer.sampling import sampling_params
+    from explorer.jobs import start_ingest
+    from workers.pipeline.arrays import open_array
+
+    video = make_video(media_root / "frames-api" / "clip.mp4", seconds=2)
+    collection = Collection.objects.create(name="frames", sampling=sampling_params(every=10).as_dict())
+    assert wait_for_job(start_ingest(collection, [video])).status == Job.Status.SUCCEEDED
+    source = collection.sources.get()
+    response = client.get(f"/frames/{source.pk}/3.jpg")
+    assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
+    served = np.asarray(Image.open(io.BytesIO(response.content))).astype(int)
+    stored = open_array(source.frames_dir, "frames")
+    assert np.abs(served - stored[3].astype(int)).mean() < 4  # this frame (JPEG-close)...
+    assert np.abs(served - stored[0].astype(int)).mean() > np.abs(served - stored[3].astype(int)).mean()
+    assert client.get(f"/frames/{source.pk}/6.jpg").status_code == 404  # ...of six, numbered 0-5
+    assert client.get(f"/frames/{source.pk + 1000}/0.jpg").status_code == 404

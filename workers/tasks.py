@@ -84,6 +84,7 @@ def scan(job_id):
     job.skipped = [{"path": p, "reason": r} for p, r in skipped]
     job.save(update_fields=["skipped", "updated_at"])
     todo = list(job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True))
+    _update_job(job, progress=1.0, message=f"found {len(files)} file(s)")
     _update_job(job, stage="sample", progress=0.0, message=f"sampling {len(todo)} file(s)")
     for source_id in todo:
         enqueue(SAMPLE_TASK, job.pk, source_id)
@@ -106,7 +107,8 @@ def _source_for(collection, path):
     )
     if created or source.path == str(path):
         return source, ""
-    if not os.path.exists(source.path):  # the file moved: follow it
+    if not os.path.exists(source.path) or os.path.samefile(source.path, path):
+        # The file moved, or the same file was reached by another path: follow it.
         Source.objects.filter(pk=source.pk).update(path=str(path), mtime=stat.st_mtime)
         return source, ""
     return source, f"same content as {source.path}"
@@ -187,7 +189,9 @@ def _update_job(job, **fields):
 
 
 def _update_job_progress(job_id):
-    progress = [p for p in Job.objects.get(pk=job_id).sources.values_list("progress", flat=True)]
-    if progress:
+    rows = list(Job.objects.get(pk=job_id).sources.values_list("progress", "status"))
+    if rows:
+        done = sum(status in Source.TERMINAL for _, status in rows)
         Job.objects.filter(pk=job_id, stage="sample").update(
-            progress=sum(progress) / len(progress), updated_at=timezone.now())
+            progress=sum(progress for progress, _ in rows) / len(rows),
+            message=f"{done} of {len(rows)} file(s) sampled", updated_at=timezone.now())

@@ -1,35 +1,6 @@
-// The collection list: polls the JSON API and shows each collection's jobs with
-// a progress bar per running stage.
+// The collection list: polls the JSON API and shows each collection's latest jobs
+// with a progress bar while they run.
 "use strict";
-
-async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-  return response.json();
-}
-
-function jobElement(job) {
-  const div = document.createElement("div");
-  div.className = `job status-${job.status}`;
-  const label = document.createElement("div");
-  label.className = "label";
-  label.textContent = `${job.kind} #${job.id}: ${job.status}` +
-    (job.finished_at ? "" : ` (${job.stage})`) + (job.message ? ` — ${job.message}` : "");
-  div.append(label);
-  if (!job.finished_at) {
-    const bar = document.createElement("progress");
-    bar.max = 1;
-    bar.value = job.progress;
-    div.append(bar);
-  }
-  if (job.error) {
-    const error = document.createElement("div");
-    error.className = "error";
-    error.textContent = job.error;
-    div.append(error);
-  }
-  return div;
-}
 
 async function refresh() {
   const [collections, jobs] = await Promise.all([
@@ -41,7 +12,10 @@ async function refresh() {
   for (const collection of collections) {
     const row = body.insertRow();
     row.dataset.collection = collection.id;
-    row.insertCell().textContent = collection.name;
+    const link = document.createElement("a");
+    link.href = `/collections/${collection.id}/`;
+    link.textContent = collection.name;
+    row.insertCell().append(link);
     row.insertCell().textContent = collection.source_count;
     row.insertCell().textContent = collection.frame_count ?? 0;
     const work = row.insertCell();

@@ -29,7 +29,7 @@ def find_media(paths):
     """
     files, skipped = [], []
     for given in paths:
-        path = Path(given).expanduser().absolute()
+        path = Path(os.path.abspath(os.path.expanduser(given)))  # '..' folded, symlinks kept
         if path.is_file() or (path.is_symlink() and not path.is_dir()):
             files.append(path)
         elif path.is_dir():

@@ -1,0 +1,31 @@
+// Shared by the pages: fetching JSON and drawing a job with its progress bar.
+"use strict";
+
+async function getJSON(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function jobElement(job) {
+  const div = document.createElement("div");
+  div.className = `job status-${job.status}`;
+  const label = document.createElement("div");
+  label.className = "label";
+  label.textContent = `${job.kind} #${job.id}: ${job.status}` +
+    (job.finished_at ? "" : ` (${job.stage})`) + (job.message ? ` — ${job.message}` : "");
+  div.append(label);
+  if (!job.finished_at) {
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = job.progress;
+    div.append(bar);
+  }
+  if (job.error) {
+    const error = document.createElement("div");
+    error.className = "error";
+    error.textContent = job.error;
+    div.append(error);
+  }
+  return div;
+}
