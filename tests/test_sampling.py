@@ -127,6 +127,25 @@ def test_truncated_video_keeps_what_decodes_and_says_what_did_not(tmp_path):
     assert np.abs(frames.astype(int) - reference.astype(int)).mean() < 3  # what was kept is right
 
 
+def test_video_damaged_in_the_middle_keeps_the_good_frames_and_names_the_gap(tmp_path):
+    import random
+
+    clean = make_video(tmp_path / "clean.mkv", seconds=4, extra=("-g", "30"))
+    data = bytearray(clean.read_bytes())
+    noise = random.Random(1)
+    for at in range(len(data) // 3, len(data) // 3 + len(data) // 8):
+        data[at] = noise.randrange(256)
+    (tmp_path / "damaged.mkv").write_bytes(bytes(data))
+    result = sample_source(tmp_path / "damaged.mkv", tmp_path / "out", PARAMS, "c")
+    assert "corrupt frame(s) skipped" in result.warning and "no frames decoded between" in result.warning
+    frames, index = frames_and_index(tmp_path / "out")
+    assert index["time"][-1] > 3.5  # decoding went on past the damage
+    # Every kept frame is the clean video's frame at its timestamp: nothing smeared kept.
+    reference = ffmpeg_frames(clean, 1, 160, 90).astype(int)
+    for frame, time in zip(frames.astype(int), index["time"]):
+        assert np.abs(reference[round(time * 30)] - frame).mean() < 3
+
+
 def test_second_run_with_same_inputs_is_a_no_op(tmp_path):
     video = make_video(tmp_path / "clip.mp4", seconds=1)
     first = sample_source(video, tmp_path / "out", PARAMS, "c1")

@@ -145,12 +145,16 @@ def _sample_video(path, out_dir, params, produced_by, progress):
         rate = float(stream.average_rate) if stream.average_rate else None
         sar = stream.sample_aspect_ratio  # non-square pixels (anamorphic video)
         selector = _FrameSelector(params)
-        state = {"writers": None, "decoded": 0, "corrupt": 0, "last_time": None, "error": None}
+        state = {"writers": None, "decoded": 0, "corrupt": 0, "last_time": None, "error": None, "gaps": []}
+        # A jump in time this long between decoded frames means frames were lost.
+        gap = max(0.5, 5 / rate) if rate else 1.0
         try:
             for frame in container.decode(stream):
                 number = state["decoded"]
                 state["decoded"] += 1
                 time = _frame_time(frame, number, rate, start)
+                if state["last_time"] is not None and time - state["last_time"] > gap:
+                    state["gaps"].append((state["last_time"], time))
                 state["last_time"] = time
                 if frame.is_corrupt:
                     state["corrupt"] += 1
@@ -244,6 +248,10 @@ def _decode_warning(state, duration):
         notes.append(f"only {state['last_time']:.2f} s of its {duration:.2f} s decoded (truncated file?)")
     if state["corrupt"]:
         notes.append(f"{state['corrupt']} corrupt frame(s) skipped")
+    # Gaps are only damage when the decoder saw some: variable-rate video may pause on purpose.
+    if state["gaps"] and (state["corrupt"] or state["error"] is not None):
+        spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in state["gaps"][:5])
+        notes.append(f"no frames decoded between {spans} (damaged data)")
     return "; ".join(notes)
 
 
