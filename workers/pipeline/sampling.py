@@ -144,6 +144,7 @@ def _sample_video(path, out_dir, params, produced_by, progress):
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         rate = float(stream.average_rate) if stream.average_rate else None
         sar = stream.sample_aspect_ratio  # non-square pixels (anamorphic video)
+        time_base = float(stream.time_base)
         selector = _FrameSelector(params)
         state = {"writers": None, "decoded": 0, "corrupt": 0, "last_time": None, "error": None, "gaps": []}
         # A jump in time this long between decoded frames means frames were lost.
@@ -152,7 +153,9 @@ def _sample_video(path, out_dir, params, produced_by, progress):
             for frame in container.decode(stream):
                 number = state["decoded"]
                 state["decoded"] += 1
-                time = _frame_time(frame, number, rate, start)
+                # Float arithmetic here: Fraction-based frame.time costs more than decoding some frames.
+                time = (frame.pts * time_base - start if frame.pts is not None
+                        else _frame_time_without_pts(number, rate))
                 if state["last_time"] is not None and time - state["last_time"] > gap:
                     state["gaps"].append((state["last_time"], time))
                 state["last_time"] = time
@@ -211,7 +214,11 @@ def _open_video_writers(frame, sar, out_dir, params, produced_by):
         display = display[::-1]
     size = fit_size(*display, params.width, params.height)
     decode_size = size[::-1] if rotation % 2 else size
+    from av.video.reformatter import VideoReformatter
+
     return {
+        # One scaler for the whole video: frame.reformat() would set up a new one per frame.
+        "reformatter": VideoReformatter(),
         "frames": ArrayWriter(out_dir, "frames", (size[1], size[0], 3), np.uint8, produced_by),
         "index": ArrayWriter(out_dir, "index", (), INDEX_DTYPE, produced_by),
         "size": size, "decode_size": decode_size, "display": display, "rotation": rotation,
@@ -220,15 +227,14 @@ def _open_video_writers(frame, sar, out_dir, params, produced_by):
 
 def _to_rgb(frame, writers):
     width, height = writers["decode_size"]
-    pixels = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    pixels = writers["reformatter"].reformat(frame, width=width, height=height, format="rgb24",
+                                             interpolation="AREA").to_ndarray()
     if writers["rotation"]:
         pixels = np.rot90(pixels, k=writers["rotation"])
     return pixels
 
 
-def _frame_time(frame, number, rate, start):
-    if frame.pts is not None and frame.time_base is not None:
-        return float(frame.pts * frame.time_base) - start
+def _frame_time_without_pts(number, rate):
     return number / rate if rate else float(number)
 
 
