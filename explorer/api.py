@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from explorer.jobs import start_ingest
+from explorer.jobs import start_ingest, start_training
 from explorer.models import Collection, Job, Source
 from explorer.sampling import sampling_params
 
@@ -21,8 +21,8 @@ class CollectionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Collection
-        fields = ["id", "name", "sampling", "created_at", "source_count", "frame_count"]
-        read_only_fields = ["sampling", "created_at"]
+        fields = ["id", "name", "sampling", "embedding", "created_at", "source_count", "frame_count"]
+        read_only_fields = ["sampling", "embedding", "created_at"]
 
     def create(self, validated_data):
         return Collection.objects.create(sampling=sampling_params().as_dict(), **validated_data)
@@ -47,6 +47,7 @@ class JobSerializer(serializers.ModelSerializer):
 class IngestRequestSerializer(serializers.Serializer):
     paths = serializers.ListField(child=serializers.CharField(), min_length=1,
                                   help_text="Files or folders, each inside one of the server's MEDIA_ROOTS.")
+    embed = serializers.BooleanField(default=True, help_text="Go on to place the new frames on the map.")
 
     def validate_paths(self, paths):
         roots = settings.MEDIA_ROOTS
@@ -90,7 +91,17 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         body = IngestRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         with transaction.atomic():
-            job = start_ingest(collection, body.validated_data["paths"])
+            job = start_ingest(collection, body.validated_data["paths"], embed=body.validated_data["embed"])
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def train(self, request, pk=None):
+        """Refit PCA and retrain the autoencoder on the whole collection, then re-place every frame.
+        The current map keeps being served until the new one is ready."""
+        collection = self.get_object()
+        with transaction.atomic():
+            job = start_training(collection)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -22,6 +22,8 @@ def add_ingest_arguments(parser):
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument("--every", type=int, help="keep one frame in EVERY (default: SAMPLE_EVERY, 20)")
     rate.add_argument("--fps", type=float, help="keep this many frames per second instead")
+    parser.add_argument("--sample-only", action="store_true",
+                        help="stop after sampling frames; do not place them on the map")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="local worker processes to start when no worker is running (default: CPU count)")
 
@@ -127,6 +129,22 @@ def summarize(job, out):
 
 def run_ingest(options, out):
     collection = collection_for(options["collection"], options["paths"], options["every"], options["fps"])
-    job = start_ingest(collection, [os.path.abspath(os.path.expanduser(p)) for p in options["paths"]])
+    warn_about_random_weights(out)
+    job = start_ingest(collection, [os.path.abspath(os.path.expanduser(p)) for p in options["paths"]],
+                       embed=not options["sample_only"])
     out.write(f"Ingesting into collection {collection.name!r} (job {job.pk})\n")
     return collection, job
+
+
+def warn_about_random_weights(out):
+    if settings.XCEPTION_WEIGHTS == "random":
+        out.write("WARNING: XCEPTION_WEIGHTS=random: the map will group colour and texture, not content. "
+                  "Use it for tests and demos only.\n")
+
+
+def collection_named(name):
+    try:
+        return Collection.objects.get(name=name) if not name.isdigit() else Collection.objects.get(pk=int(name))
+    except Collection.DoesNotExist:
+        known = ", ".join(Collection.objects.values_list("name", flat=True)) or "none yet"
+        raise CommandError(f"no collection {name!r} (collections: {known})") from None

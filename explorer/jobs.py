@@ -6,16 +6,26 @@ from django.db import transaction
 from explorer.models import Job
 from workers.celery import app as celery_app
 
-SCAN_TASK = "workers.tasks.scan"
-SAMPLE_TASK = "workers.tasks.sample"
+RUN_STAGE_TASK = "workers.tasks.run_stage"  # (job id, stage): begins or resumes a stage
+SAMPLE_TASK = "workers.tasks.sample"  # (job id, source id)
+FEATURES_TASK = "workers.tasks.features"  # (job id, work item id)
 
 
-def start_ingest(collection, paths):
+def start_ingest(collection, paths, embed=True):
+    """Sample the files under `paths`; with `embed`, go on to place them on the map."""
     job = Job.objects.create(
-        collection=collection, kind=Job.Kind.INGEST, params={"paths": [str(p) for p in paths]},
-        message="waiting for a worker",
+        collection=collection, kind=Job.Kind.INGEST, stage="scan",
+        params={"paths": [str(p) for p in paths], "embed": embed}, message="waiting for a worker",
     )
-    enqueue(SCAN_TASK, job.pk)
+    enqueue(RUN_STAGE_TASK, job.pk, job.stage)
+    return job
+
+
+def start_training(collection):
+    """Refit PCA and retrain the autoencoder on every frame of the collection."""
+    job = Job.objects.create(collection=collection, kind=Job.Kind.TRAIN, stage="features",
+                             params={"embed": True}, message="waiting for a worker")
+    enqueue(RUN_STAGE_TASK, job.pk, job.stage)
     return job
 
 

@@ -16,6 +16,9 @@ class Collection(models.Model):
     name = models.CharField(max_length=200, unique=True)
     # Sampling parameters shared by every source of the collection (SamplingParams).
     sampling = models.JSONField(default=dict)
+    # The trained embedding, once there is one: model version, weights, PCA variance,
+    # frame count of the layout... (see workers/tasks.py, stage "layout").
+    embedding = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -27,6 +30,16 @@ class Collection(models.Model):
     @property
     def data_dir(self):
         return Path(settings.DATA_DIR) / "collections" / str(self.pk)
+
+    @property
+    def embedding_dir(self):
+        """Collection-wide arrays, one row per frame: index, pca, codes, layout."""
+        return self.data_dir / "embedding"
+
+    @property
+    def models_dir(self):
+        """Fitted PCA, trained autoencoder and layout stretch."""
+        return self.data_dir / "models"
 
 
 class Source(models.Model):
@@ -77,7 +90,11 @@ class Source(models.Model):
 
 class Job(models.Model):
     class Kind(models.TextChoices):
-        INGEST = "ingest"
+        INGEST = "ingest"  # sample new files, then place them on the map
+        TRAIN = "train"  # refit PCA and retrain the autoencoder on the whole collection
+
+    # The stages in order; a job skips those it does not need (see workers/jobflow.py).
+    STAGES = ("queued", "scan", "sample", "features", "pca", "train", "layout", "done")
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -127,3 +144,32 @@ class WorkerHeartbeat(models.Model):
     def alive(cls, within_seconds=15):
         since = timezone.now() - timezone.timedelta(seconds=within_seconds)
         return cls.objects.filter(seen_at__gte=since)
+
+
+class WorkItem(models.Model):
+    """One piece of a fanned-out stage: a chunk of a source's frames to describe.
+    Several workers share a stage by taking its items; the job moves on when the
+    last item is done. Durable, so lost messages can be found and sent again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    TERMINAL = (Status.DONE, Status.FAILED)
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    stage = models.CharField(max_length=32)
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="items")
+    start = models.IntegerField()  # frames [start, stop) of the source
+    stop = models.IntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["job", "stage", "source", "start"], name="one_item_per_chunk")]
+        indexes = [models.Index(fields=["job", "stage", "status"])]

@@ -34,6 +34,15 @@ SAMPLE_FPS = env_float("SAMPLE_FPS", 0.0, minimum=0.0) or None
 # Photos larger than this many pixels are refused as possible decompression bombs.
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 89_478_485, minimum=1)
 
+# Embedding: Xception features in chunks of FEATURE_CHUNK frames (one work item
+# each, shared by the workers), PCA to PCA_COMPONENTS, then the autoencoder.
+FEATURE_BATCH = env_int("FEATURE_BATCH", 8, minimum=1)  # frames per network call (two crops each)
+FEATURE_CHUNK = env_int("FEATURE_CHUNK", 256, minimum=1)
+FEATURE_PRECISION = env_str("FEATURE_PRECISION", "auto")  # auto: bfloat16 where the CPU has it
+PCA_COMPONENTS = env_int("PCA_COMPONENTS", 256, minimum=2)
+AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 60, minimum=1)
+LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after the stretch
+
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",

@@ -22,7 +22,7 @@ def collection_id(client):
 
 
 def post_ingest(client, collection_id, paths):
-    return client.post(f"/api/collections/{collection_id}/ingest/", {"paths": paths},
+    return client.post(f"/api/collections/{collection_id}/ingest/", {"paths": paths, "embed": False},
                        content_type="application/json")
 
 
@@ -108,7 +108,7 @@ def test_frame_images_come_from_the_frame_store(client, worker, media_root):
 
     video = make_video(media_root / "frames-api" / "clip.mp4", seconds=2)
     collection = Collection.objects.create(name="frames", sampling=sampling_params(every=10).as_dict())
-    assert wait_for_job(start_ingest(collection, [video])).status == Job.Status.SUCCEEDED
+    assert wait_for_job(start_ingest(collection, [video], embed=False)).status == Job.Status.SUCCEEDED
     source = collection.sources.get()
     response = client.get(f"/frames/{source.pk}/3.jpg")
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"

@@ -43,7 +43,7 @@ def test_a_messy_folder_ingests_what_it_can_and_says_why_not_the_rest(worker, fo
     whole.unlink()
 
     collection = new_collection()
-    job = wait_for_job(start_ingest(collection, [folder]))
+    job = wait_for_job(start_ingest(collection, [folder], embed=False))
 
     assert job.status == Job.Status.PARTIAL, job.message
     sources = {os.path.basename(s.path): s for s in collection.sources.all()}
@@ -67,19 +67,19 @@ def test_a_messy_folder_ingests_what_it_can_and_says_why_not_the_rest(worker, fo
 def test_unchanged_files_ingested_again_are_a_no_op(worker, folder):
     make_video(folder / "a.mp4", seconds=1)
     collection = new_collection()
-    first = wait_for_job(start_ingest(collection, [folder]))
+    first = wait_for_job(start_ingest(collection, [folder], embed=False))
     assert first.status == Job.Status.SUCCEEDED
     source = collection.sources.get()
     stamp = os.stat(source.frames_dir / "frames.bin").st_mtime_ns
 
-    again = wait_for_job(start_ingest(collection, [folder, folder / "a.mp4"]))
+    again = wait_for_job(start_ingest(collection, [folder, folder / "a.mp4"], embed=False))
     assert again.status == Job.Status.SUCCEEDED
     assert list(collection.sources.values_list("pk", flat=True)) == [source.pk]
     assert os.stat(source.frames_dir / "frames.bin").st_mtime_ns == stamp
 
 
 def test_an_empty_folder_fails_the_job_with_the_reason(worker, folder):
-    job = wait_for_job(start_ingest(new_collection(), [folder]))
+    job = wait_for_job(start_ingest(new_collection(), [folder], embed=False))
     assert job.status == Job.Status.FAILED
     assert job.skipped == [{"path": str(folder), "reason": "folder holds no video or photo files"}]
 
@@ -90,7 +90,7 @@ def test_photos_and_decompression_bombs(worker, folder):
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=400x300", "-frames:v", "1", folder / "photo.jpg")
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=3000x3000", "-frames:v", "1", folder / "bomb.png")
     collection = new_collection()
-    job = wait_for_job(start_ingest(collection, [folder]))
+    job = wait_for_job(start_ingest(collection, [folder], embed=False))
     assert job.status == Job.Status.PARTIAL
     photo = collection.sources.get(path__endswith="photo.jpg")
     assert photo.kind == "photo" and photo.frame_count == 1 and (photo.width, photo.height) == (400, 300)
@@ -102,7 +102,7 @@ def test_photos_and_decompression_bombs(worker, folder):
 def test_a_killed_pool_process_is_redelivered_and_the_frames_come_out_exact(worker, folder):
     video = make_video(folder / "long.mp4", seconds=20, size="1280x720", rate=30)
     collection = Collection.objects.create(name="kill", sampling=sampling_params(every=1).as_dict())
-    job = start_ingest(collection, [video])
+    job = start_ingest(collection, [video], embed=False)
     source = _wait_for(lambda: collection.sources.filter(status="running", progress__gt=0.15).first())
     for pid in worker.pool_pids():
         os.kill(pid, 9)
@@ -121,7 +121,7 @@ def test_ingest_command_exits_non_zero_and_names_what_failed(worker, folder):
     _wait_for(lambda: WorkerHeartbeat.alive().first())
     env = worker_env()
     result = subprocess.run(
-        [sys.executable, "manage.py", "ingest", str(folder), "--collection", "cli", "--every", "10"],
+        [sys.executable, "manage.py", "ingest", str(folder), "--collection", "cli", "--every", "10", "--sample-only"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Workers are running" in result.stdout  # it used the running worker
@@ -129,7 +129,8 @@ def test_ingest_command_exits_non_zero_and_names_what_failed(worker, folder):
     assert "1 file(s) sampled into 3 frame(s), 1 failed" in result.stdout
 
     (folder / "broken.mp4").unlink()
-    again = subprocess.run([sys.executable, "manage.py", "ingest", str(folder / "good.mp4"), "--collection", "cli"],
+    again = subprocess.run([sys.executable, "manage.py", "ingest", str(folder / "good.mp4"), "--collection", "cli",
+                            "--sample-only"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
 

@@ -5,10 +5,11 @@ died. Two cases remain, and a timer in every worker covers them:
 
 * The broker lost its queue: a Redis that keeps nothing on disk was restarted.
   A marker key is set in Redis; when it is missing, Redis has lost its data, and
-  the one worker that sets it again re-enqueues every unfinished piece of every
-  running job.
-* A whole worker died (or its machine): its sources stay `running` with a
-  heartbeat that stops; after STALE_AFTER seconds they are sent again.
+  the one worker that sets it again resumes the current stage of every unfinished
+  job (which re-enqueues the stage's unfinished pieces).
+* A whole worker died (or its machine): its pieces stay `running` with a
+  heartbeat that stops, or its job's single-task stage stops reporting; after
+  STALE_AFTER seconds they are sent again.
 
 Tasks are idempotent, so a piece sent twice costs time, never correctness.
 """
@@ -23,47 +24,43 @@ from django.utils import timezone
 log = logging.getLogger(__name__)
 
 EPOCH_KEY = "explorer:broker-epoch"
+SINGLE_TASK_STAGES = ("scan", "pca", "train", "layout")
 
 
 def requeue_all_unfinished(send):
-    """Send again every piece of work that running or queued jobs still wait for."""
-    from explorer.jobs import SAMPLE_TASK, SCAN_TASK
-    from explorer.models import Job, Source
-    from workers.tasks import finish_if_complete
+    """Resume the current stage of every unfinished job."""
+    from explorer.jobs import RUN_STAGE_TASK
+    from explorer.models import Job
 
-    count = 0
-    for job in Job.objects.exclude(status__in=Job.FINISHED):
-        if job.stage in ("queued", "scan"):
-            send(SCAN_TASK, job.pk)
-            count += 1
-            continue
-        unfinished = list(job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True))
-        for source_id in unfinished:
-            send(SAMPLE_TASK, job.pk, source_id)
-        count += len(unfinished)
-        if not unfinished:  # every source finished, but the job was never closed
-            finish_if_complete(job.pk)
-    return count
+    jobs = list(Job.objects.exclude(status__in=Job.FINISHED).values_list("pk", "stage"))
+    for job_id, stage in jobs:
+        send(RUN_STAGE_TASK, job_id, stage)
+    return len(jobs)
 
 
 def requeue_stale(send, stale_after):
-    """Send again the sources whose worker stopped beating, and scans that stalled."""
-    from explorer.jobs import SAMPLE_TASK, SCAN_TASK
-    from explorer.models import Job, Source
+    """Send again the pieces whose worker stopped beating, and stages that went silent."""
+    from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK
+    from explorer.models import Job, Source, WorkItem
 
     cutoff = timezone.now() - timezone.timedelta(seconds=stale_after)
     count = 0
-    stale = Source.objects.filter(status=Source.Status.RUNNING, heartbeat__lt=cutoff)
-    for source in stale:
-        # Conditional update: of several workers noticing at once, one re-sends.
+    # Conditional updates throughout: of several workers noticing at once, one re-sends.
+    for source in Source.objects.filter(status=Source.Status.RUNNING, heartbeat__lt=cutoff):
         if Source.objects.filter(pk=source.pk, status=Source.Status.RUNNING,
                                  heartbeat=source.heartbeat).update(status=Source.Status.PENDING):
-            for job in source.jobs.exclude(status__in=Job.FINISHED):
-                send(SAMPLE_TASK, job.pk, source.pk)
+            for job_id in source.jobs.exclude(status__in=Job.FINISHED).values_list("pk", flat=True):
+                send(SAMPLE_TASK, job_id, source.pk)
                 count += 1
-    for job in Job.objects.filter(status=Job.Status.RUNNING, stage="scan", updated_at__lt=cutoff):
+    for item in WorkItem.objects.filter(status=WorkItem.Status.RUNNING, heartbeat__lt=cutoff):
+        if WorkItem.objects.filter(pk=item.pk, status=WorkItem.Status.RUNNING,
+                                   heartbeat=item.heartbeat).update(status=WorkItem.Status.PENDING):
+            send(FEATURES_TASK, item.job_id, item.pk)
+            count += 1
+    for job in Job.objects.filter(status=Job.Status.RUNNING, stage__in=SINGLE_TASK_STAGES,
+                                  updated_at__lt=cutoff):
         if Job.objects.filter(pk=job.pk, updated_at=job.updated_at).update(updated_at=timezone.now()):
-            send(SCAN_TASK, job.pk)
+            send(RUN_STAGE_TASK, job.pk, job.stage)
             count += 1
     return count
 
@@ -125,7 +122,7 @@ class RecoveryStep(bootsteps.StartStopStep):
                                                      defaults={"seen_at": timezone.now()})
             if broker_lost_its_queue(self.state):
                 count = requeue_all_unfinished(send)
-                log.warning("the broker lost its queue; re-enqueued %d piece(s) of work", count)
+                log.warning("the broker lost its queue; resumed %d unfinished job(s)", count)
             count = requeue_stale(send, settings.STALE_AFTER)
             if count:
                 log.warning("re-enqueued %d piece(s) of work whose worker stopped", count)

@@ -1,21 +1,26 @@
 """Celery tasks: the only place where the database and the pipeline meet.
 
-Each task loads its rows by id, marks them running, calls pure pipeline code with
-a progress callback, records the outcome, and finishes the job when it was the
-last piece. Every task is idempotent, so a redelivered or re-enqueued message is
-safe; see workers/recovery.py for how lost messages are found and sent again.
+`run_stage(job, stage)` begins (or resumes) a stage of a job; the fanned-out
+stages then run as one task per piece: `sample` per source, `features` per chunk
+of frames. The last piece to finish moves the job on (workers/jobflow.py).
+Every task is idempotent, so a redelivered or re-enqueued message is safe; see
+workers/recovery.py for how lost messages are found and sent again.
 """
 import logging
 import os
 import time
+import uuid
 
+import numpy as np
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 from django.utils import timezone
 
-from explorer.jobs import SAMPLE_TASK, enqueue
-from explorer.models import Job, Source
+from explorer.jobs import FEATURES_TASK, SAMPLE_TASK, enqueue
+from explorer.models import Job, Source, WorkItem
+from workers import jobflow
 from workers.celery import app
+from workers.pipeline.arrays import ArrayWriter, open_array, read_manifest, write_json_atomic
 from workers.pipeline.files import file_checksum, find_media, media_kind
 from workers.pipeline.sampling import MediaError, SamplingParams, sample_source
 
@@ -25,9 +30,7 @@ log = logging.getLogger(__name__)
 # database. Bad media is not an error of the task; it is recorded on the source.
 TRANSIENT = (OperationalError,)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 6}
-
-# Skip reasons that are information, not failure: the job still succeeds.
-BENIGN_SKIPS = ("not a video or photo (unknown file extension)", "same content as ")
+INDEX_DTYPE = [("source", "<i8"), ("frame", "<i8"), ("time", "<f8")]
 
 
 class Throttle:
@@ -52,24 +55,38 @@ class JobTask(app.Task):
         if self.name == SAMPLE_TASK:
             Source.objects.filter(pk=args[1]).exclude(status__in=Source.TERMINAL).update(
                 status=Source.Status.FAILED, error=f"internal error while sampling: {reason}", progress=1.0)
-            finish_if_complete(job_id)
+            _sample_stage_done(job_id)
+        elif self.name == FEATURES_TASK:
+            WorkItem.objects.filter(pk=args[1]).exclude(status__in=WorkItem.TERMINAL).update(
+                status=WorkItem.Status.FAILED, error=reason, progress=1.0)
+            _features_stage_done(job_id)
         else:
-            Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(
-                status=Job.Status.FAILED, error=f"internal error while scanning: {reason}",
-                finished_at=timezone.now(), updated_at=timezone.now())
+            jobflow.fail(job_id, f"{args[1]} failed: {reason}")
 
 
-@app.task(base=JobTask, name="workers.tasks.scan", **RETRY)
-def scan(job_id):
-    """Find the media under the job's paths, identify each file by checksum, and
-    send one sample task per source that still needs sampling."""
+def _task(name):
+    return app.task(base=JobTask, name=f"workers.tasks.{name}", **RETRY)
+
+
+@_task("run_stage")
+def run_stage(job_id, stage):
+    """Begin or resume `stage` of the job; a no-op when the job is elsewhere already."""
     job = Job.objects.select_related("collection").get(pk=job_id)
-    if job.finished:
+    if job.finished or job.stage != stage:
         return
-    _update_job(job, status=Job.Status.RUNNING, stage="scan", progress=0.0,
-                started_at=job.started_at or timezone.now(), message="looking for media files")
+    if job.status == Job.Status.QUEUED:
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            status=Job.Status.RUNNING, started_at=timezone.now())
+    STAGES[stage](job)
+
+
+# --- scan and sample ---------------------------------------------------------------
+
+def _scan(job):
+    """Find the media under the job's paths and identify each file by checksum."""
+    jobflow.update(job.pk, progress=0.0, message="looking for media files")
     files, skipped = find_media(job.params["paths"])
-    report = Throttle(lambda f: _update_job(job, progress=f, message=f"identifying files ({f:.0%})"))
+    report = Throttle(lambda f: jobflow.update(job.pk, progress=f, message=f"identifying files ({f:.0%})"))
     for number, path in enumerate(files):
         try:
             source, note = _source_for(job.collection, path)
@@ -80,15 +97,8 @@ def scan(job_id):
             if note:
                 skipped.append((str(path), note))
         report((number + 1) / len(files))
-
-    job.skipped = [{"path": p, "reason": r} for p, r in skipped]
-    job.save(update_fields=["skipped", "updated_at"])
-    todo = list(job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True))
-    _update_job(job, progress=1.0, message=f"found {len(files)} file(s)")
-    _update_job(job, stage="sample", progress=0.0, message=f"sampling {len(todo)} file(s)")
-    for source_id in todo:
-        enqueue(SAMPLE_TASK, job.pk, source_id)
-    finish_if_complete(job.pk)
+    Job.objects.filter(pk=job.pk).update(skipped=[{"path": p, "reason": r} for p, r in skipped])
+    _begin_next(job.pk, "scan")
 
 
 def _source_for(collection, path):
@@ -114,13 +124,21 @@ def _source_for(collection, path):
     return source, f"same content as {source.path}"
 
 
-@app.task(base=JobTask, name="workers.tasks.sample", **RETRY)
+def _begin_sampling(job):
+    todo = list(job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True))
+    jobflow.update(job.pk, message=f"sampling {len(todo)} file(s)")
+    for source_id in todo:
+        enqueue(SAMPLE_TASK, job.pk, source_id)
+    _sample_stage_done(job.pk)
+
+
+@_task("sample")
 def sample(job_id, source_id):
     """Sample one source into its frame store."""
     source = Source.objects.select_related("collection").get(pk=source_id)
     if source.status not in Source.TERMINAL:
         _sample(job_id, source)
-    finish_if_complete(job_id)
+    _sample_stage_done(job_id)
 
 
 def _sample(job_id, source):
@@ -129,7 +147,8 @@ def _sample(job_id, source):
 
     def write_progress(fraction):
         Source.objects.filter(pk=source.pk).update(progress=fraction, heartbeat=timezone.now())
-        _update_job_progress(job_id)
+        _report_pieces(job_id, Job.objects.get(pk=job_id).sources.values_list("progress", "status"),
+                       Source.TERMINAL, "file(s) sampled")
 
     params = SamplingParams(**source.collection.sampling)
     try:
@@ -148,50 +167,209 @@ def _sample(job_id, source):
     )
 
 
-def finish_if_complete(job_id):
-    """Close the job when none of its sources is left to sample. Safe to call from
-    several workers at once: only one conditional update wins."""
+def _sample_stage_done(job_id):
     job = Job.objects.get(pk=job_id)
-    if job.finished or job.stage != "sample":
+    pieces = job.sources.values_list("progress", "status")
+    if job.stage == "sample" and _report_pieces(job_id, pieces, Source.TERMINAL, "file(s) sampled"):
+        _begin_next(job_id, "sample")
+
+
+def _report_pieces(job_id, pieces, terminal, what):
+    """Write the job's progress over its pieces; True when every piece is finished."""
+    pieces = list(pieces)
+    done = sum(status in terminal for _, status in pieces)
+    if pieces:
+        jobflow.update(job_id, progress=sum(p for p, _ in pieces) / len(pieces),
+                       message=f"{done} of {len(pieces)} {what}")
+    return done == len(pieces)
+
+
+def _begin_next(job_id, finished_stage):
+    stage = jobflow.advance(job_id, finished_stage)
+    if stage and stage != "done":
+        run_stage(job_id, stage)  # in this task: no message to lose between stages
+
+
+# --- features ------------------------------------------------------------------------
+
+def _embedded_sources(collection):
+    """The sources on the map, in map order: every row of the embedding arrays follows it."""
+    return list(collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).order_by("pk"))
+
+
+def _weights_identity(cache={}):  # noqa: B006 - a per-process cache: hashing 80 MB takes a moment
+    from workers.pipeline.features import weights_identity
+
+    weights = settings.XCEPTION_WEIGHTS
+    if weights not in cache:
+        cache[weights] = weights_identity(weights)
+    return cache[weights]
+
+
+def _features_made_from(source):
+    """What a source's feature chunks must have been made from to be current."""
+    return {"stage": "features", "weights": _weights_identity(),
+            "frames": read_manifest(source.frames_dir, "frames")["produced_by"]}
+
+
+def _begin_features(job):
+    from workers.pipeline.features import read_feature_chunks
+
+    for source in _embedded_sources(job.collection):
+        made_from = _features_made_from(source)
+        if read_feature_chunks(source.frames_dir, source.frame_count, made_from) is not None:
+            continue  # already described with these weights
+        for start in range(0, source.frame_count, settings.FEATURE_CHUNK):
+            WorkItem.objects.get_or_create(job=job, stage="features", source=source, start=start, defaults={
+                "stop": min(start + settings.FEATURE_CHUNK, source.frame_count)})
+    todo = list(job.items.filter(stage="features").exclude(status__in=WorkItem.TERMINAL)
+                .values_list("pk", flat=True))
+    for item_id in todo:
+        enqueue(FEATURES_TASK, job.pk, item_id)
+    _features_stage_done(job.pk)
+
+
+@_task("features")
+def features(job_id, item_id):
+    """Describe one chunk of a source's frames with Xception."""
+    item = WorkItem.objects.select_related("source").get(pk=item_id)
+    if item.status not in WorkItem.TERMINAL:
+        _describe_chunk(job_id, item)
+    _features_stage_done(job_id)
+
+
+def _describe_chunk(job_id, item):
+    from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name
+
+    WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.RUNNING, heartbeat=timezone.now())
+
+    def write_progress(fraction):
+        WorkItem.objects.filter(pk=item.pk).update(progress=fraction, heartbeat=timezone.now())
+        _report_pieces(job_id, WorkItem.objects.filter(job_id=job_id, stage="features")
+                       .values_list("progress", "status"), WorkItem.TERMINAL, "feature chunk(s) done")
+
+    source = item.source
+    made_from = {**_features_made_from(source), "start": item.start, "stop": item.stop}
+    frames = open_array(source.frames_dir, "frames")[item.start:item.stop]
+    extractor = XceptionFeatures(settings.XCEPTION_WEIGHTS, batch_size=settings.FEATURE_BATCH,
+                                 precision=settings.FEATURE_PRECISION)
+    try:
+        described = extractor.transform(frames, progress=Throttle(write_progress))
+    except WeightsError as exc:
+        # Not this chunk's fault: the whole job cannot go on until the setting is fixed.
+        jobflow.fail(job_id, f"XCEPTION_WEIGHTS={settings.XCEPTION_WEIGHTS}: {exc}")
+        WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.FAILED, error=str(exc))
         return
-    sources = job.sources.all()
-    if sources.exclude(status__in=Source.TERMINAL).exists():
-        _update_job_progress(job_id)
-        return
-    ready = sources.filter(status=Source.Status.READY).count()
-    failed = sources.filter(status=Source.Status.FAILED).count()
-    problems = [s for s in job.skipped if not s["reason"].startswith(BENIGN_SKIPS)]
-    if ready == 0:
-        status = Job.Status.FAILED
-    elif failed or problems:
-        status = Job.Status.PARTIAL
-    else:
-        status = Job.Status.SUCCEEDED
-    frames = sum(sources.values_list("frame_count", flat=True))
-    message = f"{ready} file(s) sampled into {frames} frame(s)"
-    if failed:
-        message += f", {failed} failed"
-    if job.skipped:
-        message += f", {len(job.skipped)} skipped"
-    error = "" if status != Job.Status.FAILED else "no file could be sampled"
-    with transaction.atomic():
-        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
-            status=status, stage="done", progress=1.0, message=message, error=error,
-            finished_at=timezone.now(), updated_at=timezone.now(),
-        )
+    with ArrayWriter(source.frames_dir, chunk_name(item.start), (described.shape[1],), described.dtype,
+                     made_from) as out:
+        out.append(described)
+    WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.DONE, progress=1.0,
+                                               heartbeat=timezone.now())
 
 
-def _update_job(job, **fields):
-    for name, value in fields.items():
-        setattr(job, name, value)
-    fields["updated_at"] = timezone.now()
-    Job.objects.filter(pk=job.pk).update(**fields)
+def _features_stage_done(job_id):
+    job = Job.objects.get(pk=job_id)
+    pieces = job.items.filter(stage="features").values_list("progress", "status")
+    if job.stage == "features" and _report_pieces(job_id, pieces, WorkItem.TERMINAL, "feature chunk(s) done"):
+        _begin_next(job_id, "features")
 
 
-def _update_job_progress(job_id):
-    rows = list(Job.objects.get(pk=job_id).sources.values_list("progress", "status"))
-    if rows:
-        done = sum(status in Source.TERMINAL for _, status in rows)
-        Job.objects.filter(pk=job_id, stage="sample").update(
-            progress=sum(progress for progress, _ in rows) / len(rows),
-            message=f"{done} of {len(rows)} file(s) sampled", updated_at=timezone.now())
+# --- pca, train, layout ------------------------------------------------------------
+
+def _source_features(source):
+    from workers.pipeline.features import read_feature_chunks
+
+    chunks = read_feature_chunks(source.frames_dir, source.frame_count, _features_made_from(source))
+    if chunks is None:
+        raise RuntimeError(f"features of {source.path} are missing; run the job again")
+    return chunks
+
+
+def _pca(job):
+    """Fit PCA when the job asks for it (or there is none yet); project every frame."""
+    from workers.pipeline.reduce import StreamingPCA
+
+    collection = job.collection
+    sources = _embedded_sources(collection)
+    n_frames = sum(s.frame_count for s in sources)
+    models = collection.models_dir
+    models.mkdir(parents=True, exist_ok=True)
+    pca_state = read_manifest(models, "pca")
+    if job.kind == Job.Kind.TRAIN or pca_state is None:
+        jobflow.update(job.pk, message=f"fitting PCA on {n_frames} frame(s)")
+        batches = (chunk for source in sources for chunk in _source_features(source))
+        pca = StreamingPCA(n_components=settings.PCA_COMPONENTS).fit(
+            batches, n_frames, progress=Throttle(lambda f: jobflow.update(job.pk, progress=0.5 * f)))
+        pca.save(models / "pca.npz")
+        pca_state = {"version": uuid.uuid4().hex, "explained_variance": pca.explained_variance_,
+                     "components": pca.n_components, "fitted_components": pca.n_fitted_components_,
+                     "frames": n_frames, "weights": _weights_identity()}
+        write_json_atomic(models / "pca.json", pca_state)
+    pca = StreamingPCA.load(models / "pca.npz")
+    jobflow.update(job.pk, progress=0.5, message=f"projecting {n_frames} frame(s) to {pca.n_components} dims")
+    made_from = {"stage": "pca", "pca": pca_state["version"]}
+    out_dir = collection.embedding_dir
+    with ArrayWriter(out_dir, "pca", (pca.n_components,), "float32", made_from) as projected, \
+            ArrayWriter(out_dir, "index", (), INDEX_DTYPE, made_from) as index:
+        for done, source in enumerate(sources, 1):
+            for chunk in _source_features(source):
+                projected.append(pca.transform(chunk))
+            frames = open_array(source.frames_dir, "index")
+            rows = [(source.pk, frame, when) for frame, when in zip(frames["frame"], frames["time"])]
+            index.append(np.array(rows, dtype=INDEX_DTYPE))
+            jobflow.update(job.pk, progress=0.5 + 0.5 * done / len(sources))
+    _begin_next(job.pk, "pca")
+
+
+def _train(job):
+    """Train the autoencoder and the layout stretch on the collection's PCA vectors."""
+    from workers.pipeline.autoencoder import TripletAutoencoder
+    from workers.pipeline.layout import RadialStretch
+
+    collection = job.collection
+    vectors = open_array(collection.embedding_dir, "pca")
+    models = collection.models_dir
+    jobflow.update(job.pk, message=f"training the autoencoder on {len(vectors)} frame(s)")
+    autoencoder = TripletAutoencoder(input_dim=vectors.shape[1], epochs=settings.AUTOENCODER_EPOCHS, seed=0)
+    autoencoder.fit(vectors, progress=Throttle(lambda f: jobflow.update(job.pk, progress=0.95 * f), 2.0))
+    stretch = RadialStretch(rotation_degrees=settings.LAYOUT_ROTATION).fit(autoencoder.transform(vectors))
+    version = uuid.uuid4().hex
+    autoencoder.save(models / "autoencoder")
+    write_json_atomic(models / "layout.json", {
+        "version": version, "pca": read_manifest(models, "pca")["version"], "trained_at": timezone.now().isoformat(),
+        "frames": len(vectors), "stretch": stretch.to_dict(),
+        "history": {k: [float(v) for v in values] for k, values in autoencoder.history_.items()},
+    })
+    _begin_next(job.pk, "train")
+
+
+def _layout(job):
+    """Place every frame: encoder, then the stretch; publish the arrays and the state."""
+    from workers.pipeline.autoencoder import TripletAutoencoder
+    from workers.pipeline.layout import RadialStretch
+
+    collection = job.collection
+    models, out_dir = collection.models_dir, collection.embedding_dir
+    model = read_manifest(models, "layout")
+    pca_state = read_manifest(models, "pca")
+    autoencoder = TripletAutoencoder.load(models / "autoencoder")
+    stretch = RadialStretch.from_dict(model["stretch"])
+    vectors = open_array(out_dir, "pca")
+    jobflow.update(job.pk, message=f"placing {len(vectors)} frame(s) on the map")
+    codes = autoencoder.transform(vectors)
+    made_from = {"stage": "layout", "model": model["version"], "pca": pca_state["version"]}
+    for name, values in (("codes", codes), ("layout", stretch.transform(codes))):
+        with ArrayWriter(out_dir, name, (2,), "float32", made_from) as out:
+            out.append(values)
+    collection.embedding = {
+        "model": model["version"], "pca": pca_state["version"], "frames": len(vectors),
+        "explained_variance": pca_state["explained_variance"], "weights": pca_state["weights"],
+        "random_weights": pca_state["weights"] == "random", "trained_at": model["trained_at"],
+        "placed_at": timezone.now().isoformat(),
+    }
+    collection.save(update_fields=["embedding"])
+    _begin_next(job.pk, "layout")
+
+
+STAGES = {"scan": _scan, "sample": _begin_sampling, "features": _begin_features, "pca": _pca,
+          "train": _train, "layout": _layout}

@@ -1,0 +1,38 @@
+import csv
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from explorer.cli import collection_named
+from explorer.models import Source
+from workers.pipeline.arrays import open_array
+
+
+class Command(BaseCommand):
+    help = "Write the collection's map as CSV: one row per frame (source, timestamp, x, y, ...)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("collection", help="collection name or id")
+        parser.add_argument("--csv", required=True, help="output file, or - for standard output")
+
+    def handle(self, *args, **options):
+        collection = collection_named(options["collection"])
+        try:
+            index = open_array(collection.embedding_dir, "index")
+            layout = open_array(collection.embedding_dir, "layout")
+        except FileNotFoundError:
+            raise CommandError(f"collection {collection.name!r} has no map yet: ingest or train it first") from None
+        if len(index) != len(layout):
+            raise CommandError("the map is being rebuilt right now; try again when its job has finished")
+        paths = dict(Source.objects.filter(collection=collection).values_list("pk", "path"))
+        out = sys.stdout if options["csv"] == "-" else open(options["csv"], "w", newline="", encoding="utf-8")
+        try:
+            writer = csv.writer(out)
+            writer.writerow(["source", "timestamp", "x", "y", "source_id", "frame"])
+            for (source_id, frame, when), (x, y) in zip(index, layout):
+                writer.writerow([paths[source_id], f"{when:.6f}", f"{x:.6f}", f"{y:.6f}", source_id, frame])
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        if out is not sys.stdout:
+            self.stdout.write(f"{len(index)} frame(s) written to {options['csv']}\n")

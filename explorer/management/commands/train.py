@@ -1,0 +1,20 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from explorer.cli import LocalWorkers, collection_named, follow, summarize, warn_about_random_weights
+from explorer.jobs import start_training
+
+
+class Command(BaseCommand):
+    help = "Refit PCA and retrain the autoencoder on a whole collection, then place every frame again."
+
+    def add_arguments(self, parser):
+        parser.add_argument("collection", help="collection name or id")
+        parser.add_argument("--workers", type=int, default=1)
+
+    def handle(self, *args, **options):
+        collection = collection_named(options["collection"])
+        with LocalWorkers(options["workers"], self.stdout):
+            warn_about_random_weights(self.stdout)
+            job = follow(start_training(collection), self.stderr)
+        if not summarize(job, self.stdout):
+            raise CommandError(f"training {job.status}")

@@ -1,0 +1,189 @@
+"""Stage 2, features: each frame becomes a 4096-d descriptor.
+
+A frame gives two square crops, its left and its right square (side min(w, h)),
+each resized to 299x299 and passed through Xception (ImageNet weights, no top,
+global average pooling): 2 x 2048 values, stored as float16.
+
+Cropping and resizing run in a background thread (OpenCV releases the GIL) while
+TensorFlow runs the previous batch, so the CPU's time goes to the network.
+"""
+import hashlib
+import queue
+import threading
+from pathlib import Path
+
+import numpy as np
+
+CROP = 299
+DIMENSIONS = 4096
+
+
+class WeightsError(Exception):
+    """The Xception weights cannot be had; the message says what to set."""
+
+
+def square_crops(frame, size=CROP):
+    """The left and right squares of an (H, W, 3) frame, each resized to size x size."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    side = min(height, width)
+    left = frame[:side, :side]
+    right = frame[height - side:, width - side:]
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return (cv2.resize(np.ascontiguousarray(left), (size, size), interpolation=interpolation),
+            cv2.resize(np.ascontiguousarray(right), (size, size), interpolation=interpolation))
+
+
+def weights_identity(weights):
+    """What `weights` names, for manifests: 'imagenet', 'random' or the file's SHA-256."""
+    if weights in ("imagenet", "random"):
+        return weights
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def bfloat16_is_fast():
+    """True on CPUs with native bfloat16 matrix maths (AVX-512 BF16 or AMX) and no GPU."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+_MODELS = {}  # one network per process and configuration: loading it takes seconds
+
+
+def load_xception(weights, precision="auto"):
+    """A compiled function (uint8 batch of 299x299x3 crops) -> (batch, 2048) float32 features."""
+    key = (weights, precision)
+    if key not in _MODELS:
+        _MODELS[key] = _build_xception(weights, precision)
+    return _MODELS[key]
+
+
+def _build_xception(weights, precision):
+    import keras
+    import tensorflow as tf
+
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if precision == "auto":
+        precision = "mixed_float16" if on_gpu else ("mixed_bfloat16" if bfloat16_is_fast() else "float32")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)  # only for the layers built here
+    try:
+        if weights == "random":
+            keras.utils.set_random_seed(0)  # reproducible random features for tests and demos
+        source = None if weights == "random" else weights
+        try:
+            model = keras.applications.Xception(include_top=False, weights=source, pooling="avg",
+                                                input_shape=(CROP, CROP, 3))
+        except Exception as exc:  # Keras raises plain Exceptions for a failed download
+            if weights == "imagenet":
+                raise WeightsError(
+                    "the ImageNet weights for Xception are neither in Keras's cache (~/.keras/models) nor "
+                    f"downloadable ({exc}); set it to the path of "
+                    "xception_weights_tf_dim_ordering_tf_kernels_notop.h5, or to 'random' for a demo") from None
+            raise WeightsError(f"cannot load Xception weights from {weights}: {exc}") from None
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, CROP, CROP, 3], tf.uint8)])
+    def describe(crops):
+        pixels = tf.cast(crops, tf.float32) / 127.5 - 1.0  # keras.applications.xception.preprocess_input
+        return tf.cast(model(pixels, training=False), tf.float32)
+
+    describe.precision = precision
+    return describe
+
+
+class XceptionFeatures:
+    """Frames -> (N, 4096) float16 descriptors (left square's 2048, then right square's).
+
+    Parameters: weights ('imagenet', 'random' or a path to an .h5 file), batch_size
+    in frames (two crops each), precision ('auto', 'float32', 'mixed_bfloat16', ...).
+    """
+
+    def __init__(self, weights="imagenet", batch_size=8, precision="auto"):
+        self.weights = weights
+        self.batch_size = batch_size
+        self.precision = precision
+
+    def transform(self, frames, progress=None):
+        """Describe `frames` (N, H, W, 3) uint8, any array-like (a memmap is read in batches)."""
+        describe = load_xception(self.weights, self.precision)
+        total = len(frames)
+        out = np.empty((total, DIMENSIONS), dtype=np.float16)
+        done = 0
+        for start, crops in self._prepared_batches(frames):
+            features = describe(crops).numpy()
+            count = len(crops) // 2
+            out[start:start + count] = features.reshape(count, DIMENSIONS)
+            done += count
+            if progress:
+                progress(done / total)
+        return out
+
+    def _prepared_batches(self, frames):
+        """Yield (start, crops) with crops of batch i+1 made while batch i is in the network."""
+        prepared = queue.Queue(maxsize=2)
+        failure = []
+        stop = threading.Event()
+
+        def produce():
+            import cv2
+
+            cv2.setNumThreads(1)  # the network has the cores; one thread crops
+            try:
+                for start in range(0, len(frames), self.batch_size):
+                    batch = np.asarray(frames[start:start + self.batch_size])
+                    crops = np.stack([crop for frame in batch for crop in square_crops(frame)])
+                    while not stop.is_set():
+                        try:
+                            prepared.put((start, crops), timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                prepared.put(None)
+
+        worker = threading.Thread(target=produce, name="crop-frames", daemon=True)
+        worker.start()
+        try:
+            while (item := prepared.get()) is not None:
+                yield item
+        finally:
+            stop.set()
+            worker.join(timeout=5)
+        if failure:
+            raise failure[0]
+
+
+def chunk_name(start):
+    return f"features-{start:08d}"
+
+
+def read_feature_chunks(directory, n_frames, produced_by):
+    """The source's features as a list of (rows, 4096) arrays covering frames 0..n-1 in
+    order, or None when some chunk is missing or was made from other inputs."""
+    from workers.pipeline.arrays import open_array, read_manifest
+
+    chunks, start = [], 0
+    while start < n_frames:
+        manifest = read_manifest(directory, chunk_name(start))
+        if manifest is None:
+            return None
+        made = manifest["produced_by"]
+        if {k: made.get(k) for k in produced_by} != produced_by or made.get("start") != start:
+            return None
+        chunks.append(open_array(directory, chunk_name(start)))
+        start = made["stop"]
+    return chunks if start == n_frames else None
