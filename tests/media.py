@@ -12,7 +12,7 @@ def make_video(path, seconds=2.0, size="320x180", rate=30, source="testsrc2", ex
     """An H.264 video whose frames all differ (testsrc2 moves every frame)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ffmpeg("-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}:duration={seconds}",
+    ffmpeg("-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}", "-t", seconds,
            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", *extra, path)
     return path
 

@@ -1,0 +1,254 @@
+"""The triplet autoencoder (stage 4) on small synthetic data: architecture, each loss
+term's effect, reproducibility, storage and streaming from a memmap."""
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.manifold import trustworthiness
+
+from workers.pipeline.autoencoder import (
+    TripletAutoencoder, build_models, iter_shuffled_batches, triplet_log_ratio,
+)
+
+DIM = 256
+
+
+def clustered(n, seed=0, dim=DIM):
+    """Eight Gaussian clusters in a 10-d space, embedded linearly in `dim` dimensions with noise.
+    The same `seed` gives the same embedding, so different sizes come from one distribution."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(8, 10)) * 3
+    mixing = rng.normal(size=(10, dim)) / 3
+    points = np.random.default_rng([seed, n]).normal(size=(n, 10))
+    labels = np.random.default_rng([seed, n, 1]).integers(0, 8, n)
+    noise = 0.1 * np.random.default_rng([seed, n, 2]).normal(size=(n, dim))
+    return ((centers[labels] + points) @ mixing + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered(1500)
+
+
+def fast(**params):
+    """Few epochs of small batches: enough steps for BatchNormalization's moving statistics."""
+    return TripletAutoencoder(**{"epochs": 8, "batch_size": 64, "triplets_per_batch": 256, **params})
+
+
+def test_architecture_is_the_articles():
+    encoder, decoder = build_models(DIM)
+    assert encoder.count_params() == 13_622
+    assert decoder.count_params() == 22_048
+
+    def describe(model):
+        return [(type(layer).__name__, layer.output.shape[-1],
+                 layer.activation.__name__ if hasattr(layer, "activation") else None) for layer in model.layers]
+
+    assert describe(encoder) == [
+        ("Dense", 50, "elu"), ("BatchNormalization", 50, None), ("Dense", 10, "elu"),
+        ("BatchNormalization", 10, None), ("Dense", 2, "tanh")]
+    assert describe(decoder) == [
+        ("Dense", 6, "elu"), ("BatchNormalization", 6, None), ("Dense", 22, "elu"),
+        ("BatchNormalization", 22, None), ("Dense", 76, "elu"), ("BatchNormalization", 76, None),
+        ("Dense", 256, "linear")]
+    assert encoder.input_shape == (None, 256) and decoder.input_shape == (None, 2)
+
+
+def test_fit_records_parameter_counts_history_and_progress(data):
+    fractions = []
+    model = fast(epochs=3).fit(data, progress=fractions.append)
+    assert model.n_parameters_ == {"encoder": 13_622, "decoder": 22_048}
+    assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert set(model.history_) == {"loss", "reconstruction", "regularizer", "triplet", "code_std"}
+    assert all(len(values) == 3 for values in model.history_.values())
+    h = {name: np.array(values) for name, values in model.history_.items()}
+    assert np.allclose(h["loss"], h["reconstruction"] + h["regularizer"] + h["triplet"], rtol=1e-4)
+    assert h["loss"][-1] < h["loss"][0]
+    codes = model.transform(data)
+    assert codes.shape == (len(data), 2) and codes.dtype == np.float32
+    assert np.all(np.abs(codes) < 1)
+
+
+def test_regularizer_pulls_the_code_std_to_its_target():
+    X = clustered(1500) * 0.3
+    untrained = fast(epochs=0).fit(X).transform(X).std(axis=0)
+    free = fast(epochs=15, regularizer_weight=0.0).fit(X)
+    pulled = fast(epochs=15, regularizer_weight=100.0).fit(X)
+    assert np.all(untrained > 0.6)  # the untrained tanh code is far too spread out...
+    assert free.history_["code_std"][-1] > 0.55  # ...and stays so without the regularizer
+    assert np.all(free.transform(X).std(axis=0) > 0.55)
+    assert pulled.history_["code_std"][-1] == pytest.approx(0.3, abs=0.03)  # the batches it trained on
+    codes = pulled.transform(X)  # inference mode: BatchNormalization's moving statistics lag a little
+    assert np.allclose(codes.std(axis=0), 0.3, atol=0.05)
+    assert np.allclose(codes.mean(axis=0), 0.0, atol=0.1)
+    other = fast(epochs=15, regularizer_weight=100.0, code_std=0.15).fit(X)
+    assert other.history_["code_std"][-1] < 0.22  # the target is a parameter
+
+
+def test_triplet_log_ratio_matches_numpy_for_arrays_and_tensors():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.normal(size=(100, 7)) for _ in range(3))
+    a[0] = b[0]  # a zero distance: eps keeps the log finite
+    eps = 1e-3
+    reference = np.array([np.log((eps + np.dot(p - q, p - q)) / (eps + np.dot(q - r, q - r)))
+                          for p, q, r in zip(a, b, c)])
+    assert np.allclose(triplet_log_ratio(a, b, c, eps), reference, rtol=1e-12)
+    as_tensors = triplet_log_ratio(*(tf.constant(v, tf.float32) for v in (a, b, c)), eps)
+    assert isinstance(as_tensors, tf.Tensor)
+    assert np.allclose(as_tensors.numpy(), reference, rtol=1e-4, atol=1e-4)
+
+
+def log_ratio_agreement(model, X, seed=5):
+    """Spearman correlation between input and code log ratios on random held-out triplets."""
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.integers(0, len(X), size=(3, 5000))
+    codes = model.transform(X)
+    return spearmanr(triplet_log_ratio(X[a], X[b], X[c]), triplet_log_ratio(codes[a], codes[b], codes[c]))[0]
+
+
+def test_the_triplet_term_alone_teaches_distance_ratios(data):
+    held_out = clustered(1000)  # same distribution, other points
+    untrained = fast(epochs=0).fit(data)
+    triplet_only = fast(reconstruction_weight=0.0, regularizer_weight=0.0, triplet_weight=1.0).fit(data)
+    before, after = log_ratio_agreement(untrained, held_out), log_ratio_agreement(triplet_only, held_out)
+    assert after > before + 0.2 and after > 0.75
+    # ...and it is the triplet term doing it: weight 0 leaves the map as untrained.
+    nothing = fast(reconstruction_weight=0.0, regularizer_weight=0.0, triplet_weight=0.0).fit(data)
+    assert np.array_equal(nothing.encoder_.get_weights()[0], untrained.encoder_.get_weights()[0])
+
+
+def test_same_seed_same_map_other_seed_other_map(data):
+    first = fast(epochs=2, seed=3).fit(data).transform(data)
+    again = fast(epochs=2, seed=3).fit(data).transform(data)
+    other = fast(epochs=2, seed=4).fit(data).transform(data)
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other, atol=1e-3)
+
+
+def test_save_and_load_round_trip(tmp_path, data):
+    model = fast(epochs=2, triplets="neighbors", neighbors=5).fit(data)
+    model.save(tmp_path / "model")
+    model.save(tmp_path / "model")  # overwriting a finished model is fine
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "autoencoder.json", "decoder.keras", "encoder.keras"]  # no temporary left behind
+    loaded = TripletAutoencoder.load(tmp_path / "model")
+    assert np.array_equal(loaded.transform(data), model.transform(data))
+    assert loaded.get_params() == model.get_params()
+    assert loaded.history_ == model.history_ and loaded.n_parameters_ == model.n_parameters_
+    stored = json.loads((tmp_path / "model" / "autoencoder.json").read_text())
+    assert stored["params"]["triplets"] == "neighbors" and stored["format_version"] == 1
+    reconstructed = loaded.decoder_(loaded.encoder_(data[:5], training=False), training=False).numpy()
+    assert np.array_equal(reconstructed,
+                          model.decoder_(model.encoder_(data[:5], training=False), training=False).numpy())
+
+
+def test_load_refuses_an_incomplete_directory(tmp_path, data):
+    fast(epochs=1).fit(data).save(tmp_path / "model")
+    (tmp_path / "model" / "autoencoder.json").unlink()  # as if the save had been killed
+    with pytest.raises(FileNotFoundError):
+        TripletAutoencoder.load(tmp_path / "model")
+
+
+def test_fit_streams_from_a_memmap(tmp_path, data):
+    path = tmp_path / "pca.bin"
+    stored = np.memmap(path, dtype=np.float32, mode="w+", shape=data.shape)
+    stored[:] = data
+    stored.flush()
+    del stored
+    X = np.memmap(path, dtype=np.float32, mode="r", shape=data.shape)
+    # A buffer much smaller than the data: many blocks, read a few at a time.
+    from_disk = fast(epochs=2, buffer_rows=400).fit(X)
+    in_memory = fast(epochs=2, buffer_rows=400).fit(np.array(data))
+    assert np.array_equal(from_disk.transform(X, batch_size=333), in_memory.transform(data))
+
+
+class RecordingRows:
+    """An (n, d) array that records every read: what iter_shuffled_batches may do to a memmap."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.reads = array, array.shape, []
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, key):
+        assert isinstance(key, slice), f"fancy indexing: {type(key)}"
+        self.reads.append(key)
+        return self.array[key]
+
+
+def test_shuffled_batches_read_blocks_and_cover_every_row_once():
+    array = np.arange(1000, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    rows = RecordingRows(array)
+    rng = np.random.default_rng(0)
+    batches = list(iter_shuffled_batches(rows, 64, rng, buffer_rows=160, blocks_per_buffer=4))
+    indices = np.concatenate([idx for idx, _ in batches])
+    assert sorted(indices) == list(range(1000))
+    assert not np.array_equal(indices, np.arange(1000))
+    assert all(len(idx) == 64 for idx, _ in batches[:-1]) and 0 < len(batches[-1][0]) <= 64
+    for idx, values in batches:
+        assert np.array_equal(values[:, 0], idx)  # each row travels with its index
+    assert len(rows.reads) == 25 and all(read.stop - read.start <= 40 for read in rows.reads)
+
+
+@pytest.mark.parametrize("batch_size, sizes", [
+    (100, [100] * 10), (48, [48] * 20 + [40]), (300, [300, 300, 400])])
+def test_a_small_remainder_joins_the_last_batch(batch_size, sizes):
+    array = np.zeros((1000, 2), np.float32)
+    batches = list(iter_shuffled_batches(array, batch_size, np.random.default_rng(0), buffer_rows=256))
+    assert [len(idx) for idx, _ in batches] == sizes
+    assert sorted(np.concatenate([idx for idx, _ in batches])) == list(range(1000))
+
+
+def test_importing_the_pipeline_does_not_load_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, workers.pipeline.autoencoder, workers.pipeline.layout; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_neighbor_triplets_keep_neighborhoods(data):
+    model = fast(triplets="neighbors", neighbors=10).fit(data)
+    assert model.neighbor_indices_.shape == (len(data), 10)
+    squared = ((data[:20, None].astype(np.float64) - data[None]) ** 2).sum(axis=-1)
+    squared[np.arange(20), np.arange(20)] = np.inf  # a row is not its own neighbour
+    for row, expected in zip(model.neighbor_indices_[:20], np.argsort(squared, axis=1)[:, :10]):
+        assert set(row) == set(expected)
+    codes = model.transform(data)
+    random_codes = np.random.default_rng(0).uniform(-1, 1, size=codes.shape)
+    trained = trustworthiness(data, codes, n_neighbors=10)
+    assert trained > trustworthiness(data, random_codes, n_neighbors=10) + 0.3
+    assert trained > 0.85
+
+
+def test_neighbor_triplets_teach_the_ratios_of_near_pairs(data):
+    """Trained on the triplet term alone, "neighbors" reproduces the log ratios of triplets
+    whose A is among B's nearest neighbours much better than "random" does."""
+    from sklearn.neighbors import NearestNeighbors
+
+    held_out = clustered(1000)
+    rng = np.random.default_rng(3)
+    b, c = rng.integers(0, len(held_out), size=(2, 5000))
+    neighbors = NearestNeighbors(n_neighbors=10).fit(held_out).kneighbors(return_distance=False)
+    a = neighbors[b, rng.integers(0, 10, 5000)]
+    r_in = triplet_log_ratio(held_out[a], held_out[b], held_out[c])
+
+    def error(triplets):
+        model = fast(triplets=triplets, reconstruction_weight=0.0, regularizer_weight=0.0).fit(data)
+        codes = model.transform(held_out)
+        return np.mean((r_in - triplet_log_ratio(codes[a], codes[b], codes[c])) ** 2)
+
+    assert error("neighbors") < 0.5 * error("random")
+
+
+def test_bad_input_is_refused(data):
+    with pytest.raises(ValueError, match="triplets"):
+        fast(triplets="hard").fit(data)
+    with pytest.raises(ValueError, match="256"):
+        fast().fit(data[:, :100])

@@ -1,0 +1,131 @@
+"""The embedding stages end to end (features, pca, train, layout) with a real worker
+and real TensorFlow on random Xception weights, plus their pure parts."""
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from explorer.jobs import start_ingest, start_training
+from explorer.models import Collection, Job, WorkItem
+from explorer.sampling import sampling_params
+from tests.conftest import ROOT, wait_for_job, worker_env
+from tests.media import make_video
+from workers.pipeline.arrays import open_array, read_manifest
+from workers.pipeline.features import DIMENSIONS, XceptionFeatures, load_xception, square_crops
+
+
+def test_square_crops_are_the_left_and_right_squares():
+    frame = np.zeros((300, 533, 3), np.uint8)
+    frame[:, :233] = (255, 0, 0)  # only in the left square
+    frame[:, 300:] = (0, 0, 255)  # only in the right square
+    left, right = square_crops(frame)
+    assert left.shape == right.shape == (299, 299, 3)
+    assert left[..., 0].mean() > 150 and left[..., 2].max() == 0
+    assert right[..., 2].mean() > 150 and right[..., 0].max() == 0
+    portrait_top, portrait_bottom = square_crops(np.zeros((300, 169, 3), np.uint8))
+    assert portrait_top.shape == (299, 299, 3)
+
+
+def test_features_are_xception_of_each_half_side_by_side():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (5, 90, 160, 3), dtype=np.uint8)
+    features = XceptionFeatures("random", batch_size=2, precision="float32").transform(frames)
+    assert features.shape == (5, DIMENSIONS) and features.dtype == np.float16
+    describe = load_xception("random", "float32")
+    left, right = square_crops(frames[3])
+    expected = describe(np.stack([left, right])).numpy().reshape(-1)
+    assert np.allclose(features[3], expected, rtol=2e-3, atol=2e-3)
+    assert not np.allclose(features[3], features[4])
+
+
+
+
+def new_collection(name):
+    return Collection.objects.create(name=name, sampling=sampling_params(every=10).as_dict())
+
+
+def layout_of(collection):
+    index = np.asarray(open_array(collection.embedding_dir, "index"))
+    return index, np.asarray(open_array(collection.embedding_dir, "layout"))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_ingest_ends_with_a_layout_and_new_sources_are_placed_without_retraining(worker, media_root, tmp_path):
+    folder = media_root / "embed"
+    make_video(folder / "a.mp4", seconds=2)
+    make_video(folder / "b.mp4", seconds=2, source="mandelbrot")
+    collection = new_collection("embed")
+    job = wait_for_job(start_ingest(collection, [folder]), timeout=300)
+    assert job.status == Job.Status.SUCCEEDED, (job.message, job.error)
+    assert "map of 12 frame(s)" in job.message
+    collection.refresh_from_db()
+    assert collection.embedding["random_weights"] is True and collection.embedding["frames"] == 12
+    # Features went in chunks of FEATURE_CHUNK=8 frames: 6 frames a source -> one item each.
+    assert WorkItem.objects.filter(job=job, stage="features", status="done").count() == 2
+    index, layout = layout_of(collection)
+    assert layout.shape == (12, 2) and np.abs(layout).max() <= 1.0
+    assert len(np.unique(index["source"])) == 2
+    pca = open_array(collection.embedding_dir, "pca")
+    assert pca.shape == (12, 256)
+    model = read_manifest(collection.models_dir, "layout")
+
+    # A new source is placed with the trained model: the old frames do not move.
+    make_video(media_root / "embed-more" / "c.mp4", seconds=1, source="smptebars")
+    more = wait_for_job(start_ingest(collection, [media_root / "embed-more"]), timeout=300)
+    assert more.status == Job.Status.SUCCEEDED, more.error
+    assert read_manifest(collection.models_dir, "layout")["version"] == model["version"]
+    new_index, new_layout = layout_of(collection)
+    assert len(new_layout) == 15
+    assert np.array_equal(new_index[:12], index) and np.allclose(new_layout[:12], layout)
+
+    # Ingesting the same files again does no work: no chunk to describe, nothing moves.
+    again = wait_for_job(start_ingest(collection, [folder]), timeout=300)
+    assert again.status == Job.Status.SUCCEEDED
+    assert not WorkItem.objects.filter(job=again).exists()
+    assert np.allclose(layout_of(collection)[1], new_layout)
+
+    # Retraining is explicit, and makes a new model from every frame.
+    retrain = wait_for_job(start_training(collection), timeout=300)
+    assert retrain.status == Job.Status.SUCCEEDED, retrain.error
+    retrained = read_manifest(collection.models_dir, "layout")
+    assert retrained["version"] != model["version"] and retrained["frames"] == 15
+
+    # The map as CSV: a row per frame with its file, time and place.
+    out = tmp_path / "map.csv"
+    env = worker_env()
+    result = subprocess.run([sys.executable, "manage.py", "export", "embed", "--csv", str(out)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    final_index, final_layout = layout_of(collection)
+    assert len(rows) == 15 and {"source", "timestamp", "x", "y"} <= set(rows[0])
+    sources = dict(collection.sources.values_list("pk", "path"))
+    for row, (source_id, _, when), (x, y) in zip(rows, final_index, final_layout):
+        assert row["source"] == sources[source_id]
+        assert float(row["timestamp"]) == pytest.approx(when, abs=1e-6)
+        assert (float(row["x"]), float(row["y"])) == pytest.approx((x, y), abs=1e-6)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_missing_imagenet_weights_fail_the_job_naming_the_setting(media_root, spawn_worker, tmp_path):
+    import uuid
+
+    queue = f"noweights-{uuid.uuid4().hex[:6]}"
+    # No cached weights and no way to download them (no internet here; an unroutable proxy makes sure).
+    offline = {"XCEPTION_WEIGHTS": "imagenet", "KERAS_HOME": str(tmp_path / "keras"), "TASK_QUEUE": queue,
+               "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    spawn_worker(**offline)
+    video = make_video(media_root / "noweights" / "a.mp4", seconds=1)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "ingest", str(video), "--collection", "noweights", "--every", "10"],
+        cwd=ROOT, env=worker_env(**offline), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "XCEPTION_WEIGHTS=imagenet" in result.stdout and "set it to the path of" in result.stdout
+    job = Job.objects.get(collection__name="noweights")
+    assert job.status == Job.Status.FAILED and job.stage == "features"
+    assert Collection.objects.get(name="noweights").sources.get().status == "ready"  # sampling kept
