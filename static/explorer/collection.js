@@ -47,11 +47,13 @@ function sourceCard(source) {
 }
 
 async function refresh() {
-  const [sources, jobs] = await Promise.all([
+  const [collection, sources, jobs] = await Promise.all([
+    getJSON(`/api/collections/${collectionId}/`),
     getJSON(`/api/sources/?collection=${collectionId}&limit=${shown}`),
     getJSON(`/api/jobs/?collection=${collectionId}&limit=3`),
   ]);
-  document.getElementById("jobs").replaceChildren(...jobs.results.map(jobElement));
+  document.getElementById("jobs").replaceChildren(
+    embeddingElement(collection.embedding), ...jobs.results.map(jobElement));
   list.replaceChildren(...sources.results.map(sourceCard));
   document.getElementById("more").hidden = sources.count <= shown;
   const busy = jobs.results.some((job) => !job.finished_at);

@@ -15,7 +15,7 @@ async function refresh() {
     const link = document.createElement("a");
     link.href = `/collections/${collection.id}/`;
     link.textContent = collection.name;
-    row.insertCell().append(link);
+    row.insertCell().append(link, embeddingElement(collection.embedding));
     row.insertCell().textContent = collection.source_count;
     row.insertCell().textContent = collection.frame_count ?? 0;
     const work = row.insertCell();

@@ -29,3 +29,24 @@ function jobElement(job) {
   }
   return div;
 }
+
+// What the collection's map is made of, and a warning when it was made with random
+// Xception weights (a demo: it groups colour and texture, not content).
+function embeddingElement(embedding) {
+  const div = document.createElement("div");
+  div.className = "embedding";
+  if (!embedding || !embedding.frames) {
+    div.textContent = "no map yet";
+    return div;
+  }
+  const variance = (embedding.explained_variance * 100).toFixed(0);
+  div.textContent = `map of ${embedding.frames} frame(s) · PCA keeps ${variance}% of the variance`;
+  if (embedding.random_weights) {
+    const badge = document.createElement("span");
+    badge.className = "badge random-weights";
+    badge.title = "XCEPTION_WEIGHTS=random: for tests and demos; similar frames are grouped by colour and texture only";
+    badge.textContent = "random weights: demo map";
+    div.append(" ", badge);
+  }
+  return div;
+}
