@@ -46,6 +46,39 @@ class Throttle:
             self.write(fraction)
 
 
+class FanOut:
+    """A stage done as many pieces, one task each: which rows are its pieces, which task
+    does one, and what the progress message counts."""
+
+    def __init__(self, stage, task, pieces, terminal, done_label):
+        self.stage, self.task, self.pieces, self.terminal, self.done_label = (
+            stage, task, pieces, terminal, done_label)
+
+    def enqueue_unfinished(self, job):
+        for piece_id in self.pieces(job).exclude(status__in=self.terminal).values_list("pk", flat=True):
+            enqueue(self.task, job.pk, piece_id)
+        self.finish_if_done(job.pk)
+
+    def report(self, job_id):
+        """Write the job's progress over the pieces; True when every piece is finished."""
+        pieces = list(self.pieces(Job.objects.get(pk=job_id)).values_list("progress", "status"))
+        done = sum(status in self.terminal for _, status in pieces)
+        if pieces:
+            jobflow.update(job_id, progress=sum(p for p, _ in pieces) / len(pieces),
+                           message=f"{done} of {len(pieces)} {self.done_label}")
+        return done == len(pieces)
+
+    def finish_if_done(self, job_id):
+        """Move the job on when its last piece is finished (any worker may call this)."""
+        if Job.objects.get(pk=job_id).stage == self.stage and self.report(job_id):
+            _begin_next(job_id, self.stage)
+
+
+SAMPLING = FanOut("sample", SAMPLE_TASK, lambda job: job.sources.all(), Source.TERMINAL, "file(s) sampled")
+DESCRIBING = FanOut("features", FEATURES_TASK, lambda job: job.items.filter(stage="features"),
+                    WorkItem.TERMINAL, "feature chunk(s) done")
+
+
 class JobTask(app.Task):
     """Records a task's final, unexpected failure on its job, so nothing hangs as `running`."""
 
@@ -55,11 +88,11 @@ class JobTask(app.Task):
         if self.name == SAMPLE_TASK:
             Source.objects.filter(pk=args[1]).exclude(status__in=Source.TERMINAL).update(
                 status=Source.Status.FAILED, error=f"internal error while sampling: {reason}", progress=1.0)
-            _sample_stage_done(job_id)
+            SAMPLING.finish_if_done(job_id)
         elif self.name == FEATURES_TASK:
             WorkItem.objects.filter(pk=args[1]).exclude(status__in=WorkItem.TERMINAL).update(
                 status=WorkItem.Status.FAILED, error=reason, progress=1.0)
-            _features_stage_done(job_id)
+            DESCRIBING.finish_if_done(job_id)
         else:
             jobflow.fail(job_id, f"{args[1]} failed: {reason}")
 
@@ -124,21 +157,13 @@ def _source_for(collection, path):
     return source, f"same content as {source.path}"
 
 
-def _begin_sampling(job):
-    todo = list(job.sources.exclude(status__in=Source.TERMINAL).values_list("pk", flat=True))
-    jobflow.update(job.pk, message=f"sampling {len(todo)} file(s)")
-    for source_id in todo:
-        enqueue(SAMPLE_TASK, job.pk, source_id)
-    _sample_stage_done(job.pk)
-
-
 @_task("sample")
 def sample(job_id, source_id):
     """Sample one source into its frame store."""
     source = Source.objects.select_related("collection").get(pk=source_id)
     if source.status not in Source.TERMINAL:
         _sample(job_id, source)
-    _sample_stage_done(job_id)
+    SAMPLING.finish_if_done(job_id)
 
 
 def _sample(job_id, source):
@@ -147,8 +172,7 @@ def _sample(job_id, source):
 
     def write_progress(fraction):
         Source.objects.filter(pk=source.pk).update(progress=fraction, heartbeat=timezone.now())
-        _report_pieces(job_id, Job.objects.get(pk=job_id).sources.values_list("progress", "status"),
-                       Source.TERMINAL, "file(s) sampled")
+        SAMPLING.report(job_id)
 
     params = SamplingParams(**source.collection.sampling)
     try:
@@ -165,23 +189,6 @@ def _sample(job_id, source):
         kind=result.kind, duration=result.duration, fps=result.fps, width=result.source_width,
         height=result.source_height, frame_count=result.frames, heartbeat=timezone.now(),
     )
-
-
-def _sample_stage_done(job_id):
-    job = Job.objects.get(pk=job_id)
-    pieces = job.sources.values_list("progress", "status")
-    if job.stage == "sample" and _report_pieces(job_id, pieces, Source.TERMINAL, "file(s) sampled"):
-        _begin_next(job_id, "sample")
-
-
-def _report_pieces(job_id, pieces, terminal, what):
-    """Write the job's progress over its pieces; True when every piece is finished."""
-    pieces = list(pieces)
-    done = sum(status in terminal for _, status in pieces)
-    if pieces:
-        jobflow.update(job_id, progress=sum(p for p, _ in pieces) / len(pieces),
-                       message=f"{done} of {len(pieces)} {what}")
-    return done == len(pieces)
 
 
 def _begin_next(job_id, finished_stage):
@@ -222,11 +229,7 @@ def _begin_features(job):
         for start in range(0, source.frame_count, settings.FEATURE_CHUNK):
             WorkItem.objects.get_or_create(job=job, stage="features", source=source, start=start, defaults={
                 "stop": min(start + settings.FEATURE_CHUNK, source.frame_count)})
-    todo = list(job.items.filter(stage="features").exclude(status__in=WorkItem.TERMINAL)
-                .values_list("pk", flat=True))
-    for item_id in todo:
-        enqueue(FEATURES_TASK, job.pk, item_id)
-    _features_stage_done(job.pk)
+    DESCRIBING.enqueue_unfinished(job)
 
 
 @_task("features")
@@ -235,7 +238,7 @@ def features(job_id, item_id):
     item = WorkItem.objects.select_related("source").get(pk=item_id)
     if item.status not in WorkItem.TERMINAL:
         _describe_chunk(job_id, item)
-    _features_stage_done(job_id)
+    DESCRIBING.finish_if_done(job_id)
 
 
 def _describe_chunk(job_id, item):
@@ -245,8 +248,7 @@ def _describe_chunk(job_id, item):
 
     def write_progress(fraction):
         WorkItem.objects.filter(pk=item.pk).update(progress=fraction, heartbeat=timezone.now())
-        _report_pieces(job_id, WorkItem.objects.filter(job_id=job_id, stage="features")
-                       .values_list("progress", "status"), WorkItem.TERMINAL, "feature chunk(s) done")
+        DESCRIBING.report(job_id)
 
     source = item.source
     made_from = {**_features_made_from(source), "start": item.start, "stop": item.stop}
@@ -265,13 +267,6 @@ def _describe_chunk(job_id, item):
         out.append(described)
     WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.DONE, progress=1.0,
                                                heartbeat=timezone.now())
-
-
-def _features_stage_done(job_id):
-    job = Job.objects.get(pk=job_id)
-    pieces = job.items.filter(stage="features").values_list("progress", "status")
-    if job.stage == "features" and _report_pieces(job_id, pieces, WorkItem.TERMINAL, "feature chunk(s) done"):
-        _begin_next(job_id, "features")
 
 
 # --- pca, train, layout ------------------------------------------------------------
@@ -371,5 +366,5 @@ def _layout(job):
     _begin_next(job.pk, "layout")
 
 
-STAGES = {"scan": _scan, "sample": _begin_sampling, "features": _begin_features, "pca": _pca,
+STAGES = {"scan": _scan, "sample": SAMPLING.enqueue_unfinished, "features": _begin_features, "pca": _pca,
           "train": _train, "layout": _layout}
