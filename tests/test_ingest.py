@@ -123,10 +123,11 @@ def test_ingest_command_exits_non_zero_and_names_what_failed(worker, folder):
     result = subprocess.run(
         [sys.executable, "manage.py", "ingest", str(folder), "--collection", "cli", "--every", "10", "--sample-only"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Workers are running" in result.stdout  # it used the running worker
-    assert "FAILED" in result.stdout and "broken.mp4: not a video" in result.stdout
-    assert "1 file(s) sampled into 3 frame(s), 1 failed" in result.stdout
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Workers are running" in result.stdout, output  # it used the running worker
+    assert "FAILED" in result.stdout and "broken.mp4: not a video" in result.stdout, output
+    assert "1 file(s) sampled into 3 frame(s), 1 failed" in result.stdout, output
 
     (folder / "broken.mp4").unlink()
     again = subprocess.run([sys.executable, "manage.py", "ingest", str(folder / "good.mp4"), "--collection", "cli",
