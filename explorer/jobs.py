@@ -23,11 +23,15 @@ def start_ingest(collection, paths, embed=True):
 
 def start_training(collection):
     """Refit PCA and retrain the autoencoder on every frame of the collection."""
+    from explorer.models import Source
+
+    if not collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists():
+        raise ValueError(f"collection {collection.name!r} has no sampled frames to train on: ingest media first")
     job = Job.objects.create(collection=collection, kind=Job.Kind.TRAIN, stage="features",
                              params={"embed": True}, message="waiting for a worker")
     enqueue(RUN_STAGE_TASK, job.pk, job.stage)
     return job
 
 
-def enqueue(task_name, *args):
-    transaction.on_commit(lambda: celery_app.send_task(task_name, args=list(args)))
+def enqueue(task_name, *args, countdown=None):
+    transaction.on_commit(lambda: celery_app.send_task(task_name, args=list(args), countdown=countdown))

@@ -19,6 +19,10 @@ class Collection(models.Model):
     # The trained embedding, once there is one: model version, weights, PCA variance,
     # frame count of the layout... (see workers/tasks.py, stage "layout").
     embedding = models.JSONField(default=dict, blank=True)
+    # The job that holds the collection's models while it refits or places frames (pca,
+    # train, layout): one at a time, so two jobs never interleave their models.
+    embedding_job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -71,6 +75,7 @@ class Source(models.Model):
     height = models.IntegerField(null=True, blank=True)
     frame_count = models.IntegerField(default=0)
     heartbeat = models.DateTimeField(null=True, blank=True)  # last sign of life of its worker
+    claimed_by = models.CharField(max_length=64, blank=True)  # the task (message) sampling it
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -94,7 +99,7 @@ class Job(models.Model):
         TRAIN = "train"  # refit PCA and retrain the autoencoder on the whole collection
 
     # The stages in order; a job skips those it does not need (see workers/jobflow.py).
-    STAGES = ("queued", "scan", "sample", "features", "pca", "train", "layout", "done")
+    STAGES = ("scan", "sample", "features", "pca", "train", "layout", "done")
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -116,6 +121,7 @@ class Job(models.Model):
     # Files passed over and why: [{"path": ..., "reason": ...}].
     skipped = models.JSONField(default=list)
     sources = models.ManyToManyField(Source, related_name="jobs", blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)  # the task running its current stage
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -168,6 +174,7 @@ class WorkItem(models.Model):
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)  # the task (message) working on it
 
     class Meta:
         ordering = ["id"]

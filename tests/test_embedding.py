@@ -82,17 +82,22 @@ def test_ingest_ends_with_a_layout_and_new_sources_are_placed_without_retraining
     assert len(new_layout) == 15
     assert np.array_equal(new_index[:12], index) and np.allclose(new_layout[:12], layout)
 
-    # Ingesting the same files again does no work: no chunk to describe, nothing moves.
+    # Ingesting the same files again does no work: no chunk to describe, no array rewritten.
+    stamps = {p.name: p.stat().st_mtime_ns for p in collection.embedding_dir.glob("*.bin")}
     again = wait_for_job(start_ingest(collection, [folder]), timeout=300)
     assert again.status == Job.Status.SUCCEEDED
     assert not WorkItem.objects.filter(job=again).exists()
-    assert np.allclose(layout_of(collection)[1], new_layout)
+    assert {p.name: p.stat().st_mtime_ns for p in collection.embedding_dir.glob("*.bin")} == stamps
+    assert len(stamps) == 4  # index, pca, codes, layout
 
     # Retraining is explicit, and makes a new model from every frame.
     retrain = wait_for_job(start_training(collection), timeout=300)
     assert retrain.status == Job.Status.SUCCEEDED, retrain.error
     retrained = read_manifest(collection.models_dir, "layout")
     assert retrained["version"] != model["version"] and retrained["frames"] == 15
+    collection.refresh_from_db()
+    assert collection.embedding["model"] == retrained["version"]  # the map now comes from it
+    assert read_manifest(collection.embedding_dir, "layout")["produced_by"]["model"] == retrained["version"]
 
     # The map as CSV: a row per frame with its file, time and place.
     out = tmp_path / "map.csv"
@@ -129,3 +134,14 @@ def test_missing_imagenet_weights_fail_the_job_naming_the_setting(media_root, sp
     job = Job.objects.get(collection__name="noweights")
     assert job.status == Job.Status.FAILED and job.stage == "features"
     assert Collection.objects.get(name="noweights").sources.get().status == "ready"  # sampling kept
+
+
+def test_the_web_process_loads_no_heavy_library():
+    """Pages and the API must not pull TensorFlow and friends into the web process."""
+    code = ("import django, sys; django.setup(); import explorer.urls, explorer.wsgi; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'cv2', 'av', 'scipy', 'workers.tasks')"
+            " if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, DJANGO_SETTINGS_MODULE="explorer.settings"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -107,11 +107,14 @@ def test_a_killed_pool_process_is_redelivered_and_the_frames_come_out_exact(work
     for pid in worker.pool_pids():
         os.kill(pid, 9)
     job = wait_for_job(job, timeout=300)
-    source.refresh_from_db()
-    assert job.status == Job.Status.SUCCEEDED and source.status == "ready"
-    index = open_array(source.frames_dir, "index")
-    assert list(index["frame"]) == list(range(600)) and source.frame_count == 600
-    assert open_array(source.frames_dir, "frames").shape == (600, 300, 533, 3)
+    finished = collection.sources.get()
+    assert job.status == Job.Status.SUCCEEDED and finished.status == "ready"
+    # The same message finished it (redelivered, so the same task id holds the claim),
+    # not a re-send by the stale-work recovery, which would carry a new id.
+    assert finished.claimed_by == source.claimed_by != ""
+    index = open_array(finished.frames_dir, "index")
+    assert list(index["frame"]) == list(range(600)) and finished.frame_count == 600
+    assert open_array(finished.frames_dir, "frames").shape == (600, 300, 533, 3)
 
 
 def test_ingest_command_exits_non_zero_and_names_what_failed(worker, folder):

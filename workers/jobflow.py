@@ -5,9 +5,11 @@ is told not to embed stops after sampling; an ingest into a collection that
 already has a trained model places the new frames with it (no training); a train
 job starts at features and refits everything.
 """
+from django.db.models import Q
 from django.utils import timezone
 
-from explorer.models import Job, Source, WorkItem
+from explorer.models import Collection, Job, Source, WorkItem
+from workers.pipeline.arrays import read_manifest
 
 # Skip reasons that are information, not failure: the job still succeeds.
 BENIGN_SKIPS = ("not a video or photo (unknown file extension)", "same content as ")
@@ -15,12 +17,35 @@ BENIGN_SKIPS = ("not a video or photo (unknown file extension)", "same content a
 
 def needs(job, stage):
     """Whether `job` has anything to do in `stage`."""
-    embed = job.params.get("embed", True)
-    if stage in ("features", "pca", "layout"):
-        return embed and job.collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists()
+    if stage not in ("features", "pca", "train", "layout"):
+        return True
+    collection = job.collection
+    if not (job.params.get("embed", True)
+            and collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists()):
+        return False
     if stage == "train":
-        return embed and (job.kind == Job.Kind.TRAIN or not job.collection.embedding.get("model"))
+        return job.kind == Job.Kind.TRAIN or not model_matches_pca(collection)
     return True
+
+
+def model_matches_pca(collection):
+    """True when a trained model exists and was trained on the current PCA (a refit PCA,
+    or a retraining that did not finish, leaves them apart: then it must train again)."""
+    model = read_manifest(collection.models_dir, "layout")
+    pca = read_manifest(collection.models_dir, "pca")
+    return bool(model and pca and model["pca"] == pca["version"])
+
+
+def hold_collection(job):
+    """Take the collection's embedding for this job (pca, train, layout run one job at a
+    time per collection). False when another unfinished job holds it."""
+    return bool(Collection.objects.filter(pk=job.collection_id).filter(
+        Q(embedding_job=None) | Q(embedding_job=job.pk) | Q(embedding_job__status__in=Job.FINISHED)
+    ).update(embedding_job=job.pk))
+
+
+def _release_collection(job_id):
+    Collection.objects.filter(embedding_job=job_id).update(embedding_job=None)
 
 
 def next_stage(job, after):
@@ -38,7 +63,7 @@ def advance(job_id, finished_stage):
     stage = next_stage(job, finished_stage)
     moved = Job.objects.filter(pk=job_id, stage=finished_stage).exclude(status__in=Job.FINISHED).update(
         stage=stage, progress=0.0, message=f"{stage}: waiting for a worker" if stage != "done" else "",
-        updated_at=timezone.now())
+        claimed_by="", updated_at=timezone.now())
     if not moved:
         return None
     if stage == "done":
@@ -67,6 +92,9 @@ def close(job_id):
         parts.append(f"map of {embedding['frames']} frame(s)")
     if failed_chunks:
         parts.append(f"{failed_chunks} feature chunk(s) failed")
+    left_off = [s for s in job.skipped if s["reason"].startswith("left off the map")]
+    if left_off:
+        parts.append(f"{len(left_off)} file(s) left off the map")
     if job.kind == Job.Kind.INGEST and ready == 0:
         status, error = Job.Status.FAILED, "no file could be sampled"
     elif failed or problems or failed_chunks:
@@ -76,11 +104,13 @@ def close(job_id):
     Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(
         status=status, stage="done", progress=1.0, message=", ".join(parts), error=error,
         finished_at=timezone.now(), updated_at=timezone.now())
+    _release_collection(job_id)
 
 
 def fail(job_id, error):
     Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(
         status=Job.Status.FAILED, error=error, finished_at=timezone.now(), updated_at=timezone.now())
+    _release_collection(job_id)
 
 
 def update(job_id, **fields):

@@ -5,11 +5,10 @@ died. Two cases remain, and a timer in every worker covers them:
 
 * The broker lost its queue: a Redis that keeps nothing on disk was restarted.
   A marker key is set in Redis; when it is missing, Redis has lost its data, and
-  the one worker that sets it again resumes the current stage of every unfinished
-  job (which re-enqueues the stage's unfinished pieces).
+  the one worker that sets it again re-enqueues every pending piece of every job.
 * A whole worker died (or its machine): its pieces stay `running` with a
-  heartbeat that stops, or its job's single-task stage stops reporting; after
-  STALE_AFTER seconds they are sent again.
+  heartbeat that stops, or its job stops reporting; after STALE_AFTER seconds they
+  are sent again (a job by resuming its current stage).
 
 Tasks are idempotent, so a piece sent twice costs time, never correctness.
 """
@@ -24,22 +23,31 @@ from django.utils import timezone
 log = logging.getLogger(__name__)
 
 EPOCH_KEY = "explorer:broker-epoch"
-SINGLE_TASK_STAGES = ("scan", "pca", "train", "layout")
 
 
 def requeue_all_unfinished(send):
-    """Resume the current stage of every unfinished job."""
-    from explorer.jobs import RUN_STAGE_TASK
-    from explorer.models import Job
+    """After the broker lost its queue: send again every pending piece of every job in a
+    fanned-out stage. A job whose single-task stage message was lost stops reporting and
+    is resumed by requeue_stale; a stage that is running goes on undisturbed."""
+    from explorer.jobs import FEATURES_TASK, SAMPLE_TASK
+    from explorer.models import Job, Source, WorkItem
 
-    jobs = list(Job.objects.exclude(status__in=Job.FINISHED).values_list("pk", "stage"))
-    for job_id, stage in jobs:
-        send(RUN_STAGE_TASK, job_id, stage)
-    return len(jobs)
+    count = 0
+    for job in Job.objects.exclude(status__in=Job.FINISHED).filter(stage__in=("sample", "features")):
+        if job.stage == "sample":
+            pending = job.sources.filter(status=Source.Status.PENDING).values_list("pk", flat=True)
+            task = SAMPLE_TASK
+        else:
+            pending = job.items.filter(status=WorkItem.Status.PENDING).values_list("pk", flat=True)
+            task = FEATURES_TASK
+        for piece_id in pending:
+            send(task, job.pk, piece_id)
+            count += 1
+    return count
 
 
 def requeue_stale(send, stale_after):
-    """Send again the pieces whose worker stopped beating, and stages that went silent."""
+    """Send again the pieces whose worker stopped beating, and jobs that went silent."""
     from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK
     from explorer.models import Job, Source, WorkItem
 
@@ -48,18 +56,22 @@ def requeue_stale(send, stale_after):
     # Conditional updates throughout: of several workers noticing at once, one re-sends.
     for source in Source.objects.filter(status=Source.Status.RUNNING, heartbeat__lt=cutoff):
         if Source.objects.filter(pk=source.pk, status=Source.Status.RUNNING,
-                                 heartbeat=source.heartbeat).update(status=Source.Status.PENDING):
+                                 heartbeat=source.heartbeat).update(status=Source.Status.PENDING, claimed_by=""):
             for job_id in source.jobs.exclude(status__in=Job.FINISHED).values_list("pk", flat=True):
                 send(SAMPLE_TASK, job_id, source.pk)
                 count += 1
-    for item in WorkItem.objects.filter(status=WorkItem.Status.RUNNING, heartbeat__lt=cutoff):
+    stale_items = WorkItem.objects.filter(status=WorkItem.Status.RUNNING, heartbeat__lt=cutoff)
+    for item in stale_items.exclude(job__status__in=Job.FINISHED):
         if WorkItem.objects.filter(pk=item.pk, status=WorkItem.Status.RUNNING,
-                                   heartbeat=item.heartbeat).update(status=WorkItem.Status.PENDING):
+                                   heartbeat=item.heartbeat).update(status=WorkItem.Status.PENDING, claimed_by=""):
             send(FEATURES_TASK, item.job_id, item.pk)
             count += 1
-    for job in Job.objects.filter(status=Job.Status.RUNNING, stage__in=SINGLE_TASK_STAGES,
-                                  updated_at__lt=cutoff):
-        if Job.objects.filter(pk=job.pk, updated_at=job.updated_at).update(updated_at=timezone.now()):
+    # A job that reported nothing for that long lost its stage's message (or its worker):
+    # resume the stage. A stage that is alive heartbeats (tasks.heartbeat), so it is left alone.
+    for job in Job.objects.exclude(status__in=Job.FINISHED).filter(updated_at__lt=cutoff):
+        # Its claim goes with it: whoever held the stage is presumed gone.
+        if Job.objects.filter(pk=job.pk, updated_at=job.updated_at).update(updated_at=timezone.now(),
+                                                                           claimed_by=""):
             send(RUN_STAGE_TASK, job.pk, job.stage)
             count += 1
     return count
@@ -122,7 +134,7 @@ class RecoveryStep(bootsteps.StartStopStep):
                                                      defaults={"seen_at": timezone.now()})
             if broker_lost_its_queue(self.state):
                 count = requeue_all_unfinished(send)
-                log.warning("the broker lost its queue; resumed %d unfinished job(s)", count)
+                log.warning("the broker lost its queue; re-enqueued %d pending piece(s)", count)
             count = requeue_stale(send, settings.STALE_AFTER)
             if count:
                 log.warning("re-enqueued %d piece(s) of work whose worker stopped", count)

@@ -6,17 +6,22 @@ of frames. The last piece to finish moves the job on (workers/jobflow.py).
 Every task is idempotent, so a redelivered or re-enqueued message is safe; see
 workers/recovery.py for how lost messages are found and sent again.
 """
+import hashlib
+import json
 import logging
 import os
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import numpy as np
 from django.conf import settings
 from django.db import OperationalError
+from django.db.models import Q
 from django.utils import timezone
 
-from explorer.jobs import FEATURES_TASK, SAMPLE_TASK, enqueue
+from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK, enqueue
 from explorer.models import Job, Source, WorkItem
 from workers import jobflow
 from workers.celery import app
@@ -55,7 +60,9 @@ class FanOut:
             stage, task, pieces, terminal, done_label)
 
     def enqueue_unfinished(self, job):
-        for piece_id in self.pieces(job).exclude(status__in=self.terminal).values_list("pk", flat=True):
+        # Pending pieces only: a running one has a live worker, or recovery makes it
+        # pending again once its heartbeat stops.
+        for piece_id in self.pieces(job).filter(status="pending").values_list("pk", flat=True):
             enqueue(self.task, job.pk, piece_id)
         self.finish_if_done(job.pk)
 
@@ -79,6 +86,49 @@ DESCRIBING = FanOut("features", FEATURES_TASK, lambda job: job.items.filter(stag
                     WorkItem.TERMINAL, "feature chunk(s) done")
 
 
+def claim(model, pk, task_id):
+    """Take a piece (a Source or a WorkItem) for this task: it must be pending, or already
+    this task's (a redelivery of the same message after its process died). A duplicate
+    message finds it taken and does nothing."""
+    return bool(model.objects.filter(pk=pk).filter(Q(status="pending") | Q(status="running", claimed_by=task_id))
+                .update(status="running", claimed_by=task_id, heartbeat=timezone.now(), progress=0.0))
+
+
+def claim_stage(job_id, stage, task_id):
+    """Take a single-task stage (or a fan-out stage's kick-off) for this task, unless a
+    live task has it: one that is not this one and has reported within STALE_AFTER."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.STALE_AFTER)
+    return bool(Job.objects.filter(pk=job_id, stage=stage).exclude(status__in=Job.FINISHED).filter(
+        Q(claimed_by="") | Q(claimed_by=task_id) | Q(updated_at__lt=cutoff)
+    ).update(claimed_by=task_id, updated_at=timezone.now()))
+
+
+@contextmanager
+def heartbeat(model, pk, field):
+    """Touch `field` of the row every STALE_AFTER/4 seconds while the block runs, whatever
+    its progress reports do: a long training epoch or a huge file to hash is not a dead worker."""
+    from django.db import connection
+
+    stop = threading.Event()
+
+    def beat():
+        try:
+            while not stop.wait(settings.STALE_AFTER / 4):
+                model.objects.filter(pk=pk).update(**{field: timezone.now()})
+        except Exception:  # a missed beat only risks a duplicate, never a wrong result
+            log.exception("heartbeat of %s %s failed", model.__name__, pk)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 class JobTask(app.Task):
     """Records a task's final, unexpected failure on its job, so nothing hangs as `running`."""
 
@@ -94,23 +144,33 @@ class JobTask(app.Task):
                 status=WorkItem.Status.FAILED, error=reason, progress=1.0)
             DESCRIBING.finish_if_done(job_id)
         else:
-            jobflow.fail(job_id, f"{args[1]} failed: {reason}")
+            jobflow.fail(job_id, f"stage {args[1]} failed: {reason}")
 
 
 def _task(name):
-    return app.task(base=JobTask, name=f"workers.tasks.{name}", **RETRY)
+    return app.task(base=JobTask, bind=True, name=f"workers.tasks.{name}", **RETRY)
+
+
+EMBEDDING_STAGES = ("pca", "train", "layout")  # they rewrite the collection's models and map
 
 
 @_task("run_stage")
-def run_stage(job_id, stage):
-    """Begin or resume `stage` of the job; a no-op when the job is elsewhere already."""
-    job = Job.objects.select_related("collection").get(pk=job_id)
-    if job.finished or job.stage != stage:
+def run_stage(self, job_id, stage):
+    """Begin or resume `stage` of the job; a no-op when the job is elsewhere already or a
+    live task runs this stage."""
+    if not claim_stage(job_id, stage, self.request.id):
         return
+    job = Job.objects.select_related("collection").get(pk=job_id)
     if job.status == Job.Status.QUEUED:
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.RUNNING, started_at=timezone.now())
-    STAGES[stage](job)
+    if stage in EMBEDDING_STAGES and not jobflow.hold_collection(job):
+        holder = job.collection.__class__.objects.get(pk=job.collection_id).embedding_job_id
+        jobflow.update(job_id, claimed_by="", message=f"waiting for job {holder} to finish this collection's map")
+        enqueue(RUN_STAGE_TASK, job_id, stage, countdown=5)
+        return
+    with heartbeat(Job, job_id, "updated_at"):
+        STAGES[stage](job)
 
 
 # --- scan and sample ---------------------------------------------------------------
@@ -141,6 +201,7 @@ def _source_for(collection, path):
     known = Source.objects.filter(collection=collection, path=str(path), size=stat.st_size,
                                   mtime=stat.st_mtime).first()
     if known:  # unchanged since it was last seen: no need to read it again
+        _retry_if_failed(known)
         return known, ""
     checksum = file_checksum(path)
     source, created = Source.objects.get_or_create(
@@ -149,6 +210,7 @@ def _source_for(collection, path):
                   "kind": media_kind(path) or Source.Kind.VIDEO},
     )
     if created or source.path == str(path):
+        _retry_if_failed(source)
         return source, ""
     if not os.path.exists(source.path) or os.path.samefile(source.path, path):
         # The file moved, or the same file was reached by another path: follow it.
@@ -157,19 +219,28 @@ def _source_for(collection, path):
     return source, f"same content as {source.path}"
 
 
+def _retry_if_failed(source):
+    """A file that failed is tried again when it is ingested again: settings (such as
+    MAX_IMAGE_PIXELS) or the file may have changed, or the failure may have passed."""
+    if source.status == Source.Status.FAILED:
+        Source.objects.filter(pk=source.pk, status=Source.Status.FAILED).update(
+            status=Source.Status.PENDING, error="", claimed_by="", progress=0.0)
+
+
+def _job_is_open(job_id):
+    return Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).exists()
+
+
 @_task("sample")
-def sample(job_id, source_id):
+def sample(self, job_id, source_id):
     """Sample one source into its frame store."""
-    source = Source.objects.select_related("collection").get(pk=source_id)
-    if source.status not in Source.TERMINAL:
-        _sample(job_id, source)
+    if _job_is_open(job_id) and claim(Source, source_id, self.request.id):
+        with heartbeat(Source, source_id, "heartbeat"):
+            _sample(job_id, Source.objects.select_related("collection").get(pk=source_id))
     SAMPLING.finish_if_done(job_id)
 
 
 def _sample(job_id, source):
-    Source.objects.filter(pk=source.pk).update(status=Source.Status.RUNNING, heartbeat=timezone.now(),
-                                               progress=0.0)
-
     def write_progress(fraction):
         Source.objects.filter(pk=source.pk).update(progress=fraction, heartbeat=timezone.now())
         SAMPLING.report(job_id)
@@ -192,9 +263,11 @@ def _sample(job_id, source):
 
 
 def _begin_next(job_id, finished_stage):
+    """Move the job on and send its next stage as a message of its own: a stage never runs
+    inside another's task, so each has its own retries, time limit and failure record."""
     stage = jobflow.advance(job_id, finished_stage)
     if stage and stage != "done":
-        run_stage(job_id, stage)  # in this task: no message to lose between stages
+        enqueue(RUN_STAGE_TASK, job_id, stage)
 
 
 # --- features ------------------------------------------------------------------------
@@ -233,18 +306,16 @@ def _begin_features(job):
 
 
 @_task("features")
-def features(job_id, item_id):
+def features(self, job_id, item_id):
     """Describe one chunk of a source's frames with Xception."""
-    item = WorkItem.objects.select_related("source").get(pk=item_id)
-    if item.status not in WorkItem.TERMINAL:
-        _describe_chunk(job_id, item)
+    if _job_is_open(job_id) and claim(WorkItem, item_id, self.request.id):
+        with heartbeat(WorkItem, item_id, "heartbeat"):
+            _describe_chunk(job_id, WorkItem.objects.select_related("source").get(pk=item_id))
     DESCRIBING.finish_if_done(job_id)
 
 
 def _describe_chunk(job_id, item):
     from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name
-
-    WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.RUNNING, heartbeat=timezone.now())
 
     def write_progress(fraction):
         WorkItem.objects.filter(pk=item.pk).update(progress=fraction, heartbeat=timezone.now())
@@ -272,25 +343,49 @@ def _describe_chunk(job_id, item):
 # --- pca, train, layout ------------------------------------------------------------
 
 def _source_features(source):
+    """The source's feature chunks, or None when some chunk is missing (it failed)."""
     from workers.pipeline.features import read_feature_chunks
 
-    chunks = read_feature_chunks(source.frames_dir, source.frame_count, _features_made_from(source))
-    if chunks is None:
-        raise RuntimeError(f"features of {source.path} are missing; run the job again")
-    return chunks
+    return read_feature_chunks(source.frames_dir, source.frame_count, _features_made_from(source))
+
+
+def _mappable_sources(job):
+    """The sources whose features are complete, in map order. The others are listed on
+    the job with the error of their failed chunk, and left off the map."""
+    mappable, left_off = [], []
+    for source in _embedded_sources(job.collection):
+        if _source_features(source) is not None:
+            mappable.append(source)
+            continue
+        failed = WorkItem.objects.filter(source=source, status=WorkItem.Status.FAILED).exclude(error="")
+        reason = failed.values_list("error", flat=True).last() or "its features are missing"
+        left_off.append({"path": source.path, "reason": f"left off the map: {reason}"})
+    if left_off:
+        known = {(s["path"], s["reason"]) for s in job.skipped}
+        job.skipped += [s for s in left_off if (s["path"], s["reason"]) not in known]
+        Job.objects.filter(pk=job.pk).update(skipped=job.skipped)
+    return mappable
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def _pca(job):
-    """Fit PCA when the job asks for it (or there is none yet); project every frame."""
+    """Fit PCA when needed (a train job, none yet, or other Xception weights than it was
+    fitted on); project every frame, unless the projection is already current."""
+    from workers.pipeline.arrays import is_current
     from workers.pipeline.reduce import StreamingPCA
 
     collection = job.collection
-    sources = _embedded_sources(collection)
+    sources = _mappable_sources(job)
+    if not sources:
+        raise RuntimeError("no file has complete features to place on the map")
     n_frames = sum(s.frame_count for s in sources)
     models = collection.models_dir
     models.mkdir(parents=True, exist_ok=True)
     pca_state = read_manifest(models, "pca")
-    if job.kind == Job.Kind.TRAIN or pca_state is None:
+    if job.kind == Job.Kind.TRAIN or pca_state is None or pca_state["weights"] != _weights_identity():
         jobflow.update(job.pk, message=f"fitting PCA on {n_frames} frame(s)")
         batches = (chunk for source in sources for chunk in _source_features(source))
         pca = StreamingPCA(n_components=settings.PCA_COMPONENTS).fit(
@@ -300,19 +395,22 @@ def _pca(job):
                      "components": pca.n_components, "fitted_components": pca.n_fitted_components_,
                      "frames": n_frames, "weights": _weights_identity()}
         write_json_atomic(models / "pca.json", pca_state)
-    pca = StreamingPCA.load(models / "pca.npz")
-    jobflow.update(job.pk, progress=0.5, message=f"projecting {n_frames} frame(s) to {pca.n_components} dims")
-    made_from = {"stage": "pca", "pca": pca_state["version"]}
+    # The projection's inputs: this PCA and exactly these sources' frames.
+    made_from = {"stage": "pca", "pca": pca_state["version"],
+                 "sources": _digest([[s.pk, s.frame_count] for s in sources])}
     out_dir = collection.embedding_dir
-    with ArrayWriter(out_dir, "pca", (pca.n_components,), "float32", made_from) as projected, \
-            ArrayWriter(out_dir, "index", (), INDEX_DTYPE, made_from) as index:
-        for done, source in enumerate(sources, 1):
-            for chunk in _source_features(source):
-                projected.append(pca.transform(chunk))
-            frames = open_array(source.frames_dir, "index")
-            rows = [(source.pk, frame, when) for frame, when in zip(frames["frame"], frames["time"])]
-            index.append(np.array(rows, dtype=INDEX_DTYPE))
-            jobflow.update(job.pk, progress=0.5 + 0.5 * done / len(sources))
+    if not (is_current(out_dir, "pca", made_from) and is_current(out_dir, "index", made_from)):
+        pca = StreamingPCA.load(models / "pca.npz")
+        jobflow.update(job.pk, progress=0.5, message=f"projecting {n_frames} frame(s) to {pca.n_components} dims")
+        with ArrayWriter(out_dir, "pca", (pca.n_components,), "float32", made_from) as projected, \
+                ArrayWriter(out_dir, "index", (), INDEX_DTYPE, made_from) as index:
+            for done, source in enumerate(sources, 1):
+                for chunk in _source_features(source):
+                    projected.append(pca.transform(chunk))
+                frames = open_array(source.frames_dir, "index")
+                rows = [(source.pk, frame, when) for frame, when in zip(frames["frame"], frames["time"])]
+                index.append(np.array(rows, dtype=INDEX_DTYPE))
+                jobflow.update(job.pk, progress=0.5 + 0.5 * done / len(sources))
     _begin_next(job.pk, "pca")
 
 
@@ -343,19 +441,25 @@ def _layout(job):
     from workers.pipeline.autoencoder import TripletAutoencoder
     from workers.pipeline.layout import RadialStretch
 
+    from workers.pipeline.arrays import is_current
+
     collection = job.collection
     models, out_dir = collection.models_dir, collection.embedding_dir
     model = read_manifest(models, "layout")
     pca_state = read_manifest(models, "pca")
-    autoencoder = TripletAutoencoder.load(models / "autoencoder")
-    stretch = RadialStretch.from_dict(model["stretch"])
+    if not jobflow.model_matches_pca(collection):
+        raise RuntimeError("the autoencoder was trained on another PCA than the current one "
+                           "(a retraining did not finish): run `manage.py train` on this collection")
     vectors = open_array(out_dir, "pca")
-    jobflow.update(job.pk, message=f"placing {len(vectors)} frame(s) on the map")
-    codes = autoencoder.transform(vectors)
-    made_from = {"stage": "layout", "model": model["version"], "pca": pca_state["version"]}
-    for name, values in (("codes", codes), ("layout", stretch.transform(codes))):
-        with ArrayWriter(out_dir, name, (2,), "float32", made_from) as out:
-            out.append(values)
+    made_from = {"stage": "layout", "model": model["version"], "vectors": _digest(read_manifest(out_dir, "pca"))}
+    if not (is_current(out_dir, "codes", made_from) and is_current(out_dir, "layout", made_from)):
+        jobflow.update(job.pk, message=f"placing {len(vectors)} frame(s) on the map")
+        autoencoder = TripletAutoencoder.load(models / "autoencoder")
+        stretch = RadialStretch.from_dict(model["stretch"])
+        codes = autoencoder.transform(vectors)
+        for name, values in (("codes", codes), ("layout", stretch.transform(codes))):
+            with ArrayWriter(out_dir, name, (2,), "float32", made_from) as out:
+                out.append(values)
     collection.embedding = {
         "model": model["version"], "pca": pca_state["version"], "frames": len(vectors),
         "explained_variance": pca_state["explained_variance"], "weights": pca_state["weights"],
