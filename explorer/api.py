@@ -91,7 +91,8 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         body = IngestRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         with transaction.atomic():
-            job = start_ingest(collection, body.validated_data["paths"], embed=body.validated_data["embed"])
+            job = start_ingest(collection, body.validated_data["paths"], embed=body.validated_data["embed"],
+                               roots=settings.MEDIA_ROOTS)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: JobSerializer})
@@ -100,15 +101,21 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         """Refit PCA and retrain the autoencoder on the whole collection, then re-place every frame.
         The current map keeps being served until the new one is ready."""
         collection = self.get_object()
-        with transaction.atomic():
-            job = start_training(collection)
+        if request.content_type != "application/json":
+            # A form or plain-text POST from another site cannot set this: no cross-site retraining.
+            return Response({"detail": "send Content-Type: application/json"},
+                            status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+        try:
+            with transaction.atomic():
+                job = start_training(collection)
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SourceSerializer
     pagination_class = Pagination
-    filterset_fields = ()
 
     def get_queryset(self):
         queryset = Source.objects.all()

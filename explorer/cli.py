@@ -143,8 +143,11 @@ def warn_about_random_weights(out):
 
 
 def collection_named(name):
-    try:
-        return Collection.objects.get(name=name) if not name.isdigit() else Collection.objects.get(pk=int(name))
-    except Collection.DoesNotExist:
+    """A collection by name, or else by id (a folder named '2024' makes a collection named so)."""
+    found = Collection.objects.filter(name=name).first()
+    if found is None and name.isdigit():
+        found = Collection.objects.filter(pk=int(name)).first()
+    if found is None:
         known = ", ".join(Collection.objects.values_list("name", flat=True)) or "none yet"
-        raise CommandError(f"no collection {name!r} (collections: {known})") from None
+        raise CommandError(f"no collection {name!r} (collections: {known})")
+    return found

@@ -3,6 +3,7 @@
 Each helper refuses a malformed value with an error that names the variable and
 says what was expected, so a typo in a deployment fails at start-up, not later.
 """
+import math
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -54,6 +55,8 @@ def env_float(name, default, minimum=None):
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a finite number")
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below its minimum of {minimum}")
     return number
@@ -110,3 +113,10 @@ def env_choice_or_path(name, default, choices):
             f"{name}={value!r} is neither one of {', '.join(choices)} nor an existing file"
         )
     return str(path.resolve())
+
+
+def env_choice(name, default, choices):
+    value = _raw(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}")
+    return value

@@ -11,12 +11,14 @@ SAMPLE_TASK = "workers.tasks.sample"  # (job id, source id)
 FEATURES_TASK = "workers.tasks.features"  # (job id, work item id)
 
 
-def start_ingest(collection, paths, embed=True):
-    """Sample the files under `paths`; with `embed`, go on to place them on the map."""
-    job = Job.objects.create(
-        collection=collection, kind=Job.Kind.INGEST, stage="scan",
-        params={"paths": [str(p) for p in paths], "embed": embed}, message="waiting for a worker",
-    )
+def start_ingest(collection, paths, embed=True, roots=None):
+    """Sample the files under `paths`; with `embed`, go on to place them on the map.
+    With `roots` (a job started from the web), every file found must resolve inside them."""
+    params = {"paths": [str(p) for p in paths], "embed": embed}
+    if roots is not None:
+        params["roots"] = [str(r) for r in roots]
+    job = Job.objects.create(collection=collection, kind=Job.Kind.INGEST, stage="scan", params=params,
+                             message="waiting for a worker")
     enqueue(RUN_STAGE_TASK, job.pk, job.stage)
     return job
 

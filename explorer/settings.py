@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 
 from explorer.env import (
-    env_bool, env_choice_or_path, env_dir, env_float, env_int, env_path_list, env_str, env_url,
+    env_bool, env_choice, env_choice_or_path, env_dir, env_float, env_int, env_path_list, env_str, env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,7 +38,8 @@ MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 89_478_485, minimum=1)
 # each, shared by the workers), PCA to PCA_COMPONENTS, then the autoencoder.
 FEATURE_BATCH = env_int("FEATURE_BATCH", 8, minimum=1)  # frames per network call (two crops each)
 FEATURE_CHUNK = env_int("FEATURE_CHUNK", 256, minimum=1)
-FEATURE_PRECISION = env_str("FEATURE_PRECISION", "auto")  # auto: bfloat16 where the CPU has it
+FEATURE_PRECISION = env_choice("FEATURE_PRECISION", "auto",  # auto: bfloat16 where the CPU has it
+                               ("auto", "float32", "mixed_bfloat16", "mixed_float16"))
 PCA_COMPONENTS = env_int("PCA_COMPONENTS", 256, minimum=2)
 AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 60, minimum=1)
 LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after the stretch

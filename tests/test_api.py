@@ -118,3 +118,26 @@ def test_frame_images_come_from_the_frame_store(client, worker, media_root):
     assert np.abs(served - stored[0].astype(int)).mean() > np.abs(served - stored[3].astype(int)).mean()
     assert client.get(f"/frames/{source.pk}/6.jpg").status_code == 404  # ...of six, numbered 0-5
     assert client.get(f"/frames/{source.pk + 1000}/0.jpg").status_code == 404
+
+
+@pytest.mark.worker
+def test_a_symlink_inside_a_root_cannot_lead_a_web_ingest_outside(client, worker, media_root, collection_id, tmp_path):
+    from explorer.models import Job
+
+    outside = make_video(tmp_path / "private" / "secret.mp4", seconds=1)
+    inside = make_video(media_root / "linked" / "public.mp4", seconds=1, source="smptebars")
+    (media_root / "linked" / "innocent.mp4").symlink_to(outside)
+    response = post_ingest(client, collection_id, [str(inside.parent)])
+    assert response.status_code == 202
+    job = wait_for_job(Job.objects.get(pk=response.json()["id"]))
+    paths = [s["path"] for s in client.get(f"/api/sources/?collection={collection_id}").json()["results"]]
+    assert paths == [str(inside)]
+    assert {"path": str(media_root / "linked" / "innocent.mp4"),
+            "reason": "outside the folders this server may ingest from"} in job.skipped
+
+
+def test_training_asks_for_json_and_for_frames(client, collection_id):
+    url = f"/api/collections/{collection_id}/train/"
+    assert client.post(url, "x", content_type="text/plain").status_code == 415  # not from a cross-site form
+    refused = client.post(url, {}, content_type="application/json")
+    assert refused.status_code == 400 and "no sampled frames to train on" in refused.json()["detail"]

@@ -156,3 +156,17 @@ def test_second_run_with_same_inputs_is_a_no_op(tmp_path):
     # Other parameters are other inputs: the stage runs again.
     changed = sample_source(video, tmp_path / "out", SamplingParams(160, 90, every=5), "c1")
     assert not changed.reused and changed.frames == 6
+
+
+def test_the_pipeline_imports_no_django_celery_or_explorer():
+    import subprocess
+    import sys
+
+    code = ("import sys, workers.pipeline.arrays, workers.pipeline.files, workers.pipeline.sampling, "
+            "workers.pipeline.features, workers.pipeline.reduce, workers.pipeline.autoencoder, "
+            "workers.pipeline.layout; "
+            "print(sorted(m for m in ('django', 'celery', 'explorer', 'tensorflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -40,9 +40,16 @@ def test_helpers_accept_good_values(monkeypatch, tmp_path):
     ("SAMPLE_EVERY", "often", "SAMPLE_EVERY='often' is not a whole number"),
     ("XCEPTION_WEIGHTS", "/missing.h5", "XCEPTION_WEIGHTS='/missing.h5' is neither"),
     ("MEDIA_ROOTS", "/no/such/root", "MEDIA_ROOTS names '/no/such/root'"),
+    ("FEATURE_PRECISION", "fast", "FEATURE_PRECISION='fast' is not one of"),
 ])
 def test_a_bad_setting_stops_the_program_with_its_name(variable, value, message):
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
                             env=dict(os.environ, **{variable: value}))
     assert result.returncode == 1 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_non_finite_numbers_are_refused(monkeypatch):
+    monkeypatch.setenv("X_TEST", "nan")
+    with pytest.raises(ImproperlyConfigured, match="is not a finite number"):
+        env.env_float("X_TEST", 1.0)

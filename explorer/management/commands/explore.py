@@ -1,9 +1,10 @@
 import os
 import subprocess
 import sys
+import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from explorer.cli import LocalWorkers, add_ingest_arguments, follow, run_ingest, summarize
 
@@ -28,6 +29,10 @@ class Command(BaseCommand):
                 [sys.executable, "manage.py", "runserver", "--noreload", "--insecure",
                  f"{options['host']}:{options['port']}"], cwd=settings.BASE_DIR, env=env)
             try:
+                time.sleep(2)
+                if server.poll() is not None:
+                    raise CommandError(f"the web server did not start on {options['host']}:{options['port']} "
+                                       "(is the port in use? choose another with --port)")
                 self.stdout.write(f"Serving the explorer at {url} (Ctrl-C stops)\n")
                 collection, job = run_ingest(options, self.stdout)
                 summarize(follow(job, self.stderr), self.stdout)

@@ -15,6 +15,10 @@ class Command(BaseCommand):
         collection = collection_named(options["collection"])
         with LocalWorkers(options["workers"], self.stdout):
             warn_about_random_weights(self.stdout)
-            job = follow(start_training(collection), self.stderr)
+            try:
+                job = start_training(collection)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            job = follow(job, self.stderr)
         if not summarize(job, self.stdout):
             raise CommandError(f"training {job.status}")
