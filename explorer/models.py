@@ -76,6 +76,7 @@ class Source(models.Model):
     frame_count = models.IntegerField(default=0)
     heartbeat = models.DateTimeField(null=True, blank=True)  # last sign of life of its worker
     claimed_by = models.CharField(max_length=64, blank=True)  # the task (message) sampling it
+    attempts = models.IntegerField(default=0)  # claims so far: bounded (MAX_ATTEMPTS)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -175,6 +176,7 @@ class WorkItem(models.Model):
     error = models.TextField(blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)  # the task (message) working on it
+    attempts = models.IntegerField(default=0)  # claims so far: bounded (MAX_ATTEMPTS)
 
     class Meta:
         ordering = ["id"]

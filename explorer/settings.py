@@ -142,6 +142,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # How often a worker checks for work that was lost (broker restarted without
 # persistence, a worker killed) and re-enqueues it; and when a heartbeat is stale.
 RECOVERY_INTERVAL = env_float("RECOVERY_INTERVAL", 10.0, minimum=0.5)
+# A piece whose worker died this many times (out of memory, the time limit) is failed.
+MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
 STALE_AFTER = env_float("STALE_AFTER", 120.0, minimum=1.0)
 
 LOGGING = {

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 from django.conf import settings
 from django.db import OperationalError
-from django.db.models import Q
+from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
 from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK, enqueue
@@ -67,17 +67,24 @@ class FanOut:
         self.finish_if_done(job.pk)
 
     def report(self, job_id):
-        """Write the job's progress over the pieces; True when every piece is finished."""
-        pieces = list(self.pieces(Job.objects.get(pk=job_id)).values_list("progress", "status"))
-        done = sum(status in self.terminal for _, status in pieces)
-        if pieces:
-            jobflow.update(job_id, progress=sum(p for p, _ in pieces) / len(pieces),
-                           message=f"{done} of {len(pieces)} {self.done_label}")
-        return done == len(pieces)
+        """Write the job's progress over the pieces (one aggregate query). Best effort: a
+        busy database must not stop the work it reports on."""
+        try:
+            figures = self.pieces(Job.objects.get(pk=job_id)).aggregate(
+                mean=Avg("progress"), total=Count("pk"), done=Count("pk", filter=Q(status__in=self.terminal)))
+            if figures["total"]:
+                jobflow.update(job_id, progress=figures["mean"],
+                               message=f"{figures['done']} of {figures['total']} {self.done_label}")
+        except OperationalError:
+            log.warning("progress of job %s not written (database busy)", job_id)
 
     def finish_if_done(self, job_id):
         """Move the job on when its last piece is finished (any worker may call this)."""
-        if Job.objects.get(pk=job_id).stage == self.stage and self.report(job_id):
+        job = Job.objects.get(pk=job_id)
+        if job.stage != self.stage:
+            return
+        self.report(job_id)
+        if not self.pieces(job).exclude(status__in=self.terminal).exists():
             _begin_next(job_id, self.stage)
 
 
@@ -89,9 +96,16 @@ DESCRIBING = FanOut("features", FEATURES_TASK, lambda job: job.items.filter(stag
 def claim(model, pk, task_id):
     """Take a piece (a Source or a WorkItem) for this task: it must be pending, or already
     this task's (a redelivery of the same message after its process died). A duplicate
-    message finds it taken and does nothing."""
-    return bool(model.objects.filter(pk=pk).filter(Q(status="pending") | Q(status="running", claimed_by=task_id))
-                .update(status="running", claimed_by=task_id, heartbeat=timezone.now(), progress=0.0))
+    message finds it taken and does nothing. A piece taken MAX_ATTEMPTS times already
+    (its worker kept dying: out of memory, the time limit) is failed instead."""
+    taken = model.objects.filter(pk=pk).filter(Q(status="pending") | Q(status="running", claimed_by=task_id)).update(
+        status="running", claimed_by=task_id, heartbeat=timezone.now(), progress=0.0, attempts=F("attempts") + 1)
+    if taken and model.objects.get(pk=pk).attempts > settings.MAX_ATTEMPTS:
+        model.objects.filter(pk=pk).update(status="failed", progress=1.0, error=(
+            f"gave up after {settings.MAX_ATTEMPTS} attempts: its worker stopped each time "
+            "(out of memory? the task time limit?)"))
+        return False
+    return bool(taken)
 
 
 def claim_stage(job_id, stage, task_id):
@@ -236,7 +250,7 @@ def _retry_if_failed(source):
     MAX_IMAGE_PIXELS) or the file may have changed, or the failure may have passed."""
     if source.status == Source.Status.FAILED:
         Source.objects.filter(pk=source.pk, status=Source.Status.FAILED).update(
-            status=Source.Status.PENDING, error="", claimed_by="", progress=0.0)
+            status=Source.Status.PENDING, error="", claimed_by="", progress=0.0, attempts=0)
 
 
 def _job_is_open(job_id):

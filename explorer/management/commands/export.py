@@ -23,9 +23,13 @@ class Command(BaseCommand):
         except FileNotFoundError:
             raise CommandError(f"collection {collection.name!r} has no map yet: ingest or train it first") from None
         if len(index) != len(layout):
-            raise CommandError("the map is being rebuilt right now; try again when its job has finished")
+            raise CommandError("the map is being rebuilt (try again when its job has finished), or a "
+                               f"retraining did not finish (run `manage.py train {collection.name}`)")
         paths = dict(Source.objects.filter(collection=collection).values_list("pk", "path"))
-        out = sys.stdout if options["csv"] == "-" else open(options["csv"], "w", newline="", encoding="utf-8")
+        try:
+            out = sys.stdout if options["csv"] == "-" else open(options["csv"], "w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {options['csv']}: {exc.strerror}") from None
         try:
             writer = csv.writer(out)
             writer.writerow(["source", "timestamp", "x", "y", "source_id", "frame"])
