@@ -55,9 +55,25 @@ class FanOut:
     """A stage done as many pieces, one task each: which rows are its pieces, which task
     does one, and what the progress message counts."""
 
-    def __init__(self, stage, task, pieces, terminal, done_label):
-        self.stage, self.task, self.pieces, self.terminal, self.done_label = (
-            stage, task, pieces, terminal, done_label)
+    def __init__(self, stage, task, model, pieces, done_label):
+        self.stage, self.task, self.model, self.pieces, self.done_label = stage, task, model, pieces, done_label
+        self.terminal = model.TERMINAL
+
+    def run(self, task_id, job_id, piece_id, work):
+        """One piece's task: claim it, do `work(job_id, piece)` with a heartbeat, then move
+        the job on if it was the last piece."""
+        if _job_is_open(job_id) and claim(self.model, piece_id, task_id):
+            with heartbeat(self.model, piece_id, "heartbeat"):
+                work(job_id, self.model.objects.get(pk=piece_id))
+        self.finish_if_done(job_id)
+
+    def progress_writer(self, job_id, piece_id):
+        """A progress callback for one piece: its own progress, then the job's."""
+        def write(fraction):
+            self.model.objects.filter(pk=piece_id).update(progress=fraction, heartbeat=timezone.now())
+            self.report(job_id)
+
+        return Throttle(write)
 
     def enqueue_unfinished(self, job):
         # Pending pieces only: a running one has a live worker, or recovery makes it
@@ -88,9 +104,9 @@ class FanOut:
             _begin_next(job_id, self.stage)
 
 
-SAMPLING = FanOut("sample", SAMPLE_TASK, lambda job: job.sources.all(), Source.TERMINAL, "file(s) sampled")
-DESCRIBING = FanOut("features", FEATURES_TASK, lambda job: job.items.filter(stage="features"),
-                    WorkItem.TERMINAL, "feature chunk(s) done")
+SAMPLING = FanOut("sample", SAMPLE_TASK, Source, lambda job: job.sources.all(), "file(s) sampled")
+DESCRIBING = FanOut("features", FEATURES_TASK, WorkItem, lambda job: job.items.filter(stage="features"),
+                    "feature chunk(s) done")
 
 
 def claim(model, pk, task_id):
@@ -260,21 +276,14 @@ def _job_is_open(job_id):
 @_task("sample")
 def sample(self, job_id, source_id):
     """Sample one source into its frame store."""
-    if _job_is_open(job_id) and claim(Source, source_id, self.request.id):
-        with heartbeat(Source, source_id, "heartbeat"):
-            _sample(job_id, Source.objects.select_related("collection").get(pk=source_id))
-    SAMPLING.finish_if_done(job_id)
+    SAMPLING.run(self.request.id, job_id, source_id, _sample)
 
 
 def _sample(job_id, source):
-    def write_progress(fraction):
-        Source.objects.filter(pk=source.pk).update(progress=fraction, heartbeat=timezone.now())
-        SAMPLING.report(job_id)
-
     params = SamplingParams(**source.collection.sampling)
     try:
         result = sample_source(source.path, source.frames_dir, params, source.checksum,
-                               progress=Throttle(write_progress),
+                               progress=SAMPLING.progress_writer(job_id, source.pk),
                                max_image_pixels=settings.MAX_IMAGE_PIXELS)
     except MediaError as exc:
         Source.objects.filter(pk=source.pk).update(status=Source.Status.FAILED, error=str(exc),
@@ -334,18 +343,11 @@ def _begin_features(job):
 @_task("features")
 def features(self, job_id, item_id):
     """Describe one chunk of a source's frames with Xception."""
-    if _job_is_open(job_id) and claim(WorkItem, item_id, self.request.id):
-        with heartbeat(WorkItem, item_id, "heartbeat"):
-            _describe_chunk(job_id, WorkItem.objects.select_related("source").get(pk=item_id))
-    DESCRIBING.finish_if_done(job_id)
+    DESCRIBING.run(self.request.id, job_id, item_id, _describe_chunk)
 
 
 def _describe_chunk(job_id, item):
     from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name
-
-    def write_progress(fraction):
-        WorkItem.objects.filter(pk=item.pk).update(progress=fraction, heartbeat=timezone.now())
-        DESCRIBING.report(job_id)
 
     source = item.source
     made_from = {**_features_made_from(source), "start": item.start, "stop": item.stop}
@@ -353,7 +355,7 @@ def _describe_chunk(job_id, item):
     extractor = XceptionFeatures(settings.XCEPTION_WEIGHTS, batch_size=settings.FEATURE_BATCH,
                                  precision=settings.FEATURE_PRECISION)
     try:
-        described = extractor.transform(frames, progress=Throttle(write_progress))
+        described = extractor.transform(frames, progress=DESCRIBING.progress_writer(job_id, item.pk))
     except WeightsError as exc:
         # Not this chunk's fault: the whole job cannot go on until the setting is fixed.
         jobflow.fail(job_id, f"XCEPTION_WEIGHTS={settings.XCEPTION_WEIGHTS}: {exc}")
