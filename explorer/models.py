@@ -114,7 +114,7 @@ class Job(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INGEST)
     params = models.JSONField(default=dict)  # e.g. {"paths": [...]}
-    stage = models.CharField(max_length=32, default="queued")
+    stage = models.CharField(max_length=32, default="scan")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)  # of the current stage, 0-1
     message = models.TextField(blank=True)

@@ -24,7 +24,8 @@ def test_ingest_on_embedded_defaults_starts_and_stops_its_own_workers(tmp_path):
     assert "Starting 1 local worker process(es)" in result.stdout
     assert "succeeded: 1 file(s) sampled into 6 frame(s), map of 6 frame(s)" in result.stdout
     assert (tmp_path / "data" / "explorer.sqlite3").exists()
-    assert (tmp_path / "data" / "broker" / "queue").is_dir()  # the filesystem broker did the carrying
+    # The filesystem broker did the carrying (the worker's banner names its transport).
+    assert "transport:   filesystem://" in (tmp_path / "data" / "logs" / "worker.log").read_text()
     assert (tmp_path / "data" / "collections" / "1" / "embedding" / "layout.json").exists()
     # The local workers were stopped: none is left running with this data folder.
     leftovers = subprocess.run(["pgrep", "-f", "celery -A workers worker"], capture_output=True, text=True)

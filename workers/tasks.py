@@ -6,6 +6,7 @@ of frames. The last piece to finish moves the job on (workers/jobflow.py).
 Every task is idempotent, so a redelivered or re-enqueued message is safe; see
 workers/recovery.py for how lost messages are found and sent again.
 """
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
 from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK, enqueue
-from explorer.models import Job, Source, WorkItem
+from explorer.models import Collection, Job, Source, WorkItem
 from workers import jobflow
 from workers.celery import app
 from workers.pipeline.arrays import ArrayWriter, open_array, read_manifest, write_json_atomic
@@ -195,7 +196,7 @@ def run_stage(self, job_id, stage):
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.RUNNING, started_at=timezone.now())
     if stage in EMBEDDING_STAGES and not jobflow.hold_collection(job):
-        holder = job.collection.__class__.objects.get(pk=job.collection_id).embedding_job_id
+        holder = Collection.objects.get(pk=job.collection_id).embedding_job_id
         jobflow.update(job_id, claimed_by="", message=f"waiting for job {holder} to finish this collection's map")
         enqueue(RUN_STAGE_TASK, job_id, stage, countdown=5)
         return
@@ -312,13 +313,15 @@ def _embedded_sources(collection):
     return list(collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).order_by("pk"))
 
 
-def _weights_identity(cache={}):  # noqa: B006 - a per-process cache: hashing 80 MB takes a moment
+def _weights_identity():
+    return _identity_of(settings.XCEPTION_WEIGHTS)
+
+
+@functools.lru_cache(maxsize=4)  # per process: hashing an 80 MB weights file takes a moment
+def _identity_of(weights):
     from workers.pipeline.features import weights_identity
 
-    weights = settings.XCEPTION_WEIGHTS
-    if weights not in cache:
-        cache[weights] = weights_identity(weights)
-    return cache[weights]
+    return weights_identity(weights)
 
 
 def _features_made_from(source):

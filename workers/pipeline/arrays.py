@@ -129,13 +129,6 @@ def remove_stale_temporaries(directory, older_than=600.0):
             pass
 
 
-def write_array(directory, name, array, produced_by):
-    """Write a whole in-memory array atomically, with its manifest."""
-    array = np.asarray(array)
-    with ArrayWriter(directory, name, array.shape[1:], array.dtype, produced_by) as out:
-        out.append(array)
-
-
 def is_current(directory, name, produced_by):
     """True when array `name` is finished and was produced with exactly these inputs."""
     manifest = read_manifest(directory, name)
