@@ -41,6 +41,15 @@ class Collection(models.Model):
         return self.data_dir / "embedding"
 
     @property
+    def maps_dir(self):
+        """Published maps, one immutable folder per version, with their tile caches."""
+        return self.data_dir / "maps"
+
+    @property
+    def sources_dir(self):
+        return self.data_dir / "sources"
+
+    @property
     def models_dir(self):
         """Fitted PCA, trained autoencoder and layout stretch."""
         return self.data_dir / "models"
@@ -91,7 +100,7 @@ class Source(models.Model):
 
     @property
     def frames_dir(self):
-        return self.collection.data_dir / "sources" / str(self.pk)
+        return self.collection.sources_dir / str(self.pk)
 
 
 class Job(models.Model):

@@ -44,6 +44,14 @@ PCA_COMPONENTS = env_int("PCA_COMPONENTS", 256, minimum=2)
 AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 60, minimum=1)
 LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after the stretch
 
+# The map: a clip is CLIP_SECONDS of a video around a clicked moment (similar clips are
+# ranked by how their frames follow it); DISSIMILAR_CLIPS clips are chosen to be as
+# different from each other as possible. Video files are served by Django with Range
+# requests, or by nginx when MEDIA_ACCEL_REDIRECT names its internal location.
+CLIP_SECONDS = env_float("CLIP_SECONDS", 6.0, minimum=0.1)
+DISSIMILAR_CLIPS = env_int("DISSIMILAR_CLIPS", 8, minimum=1)
+MEDIA_ACCEL_REDIRECT = env_str("MEDIA_ACCEL_REDIRECT", "")
+
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",

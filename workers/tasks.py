@@ -473,6 +473,7 @@ def _layout(job):
     from workers.pipeline.layout import RadialStretch
 
     from workers.pipeline.arrays import is_current
+    from workers.pipeline.mapstore import map_version, publish_map, remove_old_maps
 
     collection = job.collection
     models, out_dir = collection.models_dir, collection.embedding_dir
@@ -491,13 +492,22 @@ def _layout(job):
         for name, values in (("codes", codes), ("layout", stretch.transform(codes))):
             with ArrayWriter(out_dir, name, (2,), "float32", made_from) as out:
                 out.append(values)
+    # Publish the map as a new immutable version; the web switches to it when
+    # `embedding["map"]` changes, and keeps the one before for requests in flight.
+    map_settings = {"clip_seconds": settings.CLIP_SECONDS, "dissimilar": settings.DISSIMILAR_CLIPS}
+    version = map_version(read_manifest(out_dir, "layout")["produced_by"], **map_settings)
+    jobflow.update(job.pk, message=f"indexing the map of {len(vectors)} frame(s)")
+    publish_map(out_dir, collection.maps_dir, version, **map_settings,
+                progress=Throttle(lambda f: jobflow.update(job.pk, progress=f), 2.0))
+    previous = collection.embedding.get("map")
     collection.embedding = {
         "model": model["version"], "pca": pca_state["version"], "frames": len(vectors),
         "explained_variance": pca_state["explained_variance"], "weights": pca_state["weights"],
         "random_weights": pca_state["weights"] == "random", "trained_at": model["trained_at"],
-        "placed_at": timezone.now().isoformat(),
+        "placed_at": timezone.now().isoformat(), "map": version,
     }
     collection.save(update_fields=["embedding"])
+    remove_old_maps(collection.maps_dir, keep={version, previous})
     _begin_next(job.pk, "layout")
 
 
