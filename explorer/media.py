@@ -1,12 +1,19 @@
-"""Images served from the frame store. Only ids reach the disk: a path is always
-built from the source's own folder, so no parameter can point elsewhere."""
+"""Files served to the browser: frame images from the frame store, map tiles, and the
+sources' own files for playback. Only ids and numbers reach the disk: every path is
+built from the collection's own folders or a source's recorded path, so no parameter
+can point elsewhere."""
 import io
+import mimetypes
+import re
+from pathlib import Path
 
-from django.http import Http404, HttpResponse
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
-from explorer.models import Source
+from explorer.maps import snapshot
+from explorer.models import Collection, Source
 from workers.pipeline.arrays import open_array
 
 
@@ -27,3 +34,97 @@ def frame_image(request, source_id, number):
     response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
     response["Cache-Control"] = "public, max-age=86400"  # a source's frames never change in place
     return response
+
+
+@require_GET
+def tile(request, collection_id, version, zoom, column, row):
+    """A map tile as JPEG, rendered from the frame store on first request and cached in
+    the map version's folder. The version is in the URL, so a tile never changes."""
+    collection = get_object_or_404(Collection, pk=collection_id)
+    current = snapshot(collection, version)
+    if current is None:
+        raise Http404(f"collection {collection_id} has no map version {version}")
+    if not current.grid.has_tile(zoom, column, row):
+        raise Http404(f"no tile {zoom}/{column}/{row}: this map has zoom levels 0 to {current.grid.max_zoom}, "
+                      f"with 2^zoom tiles a side")
+    response = FileResponse(open(current.tile(zoom, column, row), "rb"), content_type="image/jpeg")
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
+def source_file(request, source_id):
+    """The source's own file, for the browser's <video> or <img>. Range requests get
+    206 so the browser can seek; behind nginx, X-Accel-Redirect hands the file over."""
+    source = get_object_or_404(Source, pk=source_id)
+    path = Path(source.path)
+    if not path.is_file():
+        raise Http404(f"{source.path} is no longer there")
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    accel = _accel_path(path)
+    if accel:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = accel
+        return response
+    size = path.stat().st_size
+    wanted = _byte_range(request.headers.get("Range"), size)
+    if wanted is None:
+        response = FileResponse(open(path, "rb"), content_type=content_type)
+    elif wanted == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    else:
+        start, end = wanted
+        response = StreamingHttpResponse(_read(path, start, end - start + 1), status=206, content_type=content_type)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
+    return response
+
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _byte_range(header, size):
+    """(first, last) byte of a single-range `Range` header (RFC 9110), "unsatisfiable",
+    or None to send the whole file (no header, several ranges, or one we do not parse)."""
+    match = RANGE.match((header or "").strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        length = int(last)
+        if length == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    first = int(first)
+    last = min(int(last), size - 1) if last else size - 1
+    if first >= size or last < first:
+        return "unsatisfiable"
+    return first, last
+
+
+def _read(path, offset, length, block=1 << 16):
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while length > 0:
+            data = handle.read(min(block, length))
+            if not data:
+                return
+            length -= len(data)
+            yield data
+
+
+def _accel_path(path):
+    """nginx's internal URL for a file under the first MEDIA_ROOTS entry, when
+    MEDIA_ACCEL_REDIRECT is set (docker/nginx.conf); None otherwise."""
+    from urllib.parse import quote
+
+    if not settings.MEDIA_ACCEL_REDIRECT or not settings.MEDIA_ROOTS:
+        return None
+    root = settings.MEDIA_ROOTS[0]
+    resolved = path.resolve()
+    if root not in resolved.parents:
+        return None
+    return settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(str(resolved.relative_to(root)))

@@ -98,7 +98,8 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Front-end libraries come from the npm registry (package.json; `npm ci`), never a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/leaflet", BASE_DIR / "node_modules" / "leaflet" / "dist")]
 STATIC_ROOT = env_dir("STATIC_ROOT", BASE_DIR / "staticfiles")
 
 REST_FRAMEWORK = {

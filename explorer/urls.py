@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, media, views
+from explorer import api, map_api, media, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -13,7 +13,17 @@ router.register("jobs", api.JobViewSet, basename="job")
 urlpatterns = [
     path("", views.collection_list, name="collections"),
     path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
+    path("collections/<int:collection_id>/map/", views.collection_map, name="map"),
     path("frames/<int:source_id>/<int:number>.jpg", media.frame_image, name="frame-image"),
+    # The version is checked against the map folders' names (explorer/maps.py).
+    path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", media.tile,
+         name="tile"),
+    path("sources/<int:source_id>/file", media.source_file, name="source-file"),
+    path("api/collections/<int:pk>/map/", map_api.map_state, name="api-map"),
+    path("api/collections/<int:pk>/map/frame/", map_api.map_frame, name="api-map-frame"),
+    path("api/collections/<int:pk>/map/path/", map_api.map_path, name="api-map-path"),
+    path("api/collections/<int:pk>/map/similar/", map_api.map_similar, name="api-map-similar"),
+    path("api/collections/<int:pk>/map/dissimilar/", map_api.map_dissimilar, name="api-map-dissimilar"),
     path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("api/", include(router.urls)),
 ]

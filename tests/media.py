@@ -34,3 +34,26 @@ def ffmpeg_frames(path, every, width, height):
          f"select='not(mod(n\\,{every}))',scale={width}:{height}:flags=area", "-fps_mode", "passthrough",
          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
+def make_scenes(path, scenes, seconds_each=4, size="320x180", rate=30, extra=()):
+    """An H.264 video of distinct scenes one after another, each a lavfi source
+    ("mandelbrot", "life=seed=3", ...) shown for `seconds_each` seconds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inputs, chains = [], []
+    for i, scene in enumerate(scenes):
+        name, _, options = scene.partition("=")
+        inputs += ["-f", "lavfi", "-i", f"{name}=size={size}:rate={rate}" + (f":{options}" if options else "")]
+        chains.append(f"[{i}]trim=duration={seconds_each},setpts=PTS-STARTPTS,format=yuv420p[s{i}]")
+    joined = "".join(f"[s{i}]" for i in range(len(scenes)))
+    graph = ";".join(chains) + f";{joined}concat=n={len(scenes)}:v=1:a=0[out]"
+    ffmpeg(*inputs, "-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", *extra, path)
+    return path
+
+
+def reencode(source, path, extra=("-vf", "scale=256:144", "-crf", "32")):
+    """A re-encoded copy of a video: other size and quality, same frames and times."""
+    ffmpeg("-i", source, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", *extra, path)
+    return Path(path)

@@ -13,9 +13,14 @@ async function refresh() {
     const row = body.insertRow();
     row.dataset.collection = collection.id;
     const link = document.createElement("a");
-    link.href = `/collections/${collection.id}/`;
+    link.href = `/collections/${collection.id}/map/`;
     link.textContent = collection.name;
-    row.insertCell().append(link, embeddingElement(collection.embedding));
+    link.title = "open the map";
+    const sources = document.createElement("a");
+    sources.href = `/collections/${collection.id}/`;
+    sources.textContent = "sources and jobs";
+    sources.className = "secondary";
+    row.insertCell().append(link, " · ", sources, embeddingElement(collection.embedding));
     row.insertCell().textContent = collection.source_count;
     row.insertCell().textContent = collection.frame_count ?? 0;
     const work = row.insertCell();

@@ -41,12 +41,14 @@ function embeddingElement(embedding) {
   }
   const variance = (embedding.explained_variance * 100).toFixed(0);
   div.textContent = `map of ${embedding.frames} frame(s) · PCA keeps ${variance}% of the variance`;
-  if (embedding.random_weights) {
-    const badge = document.createElement("span");
-    badge.className = "badge random-weights";
-    badge.title = "XCEPTION_WEIGHTS=random: for tests and demos; similar frames are grouped by colour and texture only";
-    badge.textContent = "random weights: demo map";
-    div.append(" ", badge);
-  }
+  if (embedding.random_weights) div.append(" ", randomWeightsBadge());
   return div;
+}
+
+function randomWeightsBadge() {
+  const badge = document.createElement("span");
+  badge.className = "badge random-weights";
+  badge.title = "XCEPTION_WEIGHTS=random: for tests and demos; similar frames are grouped by colour and texture only";
+  badge.textContent = "random weights: demo map";
+  return badge;
 }

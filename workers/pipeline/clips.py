@@ -90,18 +90,21 @@ def similar_clips(query, sources, times, vectors, spans, neighbours, typical, se
     _, hits = neighbours.search(query_vectors, per_frame)
     valid = hits >= 0
     hit_rows = hits[valid]
+    # A vote counts more the nearer its hit: 1 for a frame's nearest, 1/2 for the next...
+    weights = np.broadcast_to(1.0 / np.arange(1, hits.shape[1] + 1), hits.shape)[valid]
     hit_sources, hit_times = np.asarray(sources[hit_rows]), np.asarray(times[hit_rows], dtype=np.float64)
     offsets = hit_times - np.broadcast_to(query_times[:, None], hits.shape)[valid]
     own = (hit_sources == query_source) & (np.abs(offsets) < max(seconds, interval))
-    hit_sources, offsets = hit_sources[~own], offsets[~own]
+    hit_sources, offsets, weights = hit_sources[~own], offsets[~own], weights[~own]
     if len(offsets) == 0:
         return []
 
     # Votes per (video, offset bin); the best-voted alignments go on to re-ranking.
     bin_width = max(seconds / 2, interval, 1e-3)
     keys = np.stack([hit_sources, np.round(offsets / bin_width).astype(np.int64)], axis=1)
-    unique, inverse, votes = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
+    votes = np.bincount(inverse, weights=weights)
     candidates = np.argsort(-votes, kind="stable")[:3 * top + 5]
 
     ranked = []
@@ -109,9 +112,11 @@ def similar_clips(query, sources, times, vectors, spans, neighbours, typical, se
         source = int(unique[candidate, 0])
         # The exact offsets voted for most in this bin (frames near in time are near in
         # space too, so votes scatter around the true alignment): keep the best-following.
-        exact, counts = np.unique(np.round(offsets[inverse == candidate], 3), return_counts=True)
+        in_bin = inverse == candidate
+        exact, which = np.unique(np.round(offsets[in_bin], 3), return_inverse=True)
+        exact_votes = np.bincount(which.reshape(-1), weights=weights[in_bin])
         best = None
-        for offset in exact[np.argsort(-counts, kind="stable")[:3]]:
+        for offset in exact[np.argsort(-exact_votes, kind="stable")[:5]]:
             rows, score = _follow(query_vectors, query_times + offset, source, times, vectors, spans,
                                   typical, tolerance=max(interval, 1e-3))
             if rows and (best is None or score > best["score"]):

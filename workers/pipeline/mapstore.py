@@ -146,23 +146,19 @@ class MapSnapshot:
     def frame_pixels(self, row):
         """RGB pixels of the frame at map row `row`, from its source's frame store; None
         when the store is gone (the source was removed since this map was made)."""
-        source, frame = int(self.index["source"][row]), int(self.index["frame"][row])
+        source = int(self.index["source"][row])
         frames = self._frame_store(source)
-        if frames is None:
+        position = row - self.spans.rows(source)[0]  # a map holds all of a source's frames, in order
+        if frames is None or position >= len(frames):
             return None
-        position = int(np.searchsorted(self._frame_numbers(source), frame))
         return frames[position]
 
-    @functools.lru_cache(maxsize=512)
+    @functools.lru_cache(maxsize=1024)
     def _frame_store(self, source):
         try:
             return open_array(self.sources_dir / str(source), "frames")
         except FileNotFoundError:
             return None
-
-    @functools.lru_cache(maxsize=512)
-    def _frame_numbers(self, source):
-        return np.asarray(open_array(self.sources_dir / str(source), "index")["frame"])
 
     # --- frames, paths and clips ---
 
@@ -178,9 +174,13 @@ class MapSnapshot:
         return None
 
     def describe(self, row):
+        """A frame of the map: its source, frame number in the video, position in the
+        source's frame store, time in seconds and place on the map."""
         entry, (x, y) = self.index[row], self.layout[row]
-        return {"row": int(row), "source": int(entry["source"]), "frame": int(entry["frame"]),
-                "time": float(entry["time"]), "x": float(x), "y": float(y)}
+        source = int(entry["source"])
+        return {"row": int(row), "source": source, "frame": int(entry["frame"]),
+                "position": int(row) - self.spans.rows(source)[0], "time": float(entry["time"]),
+                "x": float(x), "y": float(y)}
 
     def path(self, source):
         """The source's frames on the map in time order: rows, times, x and y."""

@@ -1,0 +1,209 @@
+"""JSON API of the map: its state, the frame under a point, a video's path, similar and
+most dissimilar clips. Everything is read from the collection's published map
+(explorer/maps.py); ids and numbers are the only inputs, so no parameter reaches a file."""
+import math
+from pathlib import Path
+
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from explorer.maps import no_map_reason, require_snapshot, snapshot
+from explorer.models import Collection, Job, Source
+
+
+class FiniteFloatField(serializers.FloatField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            raise serializers.ValidationError("must be a finite number")
+        return value
+
+
+class PointQuery(serializers.Serializer):
+    x = FiniteFloatField(required=False, min_value=-1.0, max_value=1.0, help_text="Map x, -1 (left) to 1.")
+    y = FiniteFloatField(required=False, min_value=-1.0, max_value=1.0, help_text="Map y, -1 (bottom) to 1.")
+    zoom = serializers.IntegerField(required=False, min_value=0, help_text="Zoom level whose thumbnails are shown.")
+    source = serializers.IntegerField(required=False, min_value=1)
+    frame = serializers.IntegerField(required=False, min_value=0, help_text="Frame number in the source.")
+
+    def validate(self, data):
+        if {"x", "y", "zoom"} <= data.keys() or {"source", "frame"} <= data.keys():
+            return data
+        raise serializers.ValidationError("give either x, y and zoom, or source and frame")
+
+
+class SourceQuery(serializers.Serializer):
+    source = serializers.IntegerField(min_value=1)
+
+
+class SimilarQuery(serializers.Serializer):
+    source = serializers.IntegerField(min_value=1)
+    frame = serializers.IntegerField(min_value=0)
+    seconds = FiniteFloatField(required=False, min_value=0.1, max_value=600.0,
+                               help_text="Length of the clip around the frame (default: CLIP_SECONDS).")
+    top = serializers.IntegerField(required=False, min_value=1, max_value=50, default=10)
+
+
+class FrameSchema(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Row of the frame in this map version.")
+    source = serializers.IntegerField()
+    frame = serializers.IntegerField(help_text="Frame number in the video.")
+    position = serializers.IntegerField(help_text="Index in the source's frame store (/frames/SOURCE/POSITION.jpg).")
+    time = serializers.FloatField(help_text="Seconds from the start of the video.")
+    x = serializers.FloatField()
+    y = serializers.FloatField()
+    image = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    video = serializers.CharField(help_text="The source file, with Range support for seeking.")
+
+
+class ClipSchema(serializers.Serializer):
+    source = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    video = serializers.CharField()
+    start = serializers.FloatField()
+    stop = serializers.FloatField()
+    score = serializers.FloatField(allow_null=True, help_text="1 = identical, 0 = no closer than chance.")
+    frames = FrameSchema(many=True)
+
+
+NOT_FOUND = OpenApiResponse(description="Unknown collection, no map yet (the reason says what is running), "
+                                        "or nothing at that place.")
+
+
+def _collection(pk):
+    return get_object_or_404(Collection, pk=pk)
+
+
+def _params(serializer_class, request):
+    params = serializer_class(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return params.validated_data
+
+
+def _source_info(ids):
+    """name, kind and video URL of each source id."""
+    return {pk: {"name": Path(source.path).name, "kind": source.kind,
+                 "video": reverse("source-file", args=[pk])}
+            for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
+
+
+def _frame(current, row, info):
+    described = current.describe(row)
+    described["image"] = reverse("frame-image", args=[described["source"], described["position"]])
+    return {**described, **info.get(described["source"], {"name": "(removed)", "kind": "", "video": ""})}
+
+
+def _clip(current, rows, score, info):
+    frames = [_frame(current, row, info) for row in rows]
+    return {"source": frames[0]["source"], "name": frames[0]["name"], "kind": frames[0]["kind"],
+            "video": frames[0]["video"], "start": frames[0]["time"], "stop": frames[-1]["time"],
+            "score": score, "frames": frames}
+
+
+@extend_schema(responses={200: inline_serializer("MapState", {
+    "ready": serializers.BooleanField(), "status": serializers.CharField(),
+    "version": serializers.CharField(allow_null=True), "frames": serializers.IntegerField(),
+    "max_zoom": serializers.IntegerField(), "tile_url": serializers.CharField(),
+    "tile_size": serializers.ListField(child=serializers.IntegerField()),
+    "clip_seconds": serializers.FloatField(), "random_weights": serializers.BooleanField(),
+    "jobs": serializers.ListField(child=serializers.DictField())}), 404: NOT_FOUND})
+@api_view(["GET"])
+def map_state(request, pk):
+    """The collection's map: whether there is one yet, how to fetch its tiles, and the jobs
+    still running on the collection (with their progress)."""
+    from explorer.api import JobSerializer
+    from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
+
+    collection = _collection(pk)
+    current = snapshot(collection)
+    jobs = JobSerializer(collection.jobs.exclude(status__in=Job.FINISHED), many=True).data
+    state = {"ready": current is not None, "jobs": jobs, "tile_size": [TILE_WIDTH, TILE_HEIGHT],
+             "random_weights": bool(collection.embedding.get("random_weights"))}
+    if current is None:
+        return Response({**state, "status": no_map_reason(collection), "version": None, "frames": 0,
+                         "max_zoom": 0, "tile_url": "", "clip_seconds": 0.0})
+    tile_url = reverse("tile", args=[collection.pk, current.version, 0, 0, 0]).replace("/0/0/0.jpg", "/{z}/{x}/{y}.jpg")
+    return Response({**state, "status": f"map of {len(current)} frames", "version": current.version,
+                     "frames": len(current), "max_zoom": current.grid.max_zoom, "tile_url": tile_url,
+                     "clip_seconds": current.clip_seconds})
+
+
+@extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 400: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+@api_view(["GET"])
+def map_frame(request, pk):
+    """The frame drawn at a point of the map at a zoom level (what a hover or a click hits),
+    or a given frame of a source: where it is on the map, its time, image and video."""
+    current = require_snapshot(_collection(pk))
+    params = _params(PointQuery, request)
+    if "source" in params:
+        row = current.row_of(params["source"], params["frame"])
+        if row is None:
+            raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
+    else:
+        if params["zoom"] > current.grid.max_zoom:
+            raise serializers.ValidationError({"zoom": f"this map has zoom levels 0 to {current.grid.max_zoom}"})
+        row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
+        if row is None:
+            raise NotFound("no frame is drawn there")
+    described = current.describe(row)
+    return Response(_frame(current, row, _source_info([described["source"]])))
+
+
+@extend_schema(parameters=[SourceQuery], responses={200: inline_serializer("Path", {
+    "source": serializers.IntegerField(), "name": serializers.CharField(),
+    "frames": serializers.ListField(child=serializers.IntegerField()),
+    "times": serializers.ListField(child=serializers.FloatField()),
+    "points": serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))}),
+    404: NOT_FOUND})
+@api_view(["GET"])
+def map_path(request, pk):
+    """A source's frames on the map in time order: its path across the map."""
+    current = require_snapshot(_collection(pk))
+    source = _params(SourceQuery, request)["source"]
+    path = current.path(source)
+    if path is None:
+        raise NotFound(f"source {source} is not on this map")
+    info = _source_info([source]).get(source, {"name": "(removed)"})
+    return Response({"source": source, "name": info["name"], "frames": path["frames"].tolist(),
+                     "times": [round(t, 3) for t in path["times"].tolist()],
+                     "points": [[round(x, 5), round(y, 5)] for x, y in path["xy"].tolist()]})
+
+
+@extend_schema(parameters=[SimilarQuery], responses={200: inline_serializer("SimilarClips", {
+    "query": ClipSchema(), "clips": ClipSchema(many=True), "seconds": serializers.FloatField()}),
+    400: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+@api_view(["GET"])
+def map_similar(request, pk):
+    """The clips of the whole collection whose frames best follow the clip around a frame,
+    best first, each with its score (1 = identical, 0 = no closer than chance)."""
+    current = require_snapshot(_collection(pk))
+    params = _params(SimilarQuery, request)
+    row = current.row_of(params["source"], params["frame"])
+    if row is None:
+        raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
+    seconds = params.get("seconds") or current.clip_seconds
+    start, stop = current.clip_at(row, seconds)
+    found = current.similar(row, seconds=seconds, top=params["top"])
+    info = _source_info([params["source"]] + [clip["source"] for clip in found])
+    return Response({"seconds": seconds, "query": _clip(current, range(start, stop), 1.0, info),
+                     "clips": [_clip(current, clip["rows"], round(clip["score"], 4), info) for clip in found]})
+
+
+@extend_schema(responses={200: inline_serializer("DissimilarClips", {"clips": ClipSchema(many=True)}),
+                          404: NOT_FOUND})
+@api_view(["GET"])
+def map_dissimilar(request, pk):
+    """A handful of clips chosen to be as different from each other as possible."""
+    current = require_snapshot(_collection(pk))
+    clips = current.dissimilar()
+    info = _source_info([current.describe(rows[0])["source"] for rows in clips])
+    return Response({"clips": [_clip(current, rows, None, info) for rows in clips]})

@@ -1,0 +1,300 @@
+// The map page: Leaflet with a flat (non-geographic) coordinate system over the server's
+// tiles. Hover names the frame under the pointer; a click opens the panel with the frame,
+// its video playing from that moment, its video's path, and the most similar clips.
+// The URL's hash holds the view and the selected frame: #z=3&x=0.1&y=-0.2&frame=12:340.
+"use strict";
+
+const mapElement = document.getElementById("map");
+const collectionId = mapElement.dataset.collection;
+const api = `/api/collections/${collectionId}/map/`;
+const panel = document.getElementById("panel");
+const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+  "#bcf60c", "#fabebe", "#008080"];
+
+let state = null; // the map's state from the API
+let map = null;
+let tiles = null;
+let overlays = null; // paths and markers of the current selection
+let hover = { key: null, box: null, request: 0 };
+
+// Map coordinates ([-1, 1]^2, y up) <-> Leaflet's flat coordinates (zoom 0 pixels, y down).
+function toLatLng(x, y) {
+  const [width, height] = state.tile_size;
+  return L.latLng(-(1 - y) / 2 * height, (x + 1) / 2 * width);
+}
+
+function fromLatLng(latlng) {
+  const [width, height] = state.tile_size;
+  return { x: latlng.lng / width * 2 - 1, y: 1 + latlng.lat / height * 2 };
+}
+
+function clock(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
+}
+
+function element(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+// --- the URL's hash ---
+
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const view = { z: parseInt(params.get("z"), 10), x: parseFloat(params.get("x")), y: parseFloat(params.get("y")) };
+  const frame = (params.get("frame") || "").match(/^(\d+):(\d+)$/);
+  return { view: Number.isFinite(view.z + view.x + view.y) ? view : null,
+    frame: frame ? { source: +frame[1], frame: +frame[2] } : null };
+}
+
+function writeHash() {
+  const centre = fromLatLng(map.getCenter());
+  const params = new URLSearchParams({ z: map.getZoom(), x: centre.x.toFixed(4), y: centre.y.toFixed(4) });
+  if (panel.dataset.frame) params.set("frame", panel.dataset.frame);
+  history.replaceState(null, "", `#${params}`);
+}
+
+// --- the map ---
+
+function bounds() {
+  return L.latLngBounds(toLatLng(-1, -1), toLatLng(1, 1));
+}
+
+function startMap() {
+  map = L.map(mapElement, {
+    crs: L.CRS.Simple, minZoom: 0, maxZoom: state.max_zoom, zoomSnap: 1,
+    maxBounds: bounds().pad(0.5), attributionControl: false,
+  });
+  tiles = L.tileLayer(state.tile_url, {
+    tileSize: L.point(...state.tile_size), bounds: bounds(), noWrap: true, maxNativeZoom: state.max_zoom,
+    minZoom: 0, maxZoom: state.max_zoom, keepBuffer: 4,
+  }).addTo(map);
+  overlays = L.layerGroup().addTo(map);
+  const { view, frame } = readHash();
+  if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom));
+  else map.fitBounds(bounds());
+  map.on("moveend", writeHash);
+  map.on("mousemove", (event) => hoverAt(event.latlng));
+  map.on("mouseout", clearHover);
+  map.on("click", (event) => selectAt(event.latlng));
+  document.getElementById("show-dissimilar").disabled = false;
+  mapElement.focus();
+  if (frame) select(`source=${frame.source}&frame=${frame.frame}`);
+}
+
+// The grid cell under a point at the current zoom, as the server's tiles draw it.
+function cellAt(latlng) {
+  const level = Math.min(map.getZoom(), state.max_zoom - 2);
+  const n = 4 << level;
+  const { x, y } = fromLatLng(latlng);
+  if (Math.abs(x) > 1 || Math.abs(y) > 1) return null;
+  const column = Math.min(n - 1, Math.floor((x + 1) / 2 * n));
+  const row = Math.min(n - 1, Math.floor((1 - y) / 2 * n));
+  const corner = (c, r) => toLatLng(c / n * 2 - 1, 1 - r / n * 2);
+  return { key: `${level}/${column}/${row}`, box: L.latLngBounds(corner(column, row), corner(column + 1, row + 1)) };
+}
+
+function frameQuery(latlng) {
+  const { x, y } = fromLatLng(latlng);
+  return `x=${x.toFixed(6)}&y=${y.toFixed(6)}&zoom=${map.getZoom()}`;
+}
+
+async function hoverAt(latlng) {
+  const cell = cellAt(latlng);
+  if (!cell || cell.key === hover.key) return;
+  clearHover();
+  hover.key = cell.key;
+  const request = ++hover.request;
+  await new Promise((resolve) => setTimeout(resolve, 60)); // wait until the pointer rests a moment
+  if (request !== hover.request) return;
+  const response = await fetch(`${api}frame/?${frameQuery(latlng)}`);
+  if (request !== hover.request || !response.ok) return;
+  const frame = await response.json();
+  hover.box = L.rectangle(cell.box, { weight: 1, color: "#fff", fill: false, interactive: false })
+    .bindTooltip(`${frame.name} · ${clock(frame.time)}`, { className: "frame-tooltip", direction: "top" })
+    .addTo(map).openTooltip();
+  mapElement.title = `${frame.name} at ${clock(frame.time)}`;
+}
+
+function clearHover() {
+  hover.request++;
+  hover.key = null;
+  if (hover.box) hover.box.remove();
+  hover.box = null;
+}
+
+async function selectAt(latlng) {
+  const response = await fetch(`${api}frame/?${frameQuery(latlng)}`);
+  if (response.ok) select(null, await response.json());
+}
+
+// --- the panel: a frame, its video, its path and the similar clips ---
+
+async function select(query, frame = null) {
+  try {
+    frame = frame || await getJSON(`${api}frame/?${query}`);
+  } catch (error) {
+    showPanel(element("p", { className: "error", textContent: `That frame is not on this map (${error.message}).` }));
+    return;
+  }
+  panel.dataset.frame = `${frame.source}:${frame.frame}`;
+  writeHash();
+  overlays.clearLayers();
+  const player = mediaElement(frame.kind, frame.video, frame.time);
+  const selection = element("div", {},
+    element("h2", { textContent: frame.name }),
+    element("div", { className: "when", textContent: `${clock(frame.time)} · frame ${frame.frame}` }),
+    element("img", { className: "frame-image", src: frame.image, alt: `${frame.name} at ${clock(frame.time)}` }),
+    player);
+  showPanel(selection);
+  L.circleMarker(toLatLng(frame.x, frame.y), { radius: 7, color: "#fff", weight: 3, fillOpacity: 0 }).addTo(overlays);
+  drawPath(frame.source, "#ffffff", `${frame.name}: whole video`);
+  showSimilar(frame);
+}
+
+function mediaElement(kind, url, time) {
+  if (kind === "photo") return element("img", { className: "frame-image", src: url, alt: "the photo" });
+  const video = element("video", { controls: true, muted: true, autoplay: true, preload: "auto" });
+  video.addEventListener("loadedmetadata", () => { video.currentTime = time; }, { once: true });
+  video.addEventListener("error", () => video.replaceWith(element("p", { className: "message",
+    textContent: "This file cannot play in the browser (its format or codec); the frames above come from it." })));
+  video.src = url;
+  video.dataset.start = time;
+  return video;
+}
+
+function showPanel(...content) {
+  document.getElementById("selection").replaceChildren(...content);
+  document.getElementById("clips").replaceChildren();
+  panel.hidden = false;
+  map.invalidateSize();
+}
+
+function closePanel() {
+  panel.hidden = true;
+  delete panel.dataset.frame;
+  overlays.clearLayers();
+  map.invalidateSize();
+  writeHash();
+}
+
+async function drawPath(source, colour, label) {
+  const path = await getJSON(`${api}path/?source=${source}`);
+  const line = L.polyline(path.points.map(([x, y]) => toLatLng(x, y)), { color: colour, weight: 2, opacity: 0.8 })
+    .bindTooltip(label, { sticky: true }).addTo(overlays);
+  line.options.source = source;
+  return line;
+}
+
+function clipLine(clip, colour) {
+  return L.polyline(clip.frames.map((f) => toLatLng(f.x, f.y)), { color: colour, weight: 4, opacity: 0.95 })
+    .bindTooltip(`${clip.name} ${clock(clip.start)}–${clock(clip.stop)}`, { sticky: true }).addTo(overlays);
+}
+
+function clipElement(clip, colour) {
+  const item = element("li", { className: "clip" });
+  item.style.setProperty("--clip-colour", colour);
+  item.dataset.source = clip.source;
+  item.dataset.start = clip.start;
+  const score = clip.score === null ? "" : `${Math.round(clip.score * 100)}% alike`;
+  const strip = element("div", { className: "strip" },
+    ...clip.frames.map((f) => element("img", { src: f.image, loading: "lazy", title: clock(f.time), alt: "" })));
+  const play = element("button", { type: "button", textContent: "▶ play" });
+  play.addEventListener("click", () => playClip(clip));
+  const jump = element("button", { type: "button", textContent: "show on map" });
+  jump.addEventListener("click", () => {
+    const first = clip.frames[Math.floor(clip.frames.length / 2)];
+    map.flyTo(toLatLng(first.x, first.y), Math.max(map.getZoom(), state.max_zoom - 2));
+  });
+  item.append(element("div", { className: "title" },
+    element("span", { className: "name", textContent: `${clip.name} · ${clock(clip.start)}–${clock(clip.stop)}` }),
+    element("span", { className: "score", textContent: score })), strip, play, " ", jump);
+  return item;
+}
+
+function playClip(clip) {
+  const current = document.querySelector("#selection video, #selection img.frame-image:last-child");
+  const player = mediaElement(clip.kind, clip.video, clip.start);
+  if (player.play) player.muted = true;
+  if (current) current.replaceWith(player);
+  else document.getElementById("selection").append(player);
+}
+
+function showClips(title, clips, note) {
+  const list = element("ol", { className: "clips" });
+  clips.forEach((clip, i) => {
+    const colour = COLOURS[i % COLOURS.length];
+    list.append(clipElement(clip, colour));
+    clipLine(clip, colour);
+  });
+  const section = document.getElementById("clips");
+  section.replaceChildren(element("h3", { textContent: title }), note || "",
+    clips.length ? list : element("p", { className: "message", textContent: "No other clip matches." }));
+}
+
+async function showSimilar(frame) {
+  const section = document.getElementById("clips");
+  section.replaceChildren(element("p", { className: "message", textContent: "finding similar clips…" }));
+  try {
+    const found = await getJSON(`${api}similar/?source=${frame.source}&frame=${frame.frame}`);
+    if (panel.dataset.frame !== `${frame.source}:${frame.frame}`) return; // another frame was chosen meanwhile
+    clipLine(found.query, "#ffffff");
+    showClips(`Similar clips (${found.seconds.toFixed(0)} s around ${clock(frame.time)})`, found.clips);
+  } catch (error) {
+    section.replaceChildren(element("p", { className: "error", textContent: `Similar clips failed: ${error.message}` }));
+  }
+}
+
+async function showDissimilar() {
+  const found = await getJSON(`${api}dissimilar/`);
+  delete panel.dataset.frame;
+  overlays.clearLayers();
+  showPanel(element("h2", { textContent: "Most different clips" }));
+  showClips("Chosen to be as different from each other as possible", found.clips);
+  writeHash();
+}
+
+// --- waiting for a map, and noticing a new one ---
+
+function showWaiting(current) {
+  const waiting = document.getElementById("waiting");
+  waiting.hidden = false;
+  waiting.querySelector(".reason").textContent = current.status;
+  waiting.querySelector(".jobs").replaceChildren(...current.jobs.map(jobElement));
+}
+
+async function poll() {
+  let delay = 5000;
+  try {
+    const current = await getJSON(api);
+    document.getElementById("map-status").replaceChildren(current.status,
+      ...(current.random_weights ? [" ", randomWeightsBadge()] : []),
+      ...current.jobs.map((job) => jobElement(job)));
+    if (!current.ready) {
+      showWaiting(current);
+      delay = 1000;
+    } else if (!state) {
+      document.getElementById("waiting").hidden = true;
+      state = current;
+      startMap();
+    } else if (current.version !== state.version) {
+      state = current; // a new layout: same view, new tiles
+      map.setMaxZoom(state.max_zoom);
+      tiles.options.maxZoom = tiles.options.maxNativeZoom = state.max_zoom;
+      tiles.setUrl(state.tile_url);
+    }
+    if (current.jobs.length) delay = 1000;
+  } catch (error) {
+    document.getElementById("map-status").textContent = `cannot reach the server (${error.message})`;
+  }
+  setTimeout(poll, delay);
+}
+
+panel.querySelector(".close").addEventListener("click", closePanel);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !panel.hidden) closePanel();
+});
+document.getElementById("show-dissimilar").addEventListener("click", () => showDissimilar().catch(console.error));
+poll();

@@ -1,0 +1,186 @@
+"""Serving the map: its JSON API, tiles, video files with Range, and a retraining that
+keeps the old map served, on a collection ingested once for the module by the real
+worker (random Xception weights): a video of three scenes, a re-encoded copy of it,
+and a video of two other scenes."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from explorer.jobs import start_ingest, start_training
+from explorer.models import Collection, Job, Source
+from explorer.sampling import sampling_params
+from tests.conftest import wait_for_job
+from tests.media import make_scenes, reencode
+from workers.pipeline.tiles import BACKGROUND
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db]
+
+
+@pytest.fixture(scope="module")
+def mapped(worker, media_root, django_db_blocker):
+    """The collection, its three sources by name, and the finished ingest job."""
+    folder = media_root / "map"
+    original = make_scenes(folder / "original.mp4", ["mandelbrot", "sierpinski", "gradients"])
+    reencode(original, folder / "copy.mp4")
+    make_scenes(folder / "other.mp4", ["life=seed=3", "testsrc2"])
+    with django_db_blocker.unblock():
+        collection = Collection.objects.create(name="map", sampling=sampling_params(every=10).as_dict())
+        job = wait_for_job(start_ingest(collection, [folder]), timeout=300)
+        assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
+        collection.refresh_from_db()
+        sources = {source.path.rsplit("/", 1)[1]: source for source in collection.sources.all()}
+    yield collection, sources
+    with django_db_blocker.unblock():
+        collection.delete()
+
+
+def get_json(client, url, status=200):
+    response = client.get(url)
+    assert response.status_code == status, response.content[:500]
+    return response.json()
+
+
+def decode(response):
+    return cv2.imdecode(np.frombuffer(b"".join(response.streaming_content), np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_map_state_and_tiles_that_are_rendered_once_and_cached(client, mapped):
+    collection, _ = mapped
+    state = get_json(client, f"/api/collections/{collection.pk}/map/")
+    assert state["ready"] and state["frames"] == 96 and state["random_weights"]
+    assert state["version"] == collection.embedding["map"] and state["jobs"] == []
+    tile_url = state["tile_url"].format(z=1, x=0, y=1)
+    response = client.get(tile_url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
+    assert "immutable" in response["Cache-Control"]
+    pixels = decode(response)
+    assert pixels.shape == (144, 256, 3)
+    drawn = np.abs(pixels.astype(int) - BACKGROUND[::-1]).sum(axis=2) > 30
+    assert 0.05 < drawn.mean(), "the tile should show thumbnails"
+    cached = collection.maps_dir / state["version"] / "tiles" / "1" / "0" / "1.jpg"
+    assert cached.exists()
+    assert np.array_equal(decode(client.get(tile_url)), pixels)
+
+    deepest = state["max_zoom"]
+    assert client.get(state["tile_url"].format(z=deepest + 1, x=0, y=0)).status_code == 404
+    assert client.get(state["tile_url"].format(z=2, x=4, y=0)).status_code == 404
+    assert client.get(f"/collections/{collection.pk}/tiles/0123456789abcdef/0/0/0.jpg").status_code == 404
+    assert client.get(f"/collections/{collection.pk}/tiles/..%2F..%2Fsources/0/0/0.jpg").status_code == 404
+    assert get_json(client, "/api/collections/9999/map/", 404)["detail"]
+
+
+def test_the_frame_under_a_point_is_the_one_its_tile_draws(client, mapped):
+    collection, sources = mapped
+    state = get_json(client, f"/api/collections/{collection.pk}/map/")
+    path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={sources['original.mp4'].pk}")
+    x, y = path["points"][18]
+    zoom = state["max_zoom"]
+    hit = get_json(client, f"/api/collections/{collection.pk}/map/frame/?x={x}&y={y}&zoom={zoom}")
+    # At the deepest zoom the frame fills its own tile; it is the one drawn at (x, y).
+    column, row = math.floor((x + 1) / 2 * 2 ** zoom), math.floor((1 - y) / 2 * 2 ** zoom)
+    tile = decode(client.get(state["tile_url"].format(z=zoom, x=column, y=row)))
+    image = cv2.imdecode(np.frombuffer(client.get(hit["image"]).content, np.uint8), cv2.IMREAD_COLOR)
+    expected = cv2.resize(image, (256, 144), interpolation=cv2.INTER_AREA)
+    assert np.abs(tile.astype(int) - expected).mean() < 6
+    same = get_json(client, f"/api/collections/{collection.pk}/map/frame/?source={hit['source']}&frame={hit['frame']}")
+    assert same == hit
+    assert hit["name"] in ("original.mp4", "copy.mp4") and hit["video"] == f"/sources/{hit['source']}/file"
+
+    base = f"/api/collections/{collection.pk}/map/frame/"
+    for bad in ("x=nan&y=0&zoom=1", "x=2&y=0&zoom=1", "x=0&zoom=1", f"x=0&y=0&zoom={zoom + 1}", "source=1"):
+        assert get_json(client, f"{base}?{bad}", 400)
+    assert "not on this map" in get_json(client, f"{base}?source={hit['source']}&frame=99999", 404)["detail"]
+
+
+def test_a_videos_path_is_its_frames_in_time_order(client, mapped):
+    collection, sources = mapped
+    other = sources["other.mp4"]
+    path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={other.pk}")
+    assert len(path["points"]) == other.frame_count == 24
+    assert path["times"] == sorted(path["times"]) and path["frames"][:3] == [0, 10, 20]
+    assert all(-1 <= v <= 1 for point in path["points"] for v in point)
+    assert get_json(client, f"/api/collections/{collection.pk}/map/path/?source=424242", 404)
+
+
+def test_the_most_similar_clip_is_the_reencoded_copy_at_the_same_moment(client, mapped):
+    collection, sources = mapped
+    original, copy = sources["original.mp4"], sources["copy.mp4"]
+    found = get_json(client, f"/api/collections/{collection.pk}/map/similar/?source={original.pk}&frame=180")
+    query, clips = found["query"], found["clips"]
+    assert query["source"] == original.pk and query["start"] <= 6.0 <= query["stop"]
+    assert clips[0]["source"] == copy.pk and clips[0]["start"] == pytest.approx(query["start"], abs=0.05)
+    assert clips[0]["score"] > 0.5 and clips[0]["score"] == max(c["score"] for c in clips)
+    assert not any(c["source"] == original.pk and c["start"] < query["stop"] and c["stop"] > query["start"]
+                   for c in clips), "the query's own stretch is left out"
+    assert len(clips[0]["frames"]) == len(query["frames"])
+    # And the other way round.
+    back = get_json(client, f"/api/collections/{collection.pk}/map/similar/?source={copy.pk}&frame=180&top=3")
+    assert back["clips"][0]["source"] == original.pk and len(back["clips"]) <= 3
+    assert get_json(client, f"/api/collections/{collection.pk}/map/similar/?source={copy.pk}&frame=180&top=0", 400)
+
+
+def test_the_most_dissimilar_clips_are_distinct_stretches(client, mapped):
+    collection, _ = mapped
+    clips = get_json(client, f"/api/collections/{collection.pk}/map/dissimilar/")["clips"]
+    assert len(clips) == 6  # DISSIMILAR_CLIPS is 8, but there are only six 6-second stretches
+    stretches = {(c["source"], c["start"]) for c in clips}
+    assert len(stretches) == 6 and all(c["score"] is None and c["frames"] for c in clips)
+    assert len({c["source"] for c in clips}) == 3
+
+
+def test_video_files_answer_range_requests_with_206(client, mapped):
+    _, sources = mapped
+    source = sources["copy.mp4"]
+    content = open(source.path, "rb").read()
+    url = f"/sources/{source.pk}/file"
+    whole = client.get(url)
+    assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes" and whole["Content-Type"] == "video/mp4"
+    assert b"".join(whole.streaming_content) == content
+    part = client.get(url, HTTP_RANGE="bytes=1000-1999")
+    assert part.status_code == 206 and part["Content-Range"] == f"bytes 1000-1999/{len(content)}"
+    assert b"".join(part.streaming_content) == content[1000:2000] and part["Content-Length"] == "1000"
+    tail = client.get(url, HTTP_RANGE="bytes=-500")
+    assert b"".join(tail.streaming_content) == content[-500:]
+    open_ended = client.get(url, HTTP_RANGE=f"bytes={len(content) - 10}-")
+    assert b"".join(open_ended.streaming_content) == content[-10:]
+    unsatisfiable = client.get(url, HTTP_RANGE=f"bytes={len(content)}-")
+    assert unsatisfiable.status_code == 416 and unsatisfiable["Content-Range"] == f"bytes */{len(content)}"
+    assert client.get("/sources/999999/file").status_code == 404
+
+
+def test_a_collection_without_a_map_reports_its_progress(client, mapped):
+    waiting = Collection.objects.create(name="waiting")
+    job = Job.objects.create(collection=waiting, stage="features", status=Job.Status.RUNNING, progress=0.4,
+                             message="3 of 8 feature chunk(s) done")
+    state = get_json(client, f"/api/collections/{waiting.pk}/map/")
+    assert not state["ready"] and state["jobs"][0]["id"] == job.pk
+    assert "stage features (40%" in state["status"]
+    detail = get_json(client, f"/api/collections/{waiting.pk}/map/similar/?source=1&frame=0", 404)["detail"]
+    assert "no map yet" in detail and f"job {job.pk}" in detail
+    assert client.get(f"/collections/{waiting.pk}/map/").status_code == 200
+
+
+# Last in the module: a transactional test empties the database when it ends.
+@pytest.mark.django_db(transaction=True)
+def test_retraining_keeps_the_old_map_served_until_the_new_one_is_published(client, mapped):
+    collection, _ = mapped
+    old = get_json(client, f"/api/collections/{collection.pk}/map/")
+    job = start_training(collection)
+    seen_during = set()
+    while True:
+        job.refresh_from_db()
+        state = get_json(client, f"/api/collections/{collection.pk}/map/")
+        if job.finished:
+            break
+        if job.stage in ("pca", "train", "layout") and state["version"] == old["version"]:
+            assert client.get(old["tile_url"].format(z=0, x=0, y=0)).status_code == 200
+            seen_during.add(job.stage)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert seen_during & {"pca", "train"}, "the old map was served while the new one was trained"
+    new = get_json(client, f"/api/collections/{collection.pk}/map/")
+    assert new["version"] != old["version"] and new["frames"] == old["frames"]
+    # The version before stays on disk for pages that still show it; older ones go.
+    assert client.get(old["tile_url"].format(z=0, x=0, y=0)).status_code == 200
+    assert sorted(p.name for p in collection.maps_dir.iterdir()) == sorted([old["version"], new["version"]])
