@@ -164,3 +164,61 @@ def spawn_worker(django_db_blocker):
     yield spawn
     for process in started:
         process.stop()
+
+
+SCREENSHOTS = ROOT / "bench-out" / "screenshots" / "browser"
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Real headless Chromium (Debian's chromium and chromium-driver), driven by Selenium."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.fail("browser tests need chromium and chromedriver: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                 "--window-size=1400,900", "--autoplay-policy=no-user-gesture-required",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker):
+    """The real web process (`manage.py runserver`, static files included) on the test
+    database, as a browser would reach it. Unlike pytest-django's live_server, it does
+    not make a test transactional, so data made by a module's fixture stays."""
+    import urllib.request
+
+    port = free_port()
+    with django_db_blocker.unblock():
+        env = worker_env()
+    log = TEST_DATA / "web-server.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/collections/", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None, f"web server exited; see {log}"
+            assert time.monotonic() < deadline, f"web server did not start; see {log}"
+            time.sleep(0.2)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)

@@ -162,6 +162,109 @@ def test_a_collection_without_a_map_reports_its_progress(client, mapped):
     assert client.get(f"/collections/{waiting.pk}/map/").status_code == 200
 
 
+def wait_for(browser, script, timeout=30, message=""):
+    """Poll a JavaScript expression in the page until it is truthy; return its value."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(
+        lambda driver: driver.execute_script(f"return {script}"), message or script)
+
+
+# Share of each loaded tile's pixels that differ from the empty background.
+DRAWN_SHARE = """[...document.querySelectorAll('img.leaflet-tile-loaded')].map((img) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const context = canvas.getContext('2d');
+  context.drawImage(img, 0, 0);
+  const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  let drawn = 0;
+  for (let i = 0; i < data.length; i += 4)
+    if (Math.abs(data[i] - %d) + Math.abs(data[i + 1] - %d) + Math.abs(data[i + 2] - %d) > 30) drawn++;
+  return [img.src, drawn / (data.length / 4)];
+})""" % BACKGROUND
+
+
+def clock(seconds):
+    minutes = int(seconds // 60)
+    return f"{minutes}:{seconds - 60 * minutes:04.1f}"
+
+
+def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    from tests.conftest import SCREENSHOTS
+
+    collection, sources = mapped
+    page = f"{web_server}/collections/{collection.pk}/map/"
+    state = get_json(client, f"/api/collections/{collection.pk}/map/")
+
+    # The map loads, with tiles that show thumbnails.
+    browser.get(page)
+    wait_for(browser, "document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
+    wait_for(browser, "[...document.querySelectorAll('img.leaflet-tile')].every((img) => img.complete)")
+    shares = browser.execute_script(f"return {DRAWN_SHARE}")
+    assert max(share for _, share in shares) > 0.2, shares
+    start_zoom = int(wait_for(browser, "new URLSearchParams(location.hash.slice(1)).get('z')"))
+    browser.save_screenshot(str(SCREENSHOTS / "map-overview.png"))
+
+    # Keyboard zoom: the next level's tiles load, and they hold more distinct frames.
+    browser.find_element("id", "map").send_keys(Keys.ADD)  # the keypad's +
+    wait_for(browser, f"new URLSearchParams(location.hash.slice(1)).get('z') === '{start_zoom + 1}'")
+    wait_for(browser, f"[...document.querySelectorAll('img.leaflet-tile-loaded')].some("
+                      f"(img) => img.src.includes('/{start_zoom + 1}/'))")
+    from workers.pipeline.mapstore import MapSnapshot
+
+    snapshot = MapSnapshot(collection.maps_dir / state["version"], collection.sources_dir)
+    levels = [snapshot.grid.level(z) for z in (start_zoom, start_zoom + 1)]
+    assert snapshot.cells.distinct_frames(levels[1]) > snapshot.cells.distinct_frames(levels[0])
+
+    # Click a known frame: the one drawn where frame 180 (6.0 s) of the original lies.
+    path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={sources['original.mp4'].pk}")
+    x, y = path["points"][path["frames"].index(180)]
+    zoom = state["max_zoom"] - 2
+    hit = get_json(client, f"/api/collections/{collection.pk}/map/frame/?x={x}&y={y}&zoom={zoom}")
+    browser.get(f"{page}#z={zoom}&x={x}&y={y}")
+    browser.refresh()  # a new hash alone does not reload the page
+    wait_for(browser, "document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
+    map_element = browser.find_element("id", "map")
+    ActionChains(browser).move_to_element(map_element).pause(0.3).perform()
+    tooltip = wait_for(browser, "document.querySelector('.frame-tooltip')?.textContent")
+    assert tooltip == f"{hit['name']} · {clock(hit['time'])}"
+    ActionChains(browser).click().perform()
+    wait_for(browser, "!document.getElementById('panel').hidden")
+    assert browser.find_element("css selector", "#selection h2").text == hit["name"]
+    assert clock(hit["time"]).strip() in browser.find_element("css selector", "#selection .when").text
+    # The video plays from that moment: the browser sought there through Range requests.
+    seek = wait_for(browser, "(() => { const v = document.querySelector('#selection video');"
+                             " return v && v.readyState >= 1 && !v.seeking && v.currentTime > 0 && v.currentTime; })()")
+    assert abs(seek - hit["time"]) < 0.5
+    assert browser.execute_script("return document.querySelector('#selection video').error") is None
+    # Similar clips: first the other copy of the same moment; paths drawn on the map.
+    counterpart = sources["copy.mp4" if hit["name"] == "original.mp4" else "original.mp4"]
+    first = wait_for(browser, "document.querySelector('#clips li.clip')?.dataset.source")
+    assert int(first) == counterpart.pk
+    assert len(browser.find_elements("css selector", "#clips li.clip")) >= 2
+    assert len(browser.find_elements("css selector", ".leaflet-overlay-pane path")) >= 3
+    assert f"frame={hit['source']}:{hit['frame']}" in browser.current_url
+    browser.save_screenshot(str(SCREENSHOTS / "map-selected.png"))
+
+    # The URL is a shareable view: opened afresh, it shows the same frame.
+    shared = browser.current_url
+    browser.get("about:blank")
+    browser.get(shared)
+    wait_for(browser, "!document.getElementById('panel').hidden && "
+                      "document.querySelector('#selection h2')?.textContent")
+    assert browser.find_element("css selector", "#selection h2").text == hit["name"]
+    browser.find_element("id", "map").send_keys(Keys.ESCAPE)
+    wait_for(browser, "document.getElementById('panel').hidden")
+
+    # The most different clips.
+    browser.find_element("id", "show-dissimilar").click()
+    wait_for(browser, "document.querySelectorAll('#clips li.clip').length === 6")
+    browser.save_screenshot(str(SCREENSHOTS / "map-dissimilar.png"))
+
+
 # Last in the module: a transactional test empties the database when it ends.
 @pytest.mark.django_db(transaction=True)
 def test_retraining_keeps_the_old_map_served_until_the_new_one_is_published(client, mapped):

@@ -51,9 +51,8 @@ function readHash() {
 
 function writeHash() {
   const centre = fromLatLng(map.getCenter());
-  const params = new URLSearchParams({ z: map.getZoom(), x: centre.x.toFixed(4), y: centre.y.toFixed(4) });
-  if (panel.dataset.frame) params.set("frame", panel.dataset.frame);
-  history.replaceState(null, "", `#${params}`);
+  const frame = panel.dataset.frame ? `&frame=${panel.dataset.frame}` : ""; // "source:frame", kept readable
+  history.replaceState(null, "", `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}`);
 }
 
 // --- the map ---
@@ -75,6 +74,7 @@ function startMap() {
   const { view, frame } = readHash();
   if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom));
   else map.fitBounds(bounds());
+  writeHash();
   map.on("moveend", writeHash);
   map.on("mousemove", (event) => hoverAt(event.latlng));
   map.on("mouseout", clearHover);
