@@ -160,4 +160,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # faiss reports at INFO each CPU build it tries before the one that loads.
+    "loggers": {"faiss.loader": {"level": "WARNING"}},
 }

@@ -16,6 +16,7 @@ class Command(BaseCommand):
         add_ingest_arguments(parser)
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-browser", action="store_true", help="print the map's address, do not open it")
 
     def handle(self, *args, **options):
         url = f"http://{options['host']}:{options['port']}/"
@@ -36,10 +37,23 @@ class Command(BaseCommand):
                 self.stdout.write(f"Serving the explorer at {url} (Ctrl-C stops)\n")
                 collection, job = run_ingest(options, self.stdout)
                 summarize(follow(job, self.stderr), self.stdout)
-                self.stdout.write(f"\nOpen {url} to explore {collection.name!r}. Ctrl-C stops.\n")
+                map_url = f"{url}collections/{collection.pk}/map/"
+                self.stdout.write(f"\nThe map of {collection.name!r}: {map_url}\nCtrl-C stops.\n")
+                if not options["no_browser"]:
+                    open_in_browser(map_url)
                 server.wait()
             except KeyboardInterrupt:
                 pass
             finally:
                 server.terminate()
                 server.wait(timeout=10)
+
+
+def open_in_browser(url):
+    """Open the map in the desktop's browser. Not on a machine without a display: there
+    Python would start a text browser (lynx, w3m) in this terminal."""
+    import webbrowser
+
+    graphical = sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if graphical:
+        webbrowser.open(url, new=2)

@@ -1,0 +1,52 @@
+"""`manage.py explore`: ingest, then serve, print the map's address and open it."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT, free_port, worker_env
+from tests.media import make_video
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_explore_ends_with_the_map_open_in_the_browser(worker, media_root, tmp_path):
+    folder = media_root / "explore"
+    make_video(folder / "clip.mp4", seconds=2)
+    opened = tmp_path / "opened.txt"
+    fake_browser = tmp_path / "browser.sh"  # what Python's webbrowser runs, given $BROWSER
+    fake_browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    fake_browser.chmod(0o755)
+    port = free_port()
+    env = worker_env(BROWSER=str(fake_browser), DISPLAY=":0")
+    log = tmp_path / "explore.log"
+    with open(log, "wb") as out:
+        explore = subprocess.Popen([sys.executable, "manage.py", "explore", str(folder), "--port", str(port),
+                                    "--collection", "explore", "--every", "10"],
+                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "The map of" not in log.read_text():
+            assert explore.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        printed = [line for line in log.read_text().splitlines() if line.startswith("The map of")][0]
+        map_url = printed.split(": ", 1)[1]
+        assert map_url.startswith(f"http://127.0.0.1:{port}/collections/") and map_url.endswith("/map/")
+        page = urllib.request.urlopen(map_url, timeout=10).read().decode()
+        assert "leaflet.js" in page and "map.js" in page
+        state = json.load(urllib.request.urlopen(map_url.replace("/collections/", "/api/collections/"), timeout=10))
+        assert state["ready"] and state["frames"] == 6
+        deadline = time.monotonic() + 10
+        while not opened.exists():
+            assert time.monotonic() < deadline, "no browser was opened"
+            time.sleep(0.2)
+        assert opened.read_text().strip() == map_url
+    finally:
+        os.killpg(explore.pid, signal.SIGINT)
+        explore.wait(timeout=30)
