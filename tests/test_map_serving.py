@@ -150,6 +150,18 @@ def test_video_files_answer_range_requests_with_206(client, mapped):
     assert client.get("/sources/999999/file").status_code == 404
 
 
+def test_behind_nginx_video_files_are_handed_over_with_x_accel_redirect(client, mapped, media_root, settings):
+    _, sources = mapped
+    settings.MEDIA_ROOTS = [media_root.resolve()]
+    settings.MEDIA_ACCEL_REDIRECT = "/protected/media/"
+    response = client.get(f"/sources/{sources['copy.mp4'].pk}/file", HTTP_RANGE="bytes=0-99")
+    assert response.status_code == 200 and response.content == b""
+    assert response["X-Accel-Redirect"] == "/protected/media/map/copy.mp4"
+    assert response["Content-Type"] == "video/mp4"
+    settings.MEDIA_ROOTS = [media_root.resolve() / "elsewhere"]  # not under the root nginx serves: Django does
+    assert client.get(f"/sources/{sources['copy.mp4'].pk}/file", HTTP_RANGE="bytes=0-99").status_code == 206
+
+
 def test_a_collection_without_a_map_reports_its_progress(client, mapped):
     waiting = Collection.objects.create(name="waiting")
     job = Job.objects.create(collection=waiting, stage="features", status=Job.Status.RUNNING, progress=0.4,
@@ -248,6 +260,13 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     assert len(browser.find_elements("css selector", ".leaflet-overlay-pane path")) >= 3
     assert f"frame={hit['source']}:{hit['frame']}" in browser.current_url
     browser.save_screenshot(str(SCREENSHOTS / "map-selected.png"))
+    # Its play button plays that clip, from its start, in the panel.
+    clip_start = float(browser.find_element("css selector", "#clips li.clip").get_attribute("data-start"))
+    browser.find_element("css selector", "#clips li.clip button").click()
+    playing = wait_for(browser, "(() => { const v = document.querySelector('#selection video');"
+                                " return v && v.readyState >= 1 && !v.seeking && v.currentTime > 0"
+                                " && [v.currentSrc, v.currentTime]; })()")
+    assert playing[0].endswith(f"/sources/{counterpart.pk}/file") and abs(playing[1] - clip_start) < 0.5
 
     # The URL is a shareable view: opened afresh, it shows the same frame.
     shared = browser.current_url

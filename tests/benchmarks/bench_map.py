@@ -19,6 +19,10 @@ For each size (`--sizes`, default 100,000 and 1,000,000 frames), in a fresh chil
      (the first query, which loads the faiss index, is reported apart).
    Each figure is the median and 95th percentile in milliseconds.
 
+Memory: the peak RSS while publishing, and the web process's heap (RssAnon) and mapped
+file pages (RssFile) after serving everything. Mapped pages can be dropped by the kernel
+at any time; here they also count the one shared frame store once per source that maps it.
+
 Caveat: the 500 shared frames stay in the OS page cache, so "cold" means a tile not yet
 rendered, not a frame store on a cold disk; reading 16 frames from a cold disk adds
 about 16 random reads.
@@ -44,6 +48,23 @@ FRAMES_PER_SOURCE = 500
 def percentiles(values):
     values = sorted(values)
     return statistics.median(values), values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+
+def reset_peak():
+    """Start a new peak-RSS measurement (Linux: VmHWM is reset to the current RSS)."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def peak_mib():
+    """Peak RSS since the last reset, in MiB (VmHWM, memory-mapped file pages included)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+
+
+def status_mib(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
 
 
 def make_frames(folder):
@@ -105,29 +126,44 @@ def make_collection(n_frames, seed=0):
     return collection
 
 
-def child(n_frames, n_tiles, n_queries):
+def setup_django():
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "explorer.settings")
     django.setup()
-    import numpy as np
+
+
+def child_make(n_frames):
+    """Make the collection and publish its map, in a process of its own."""
+    setup_django()
     from django.core.management import call_command
-    from django.test import Client
 
     from workers.pipeline.mapstore import map_version, publish_map
-    from workers.pipeline.tiles import TileGrid
 
     call_command("migrate", verbosity=0)
     made = time.perf_counter()
     collection = make_collection(n_frames)
     made = time.perf_counter() - made
-    published = time.perf_counter()
     version = map_version({"bench": n_frames}, clip_seconds=6.0, dissimilar=8)
+    reset_peak()
+    published = time.perf_counter()
     publish_map(collection.embedding_dir, collection.maps_dir, version)
     published = time.perf_counter() - published
     collection.embedding = {"map": version, "frames": n_frames}
     collection.save()
+    return {"collection": collection.pk, "make_s": made, "publish_s": published, "publish_peak_mib": peak_mib()}
 
+
+def child_serve(collection_id, n_frames, n_tiles, n_queries):
+    """Serve requests in a fresh process, as a web worker would."""
+    setup_django()
+    import numpy as np
+    from django.test import Client
+
+    from explorer.models import Collection
+    from workers.pipeline.tiles import TileGrid
+
+    collection = Collection.objects.get(pk=collection_id)
     client = Client()
     state = client.get(f"/api/collections/{collection.pk}/map/").json()
     grid = TileGrid(state["max_zoom"] - 2)
@@ -167,12 +203,11 @@ def child(n_frames, n_tiles, n_queries):
         entry = current.index[row]
         similar.append(timed(f"/api/collections/{collection.pk}/map/similar/?source={entry['source']}"
                              f"&frame={entry['frame']}"))
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-    return {"frames": n_frames, "make_s": made, "publish_s": published, "max_zoom": state["max_zoom"],
+    return {"frames": n_frames, "max_zoom": state["max_zoom"],
             "tiles": len(tile_urls), "cold": percentiles(cold), "cached": percentiles(cached),
             "hover": percentiles(hover), "similar_first": similar[0], "similar": percentiles(similar[1:]),
-            "queries": len(similar) - 1, "peak_mib": peak}
+            "queries": len(similar) - 1, "peak_mib": peak_mib(), "anon_mib": status_mib("RssAnon"),
+            "file_mib": status_mib("RssFile")}
 
 
 def main():
@@ -180,10 +215,14 @@ def main():
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--tiles", type=int, default=300)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--make", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.tiles, args.queries)))
+    if args.make:
+        print(json.dumps(child_make(args.make)))
+        return
+    if args.serve:
+        print(json.dumps(child_serve(*args.serve, args.tiles, args.queries)))
         return
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -191,10 +230,15 @@ def main():
             env = dict(os.environ, DATA_DIR=data, LOG_LEVEL="WARNING", DJANGO_ALLOWED_HOSTS="testserver")
             env.pop("DATABASE_URL", None)
             env.pop("REDIS_URL", None)
-            out = subprocess.run([sys.executable, __file__, "--child", str(size), "--tiles", str(args.tiles),
-                                  "--queries", str(args.queries)], cwd=ROOT, env=env, check=True,
-                                 capture_output=True, text=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
+
+            def run(*flags):
+                out = subprocess.run([sys.executable, __file__, *map(str, flags), "--tiles", str(args.tiles),
+                                      "--queries", str(args.queries)], cwd=ROOT, env=env, check=True,
+                                     capture_output=True, text=True).stdout
+                return json.loads(out.strip().splitlines()[-1])
+
+            made = run("--make", size)
+            results.append({**made, **run("--serve", made["collection"], size)})
             print(f"{size} frames done", file=sys.stderr)
     print("| | " + " | ".join(f"{r['frames']:,} frames" for r in results) + " |")
     print("| --- |" + " --- |" * len(results))
@@ -208,7 +252,11 @@ def main():
               + " | ".join(f"{r[key][0]:.1f} / {r[key][1]:.1f}" for r in results) + " |")
     print("| similar clips, first query incl. index load (ms) | "
           + " | ".join(f"{r['similar_first']:.0f}" for r in results) + " |")
-    print("| peak RSS of the process (MiB) | " + " | ".join(f"{r['peak_mib']:.0f}" for r in results) + " |")
+    print("| peak RSS while publishing (MiB) | " + " | ".join(f"{r['publish_peak_mib']:.0f}" for r in results) + " |")
+    print("| web process after serving all the above: heap (RssAnon), MiB | "
+          + " | ".join(f"{r['anon_mib']:.0f}" for r in results) + " |")
+    print("| same: mapped file pages (RssFile; frame store counted once per source), MiB | "
+          + " | ".join(f"{r['file_mib']:.0f}" for r in results) + " |")
     print(f"({results[0]['tiles']} distinct tiles, {results[0]['queries']} similar-clip queries per size)")
 
 
