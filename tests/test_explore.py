@@ -1,7 +1,5 @@
 """`manage.py explore`: ingest, then serve, print the map's address and open it."""
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -48,5 +46,8 @@ def test_explore_ends_with_the_map_open_in_the_browser(worker, media_root, tmp_p
             time.sleep(0.2)
         assert opened.read_text().strip() == map_url
     finally:
-        os.killpg(explore.pid, signal.SIGINT)
+        explore.terminate()  # SIGTERM to explore alone: it stops its server (and workers) itself
         explore.wait(timeout=30)
+    time.sleep(1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(map_url, timeout=5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from explorer.jobs import start_ingest, start_training
-from explorer.models import Collection, Job, Source
+from explorer.models import Collection, Job
 from explorer.sampling import sampling_params
 from tests.conftest import wait_for_job
 from tests.media import make_scenes, reencode

@@ -142,7 +142,7 @@ async function select(query, frame = null) {
   panel.dataset.frame = `${frame.source}:${frame.frame}`;
   writeHash();
   overlays.clearLayers();
-  const player = mediaElement(frame.kind, frame.video, frame.time);
+  const player = mediaElement(frame.kind, frame.video, frame.time, frame.name);
   const selection = element("div", {},
     element("h2", { textContent: frame.name }),
     element("div", { className: "when", textContent: `${clock(frame.time)} · frame ${frame.frame}` }),
@@ -154,8 +154,9 @@ async function select(query, frame = null) {
   showSimilar(frame);
 }
 
-function mediaElement(kind, url, time) {
-  if (kind === "photo") return element("img", { className: "frame-image", src: url, alt: "the photo" });
+function mediaElement(kind, url, time, name) {
+  // Photos, and GIFs (videos to the pipeline, images to the browser, which animates them).
+  if (kind === "photo" || /\.gif$/i.test(name)) return element("img", { className: "frame-image", src: url, alt: name });
   const video = element("video", { controls: true, muted: true, autoplay: true, preload: "auto" });
   video.addEventListener("loadedmetadata", () => { video.currentTime = time; }, { once: true });
   video.addEventListener("error", () => video.replaceWith(element("p", { className: "message",
@@ -216,7 +217,7 @@ function clipElement(clip, colour) {
 
 function playClip(clip) {
   const current = document.querySelector("#selection video, #selection img.frame-image:last-child");
-  const player = mediaElement(clip.kind, clip.video, clip.start);
+  const player = mediaElement(clip.kind, clip.video, clip.start, clip.name);
   if (player.play) player.muted = true;
   if (current) current.replaceWith(player);
   else document.getElementById("selection").append(player);
