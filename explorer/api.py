@@ -10,8 +10,8 @@ from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from explorer.jobs import start_ingest, start_training
-from explorer.models import Collection, Job, Source
+from explorer.jobs import start_ingest, start_poster, start_training
+from explorer.models import Collection, Job, Poster, Source
 from explorer.sampling import sampling_params
 
 
@@ -68,6 +68,56 @@ class IngestRequestSerializer(serializers.Serializer):
         return allowed
 
 
+class PosterSerializer(serializers.ModelSerializer):
+    job = JobSerializer(read_only=True)
+    download = serializers.SerializerMethodField(help_text="The file, once rendered.")
+    size_mm = serializers.SerializerMethodField(help_text="Width and height on paper at the poster's dpi.")
+
+    class Meta:
+        model = Poster
+        fields = ["id", "collection", "params", "map_version", "width", "height", "size_mm", "file_size", "cells",
+                  "created_at", "job", "download"]
+        read_only_fields = fields
+
+    def get_download(self, poster) -> str | None:
+        from django.urls import reverse
+
+        return reverse("poster-file", args=[poster.pk]) if poster.file_size else None
+
+    def get_size_mm(self, poster) -> list[float]:
+        from workers.pipeline.posters import PosterSpec
+
+        return [round(v, 1) for v in PosterSpec.from_dict(poster.params).size_mm]
+
+
+class PosterRequestSerializer(serializers.Serializer):
+    """A poster of a region of the map (see workers/pipeline/posters.py)."""
+
+    collection = serializers.IntegerField()
+    centre_x = serializers.FloatField(help_text="Centre of the window on the map (-1 to 1).")
+    centre_y = serializers.FloatField()
+    window_width = serializers.FloatField(help_text="Width of the window in map units (the map is 2 wide).")
+    columns = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    tile_width = serializers.IntegerField(default=534, help_text="Pixels per cell (unless width_mm is set).")
+    tile_height = serializers.IntegerField(default=300)
+    rotation = serializers.FloatField(default=0.0, help_text="Degrees, counter-clockwise.")
+    format = serializers.CharField(default="png", help_text="png, tiff or pdf.")
+    quality = serializers.CharField(default="preview", help_text="preview (frame store) or print (source files).")
+    empty = serializers.CharField(default="blank", help_text="Cells with no frame near: blank, or nearest.")
+    width_mm = serializers.FloatField(required=False, allow_null=True, default=None,
+                                      help_text="Physical width; with dpi it sets the pixel size.")
+    dpi = serializers.FloatField(default=300.0)
+
+    def spec_and_collection(self):
+        from django.shortcuts import get_object_or_404
+
+        self.is_valid(raise_exception=True)
+        params = dict(self.validated_data)
+        collection = get_object_or_404(Collection, pk=params.pop("collection"))
+        return collection, params
+
+
 class Pagination(LimitOffsetPagination):
     default_limit = 100
     max_limit = 1000
@@ -111,6 +161,83 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PosterViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PosterSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        queryset = Poster.objects.select_related("job", "collection")
+        collection = self.request.query_params.get("collection")
+        if collection:
+            queryset = queryset.filter(collection_id=_int_param("collection", collection))
+        return queryset
+
+    @extend_schema(request=PosterRequestSerializer, responses={202: PosterSerializer})
+    def create(self, request):
+        """Render a poster of a region of the collection's map; poll its job. Impossible
+        parameters get 400 with every reason."""
+        from workers.pipeline.posters import PosterError
+
+        collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
+        try:
+            with transaction.atomic():
+                poster = start_poster(collection, params)
+        except PosterError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(PosterSerializer(poster).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=PosterRequestSerializer, responses={200: dict})
+    @action(detail=False, methods=["post"])
+    def plan(self, request):
+        """What a poster would be, without rendering it: its size, and which frame each cell
+        would show (up to 2,500 cells), for a preview of the grid."""
+        from django.urls import reverse
+
+        from explorer.maps import snapshot
+        from workers.pipeline.posters import PosterError, PosterSpec, assign_frames
+
+        collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
+        current = snapshot(collection)
+        try:
+            spec = PosterSpec.from_dict(params).validate(settings.POSTER_MAX_PIXELS)
+            if current is None:
+                raise PosterError(f"collection {collection.name!r} has no map yet")
+        except PosterError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        assignment = assign_frames(spec, current.layout)
+        cells = None
+        if assignment.size <= 2500:
+            def cell(row):
+                if row < 0:
+                    return None
+                frame = current.describe(row)
+                return {"source": frame["source"], "frame": frame["frame"], "time": frame["time"],
+                        "image": reverse("frame-image", args=[frame["source"], frame["position"]])}
+            cells = [[cell(int(row)) for row in line] for line in assignment]
+        filled = int((assignment >= 0).sum())
+        return Response({"width": spec.pixel_size[0], "height": spec.pixel_size[1],
+                         "size_mm": [round(v, 1) for v in spec.size_mm], "filled": filled,
+                         "blank": int(assignment.size - filled), "corners": spec.corners().tolist(),
+                         "cells": cells})
+
+    @extend_schema(request=None, responses={202: PosterSerializer})
+    @action(detail=True, methods=["post"])
+    def again(self, request, pk=None):
+        """Render this poster again from its saved parameters, on the collection's current map."""
+        from workers.pipeline.posters import PosterError
+
+        poster = self.get_object()
+        if request.content_type != "application/json":
+            return Response({"detail": "send Content-Type: application/json"},
+                            status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+        try:
+            with transaction.atomic():
+                again = start_poster(poster.collection, poster.params, again=poster.pk)
+        except PosterError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(PosterSerializer(again).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SourceViewSet(viewsets.ReadOnlyModelViewSet):

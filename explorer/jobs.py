@@ -35,5 +35,27 @@ def start_training(collection):
     return job
 
 
+def start_poster(collection, params, again=None):
+    """Render a poster of the collection's current map. `params` are PosterSpec's fields;
+    raises PosterError (a ValueError) with every reason when they cannot make a poster."""
+    from django.conf import settings
+
+    from explorer.maps import snapshot
+    from explorer.models import Poster
+    from workers.pipeline.posters import PosterError, PosterSpec, assign_frames
+
+    spec = PosterSpec.from_dict(params).validate(settings.POSTER_MAX_PIXELS)
+    current = snapshot(collection)
+    if current is None:
+        raise PosterError(f"collection {collection.name!r} has no map yet")
+    if (assign_frames(spec, current.layout) < 0).all():
+        raise PosterError("no frame lies in this window of the map: move or widen it, or use empty=nearest")
+    job = Job.objects.create(collection=collection, kind=Job.Kind.POSTER, stage="poster",
+                             params={"again": again} if again else {}, message="waiting for a worker")
+    poster = Poster.objects.create(collection=collection, job=job, params=spec.as_dict(), map_version=current.version)
+    enqueue(RUN_STAGE_TASK, job.pk, job.stage)
+    return poster
+
+
 def enqueue(task_name, *args, countdown=None):
     transaction.on_commit(lambda: celery_app.send_task(task_name, args=list(args), countdown=countdown))

@@ -83,6 +83,26 @@ def source_file(request, source_id):
     return response
 
 
+@require_GET
+def poster_file(request, poster_id):
+    """A rendered poster, as a download."""
+    from explorer.models import Poster
+
+    poster = get_object_or_404(Poster, pk=poster_id)
+    if not poster.ready:
+        raise Http404(f"poster {poster_id} is not rendered (yet)")
+    path = poster.file_path
+    content_type = {"png": "image/png", "tiff": "image/tiff", "pdf": "application/pdf"}[poster.params["format"]]
+    if settings.DATA_ACCEL_REDIRECT:
+        response = HttpResponse(content_type=content_type)
+        relative = path.relative_to(settings.DATA_DIR)
+        response["X-Accel-Redirect"] = settings.DATA_ACCEL_REDIRECT.rstrip("/") + "/" + str(relative)
+    else:
+        response = FileResponse(open(path, "rb"), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{poster.collection.name}-{path.name}"'
+    return response
+
+
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 

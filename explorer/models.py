@@ -107,9 +107,10 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         INGEST = "ingest"  # sample new files, then place them on the map
         TRAIN = "train"  # refit PCA and retrain the autoencoder on the whole collection
+        POSTER = "poster"  # render a poster of a region of the map
 
     # The stages in order; a job skips those it does not need (see workers/jobflow.py).
-    STAGES = ("scan", "sample", "features", "pca", "train", "layout", "done")
+    STAGES = ("scan", "sample", "features", "pca", "train", "layout", "poster", "done")
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -191,3 +192,32 @@ class WorkItem(models.Model):
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["job", "stage", "source", "start"], name="one_item_per_chunk")]
         indexes = [models.Index(fields=["job", "stage", "status"])]
+
+
+class Poster(models.Model):
+    """A printable mosaic of a region of the map (workers/pipeline/posters.py). Its
+    parameters are kept, with the map version it was made from, so it can be made again."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="posters")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="posters")
+    params = models.JSONField()  # PosterSpec.as_dict()
+    map_version = models.CharField(max_length=32)
+    width = models.IntegerField(default=0)  # pixels, once rendered
+    height = models.IntegerField(default=0)
+    file_size = models.BigIntegerField(default=0)
+    cells = models.IntegerField(default=0)  # cells holding a frame
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"poster {self.pk} of {self.collection}"
+
+    @property
+    def file_path(self):
+        return self.collection.data_dir / "posters" / f"poster-{self.pk}.{self.params['format']}"
+
+    @property
+    def ready(self):
+        return self.file_size > 0 and self.file_path.exists()

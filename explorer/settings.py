@@ -51,6 +51,9 @@ LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after th
 CLIP_SECONDS = env_float("CLIP_SECONDS", 6.0, minimum=0.1)
 DISSIMILAR_CLIPS = env_int("DISSIMILAR_CLIPS", 8, minimum=1)
 MEDIA_ACCEL_REDIRECT = env_str("MEDIA_ACCEL_REDIRECT", "")
+DATA_ACCEL_REDIRECT = env_str("DATA_ACCEL_REDIRECT", "")  # nginx's location for DATA_DIR (posters)
+# Posters larger than this many pixels are refused (20,000 x 20,000 is 400 million).
+POSTER_MAX_PIXELS = env_int("POSTER_MAX_PIXELS", 1_000_000_000, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

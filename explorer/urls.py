@@ -9,6 +9,7 @@ router.include_root_view = False
 router.register("collections", api.CollectionViewSet, basename="collection")
 router.register("sources", api.SourceViewSet, basename="source")
 router.register("jobs", api.JobViewSet, basename="job")
+router.register("posters", api.PosterViewSet, basename="poster")
 
 urlpatterns = [
     path("", views.collection_list, name="collections"),
@@ -19,6 +20,7 @@ urlpatterns = [
     path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", media.tile,
          name="tile"),
     path("sources/<int:source_id>/file", media.source_file, name="source-file"),
+    path("posters/<int:poster_id>/file", media.poster_file, name="poster-file"),
     path("api/collections/<int:pk>/map/", map_api.map_state, name="api-map"),
     path("api/collections/<int:pk>/map/frame/", map_api.map_frame, name="api-map-frame"),
     path("api/collections/<int:pk>/map/path/", map_api.map_path, name="api-map-path"),

@@ -17,6 +17,8 @@ BENIGN_SKIPS = ("not a video or photo (unknown file extension)", "same content a
 
 def needs(job, stage):
     """Whether `job` has anything to do in `stage`."""
+    if (stage == "poster") != (job.kind == Job.Kind.POSTER):
+        return False  # a poster job renders and nothing else; no other job renders
     if stage not in ("features", "pca", "train", "layout"):
         return True
     collection = job.collection
@@ -88,7 +90,11 @@ def close(job_id):
         if job.skipped:
             parts.append(f"{len(job.skipped)} skipped")
     embedding = job.collection.embedding
-    if job.params.get("embed", True) and embedding.get("frames"):
+    if job.kind == Job.Kind.POSTER:
+        poster = job.posters.first()
+        parts.append(f"poster {poster.width}x{poster.height} {poster.params['format'].upper()}, "
+                     f"{poster.cells} cell(s) filled" if poster and poster.file_size else "no poster")
+    elif job.params.get("embed", True) and embedding.get("frames"):
         parts.append(f"map of {embedding['frames']} frame(s)")
     if failed_chunks:
         parts.append(f"{failed_chunks} feature chunk(s) failed")

@@ -269,3 +269,73 @@ def _abort(writers):
     if writers:
         writers["frames"].abort()
         writers["index"].abort()
+
+
+def full_resolution_frames(path, times, max_image_pixels=89_478_485):
+    """The source's own frames at the given times (seconds from its start, as `index`
+    records them), at full resolution, as displayed (rotation and pixel aspect applied):
+    yields (time, RGB array) in ascending time. A video is read by seeking to the key
+    frame before each time and decoding forward to the exact frame; a photo is read once.
+    Raises MediaError when the file is gone or no longer decodes."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: the file is no longer there")
+    targets = sorted(set(float(t) for t in times))
+    if media_kind(path) == "photo":
+        from PIL import Image, ImageOps
+
+        Image.MAX_IMAGE_PIXELS = max_image_pixels
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise MediaError(f"{path}: not a readable image ({exc})") from None
+        for time in targets:
+            yield time, pixels
+        return
+    yield from _video_frames_at(path, targets)
+
+
+def _video_frames_at(path, targets, read_ahead=2.0):
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: no longer decodes ({_reason(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        time_base = float(stream.time_base)
+        sar = stream.sample_aspect_ratio
+        decoded, last_time = None, None
+        try:
+            for target in targets:
+                if decoded is None or last_time is None or target < last_time or target - last_time > read_ahead:
+                    try:
+                        container.seek(int(round((target + start) / time_base)), stream=stream, backward=True)
+                    except av.FFmpegError:  # a format that cannot seek (some GIFs): from the start
+                        container.seek(0)
+                    decoded = container.decode(stream)
+                for frame in decoded:
+                    if frame.pts is None:
+                        continue
+                    last_time = frame.pts * time_base - start
+                    if last_time >= target - 1e-4:
+                        yield target, _display_rgb(frame, sar)
+                        break
+                else:
+                    raise MediaError(f"{path}: no frame at {target:.3f} s (the file ends before it)")
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: no longer decodes ({_reason(exc)})") from None
+
+
+def _display_rgb(frame, sar):
+    """A decoded frame at full resolution, as it is meant to be seen."""
+    width = round(frame.width * (float(sar) if sar else 1.0))
+    pixels = frame.to_ndarray(format="rgb24", width=width, height=frame.height)
+    rotation = round((frame.rotation or 0) / 90) % 4
+    return np.rot90(pixels, k=rotation) if rotation else pixels

@@ -1,0 +1,76 @@
+import shutil
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from explorer.cli import LocalWorkers, collection_named, follow, summarize
+from explorer.jobs import start_poster
+from explorer.models import Poster
+from workers.pipeline.posters import PosterError
+
+
+def pair(kind, separator):
+    def parse(text):
+        try:
+            a, b = text.lower().split(separator)
+            return kind(a), kind(b)
+        except ValueError:
+            raise ValueError(f"expected two numbers like 11{separator}18, got {text!r}") from None
+    parse.__name__ = f"pair of {kind.__name__}"
+    return parse
+
+
+class Command(BaseCommand):
+    help = ("Render a poster of a region of a collection's map: PNG, TIFF or PDF, from the frame store "
+            "(preview) or the source files (print). Without --centre and --width, the whole map.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("collection", help="collection name or id")
+        parser.add_argument("--centre", type=pair(float, ","), default=(0.0, 0.0), metavar="X,Y",
+                            help="centre of the window on the map, each -1 to 1 (default 0,0)")
+        parser.add_argument("--width", type=float, default=2.0, help="window width in map units (default 2: all)")
+        parser.add_argument("--grid", type=pair(int, "x"), default=(11, 18), metavar="COLSxROWS",
+                            help="cells across and down (default 11x18, the article's poster)")
+        parser.add_argument("--tile", type=pair(int, "x"), default=(534, 300), metavar="WxH",
+                            help="pixels per cell (default 534x300)")
+        parser.add_argument("--rotation", type=float, default=0.0, help="degrees, counter-clockwise")
+        parser.add_argument("--format", default="png", help="png, tiff or pdf")
+        parser.add_argument("--quality", default="preview", help="preview (frame store) or print (source files)")
+        parser.add_argument("--empty", default="blank", help="cells with no frame near: blank or nearest")
+        parser.add_argument("--width-mm", type=float, help="physical width; with --dpi it sets the pixel size")
+        parser.add_argument("--dpi", type=float, default=300.0)
+        parser.add_argument("--again", type=int, metavar="POSTER", help="render poster POSTER again, same parameters")
+        parser.add_argument("--out", help="copy the finished poster here")
+        parser.add_argument("--workers", type=int, default=1)
+
+    def handle(self, *args, **options):
+        collection = collection_named(options["collection"])
+        if options["again"]:
+            earlier = Poster.objects.filter(pk=options["again"], collection=collection).first()
+            if earlier is None:
+                raise CommandError(f"collection {collection.name!r} has no poster {options['again']}")
+            params = earlier.params
+        else:
+            (x, y), (columns, rows), (tile_width, tile_height) = options["centre"], options["grid"], options["tile"]
+            params = {"centre_x": x, "centre_y": y, "window_width": options["width"], "columns": columns,
+                      "rows": rows, "tile_width": tile_width, "tile_height": tile_height,
+                      "rotation": options["rotation"], "format": options["format"], "quality": options["quality"],
+                      "empty": options["empty"], "width_mm": options["width_mm"], "dpi": options["dpi"]}
+        with LocalWorkers(options["workers"], self.stdout):
+            try:
+                poster = start_poster(collection, params, again=options["again"])
+            except PosterError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"Rendering poster {poster.pk} of {collection.name!r} (job {poster.job_id})\n")
+            job = follow(poster.job, self.stderr)
+        poster.refresh_from_db()
+        ok = summarize(job, self.stdout)
+        if not poster.ready:
+            raise CommandError(f"poster {poster.pk} was not rendered ({job.status})")
+        path = poster.file_path
+        if options["out"]:
+            path = Path(options["out"]).expanduser()
+            shutil.copyfile(poster.file_path, path)
+        self.stdout.write(f"Poster {poster.pk}: {poster.width}x{poster.height} pixels, {poster.cells} cells, {path}\n")
+        if not ok:
+            raise CommandError(f"poster {poster.pk}: {job.status}, see above")

@@ -1,0 +1,181 @@
+"""Posters end to end: the API and `manage.py poster`, rendered by the real worker from a
+collection ingested once for the module: a video whose frames show their own number, a
+second video, and a photo."""
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from explorer.jobs import start_ingest
+from explorer.models import Collection, Job, Poster
+from explorer.sampling import sampling_params
+from tests.conftest import ROOT, wait_for_job, worker_env
+from tests.media import ffmpeg, make_video
+from tests.test_posters import grey_of, numbered_video
+from workers.pipeline.arrays import open_array
+from workers.pipeline.posters import BACKGROUND, PosterSpec, cell_bounds, fit_into
+
+@pytest.fixture
+def mapped(worker, media_root):
+    folder = media_root / "posters"
+    numbered_video(folder / "numbered.mp4")
+    make_video(folder / "other.mp4", seconds=2, source="mandelbrot")
+    ffmpeg("-f", "lavfi", "-i", "smptebars=size=400x300", "-frames:v", 1, folder / "photo.png")
+    collection = Collection.objects.create(name="posters", sampling=sampling_params(every=10).as_dict())
+    job = wait_for_job(start_ingest(collection, [folder]), timeout=300)
+    assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
+    collection.refresh_from_db()
+    return collection, {s.path.rsplit("/", 1)[1]: s for s in collection.sources.all()}
+
+
+def whole_map(collection, **changes):
+    return {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0, "window_width": 2.2, "columns": 5,
+            "rows": 4, "tile_width": 107, "tile_height": 60, **changes}
+
+
+def read_image(path):
+    import pyvips
+
+    image = pyvips.Image.new_from_file(str(path))
+    return np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(image.height, image.width, image.bands))
+
+
+def render(client, params):
+    response = client.post("/api/posters/", params, content_type="application/json")
+    assert response.status_code == 202, response.content
+    poster = Poster.objects.get(pk=response.json()["id"])
+    job = wait_for_job(poster.job, timeout=120)
+    poster.refresh_from_db()
+    return poster, job
+
+
+def cells_of(poster):
+    """{(row, column): map row} as the plan says, and the frame of each map row."""
+    spec = PosterSpec.from_dict(poster.params)
+    from workers.pipeline.mapstore import MapSnapshot
+    from workers.pipeline.posters import assign_frames
+
+    snapshot = MapSnapshot(poster.collection.maps_dir / poster.map_version, poster.collection.sources_dir)
+    return spec, assign_frames(spec, snapshot.layout), snapshot
+
+
+@pytest.mark.django_db
+def test_impossible_posters_get_400_with_the_reason(client, settings):
+    collection = Collection.objects.create(name="no map yet")
+
+    def refused(**changes):
+        response = client.post("/api/posters/", whole_map(collection, **changes), content_type="application/json")
+        assert response.status_code == 400, response.content
+        return str(response.json())
+
+    assert "columns and rows must be 1 to 2000 (got 0 x 4)" in refused(columns=0)
+    assert "lies outside the map" in refused(centre_x=5.0, window_width=1.0)
+    assert "format must be one of png, tiff, pdf (got 'gif')" in refused(format="gif")
+    assert "A valid number is required" in refused(centre_y="middle")
+    settings.POSTER_MAX_PIXELS = 1000
+    assert "535 x 240 pixels is more than the limit of 1,000 (POSTER_MAX_PIXELS)" in refused()
+    assert client.post("/api/posters/", {**whole_map(collection), "collection": 999999},
+                       content_type="application/json").status_code == 404
+    settings.POSTER_MAX_PIXELS = 10**9
+    assert "has no map yet" in refused()
+    assert not Poster.objects.filter(collection=collection).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_posters_end_to_end(client, mapped, tmp_path):
+    """One ingest for all of it (a transactional test empties the database when it ends)."""
+    preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapped)
+    print_poster_from_the_command_line_takes_each_frame_from_its_source_at_its_time(mapped, tmp_path)
+    vanished_source_leaves_its_cells_blank_with_a_warning(client, mapped)
+
+
+def preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapped):
+    collection, _ = mapped
+    plan = client.post("/api/posters/plan/", whole_map(collection), content_type="application/json").json()
+    assert (plan["width"], plan["height"]) == (535, 240) and plan["filled"] + plan["blank"] == 20
+    planned = [(cell["source"], cell["frame"]) for line in plan["cells"] for cell in line if cell]
+    assert len(planned) == len(set(planned)) == plan["filled"] > 10
+
+    poster, job = render(client, whole_map(collection))
+    assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
+    assert (poster.width, poster.height, poster.cells) == (535, 240, plan["filled"])
+    download = client.get(f"/posters/{poster.pk}/file")
+    assert download.status_code == 200 and download["Content-Type"] == "image/png"
+    assert "attachment" in download["Content-Disposition"]
+    pixels = read_image(poster.file_path)
+    assert pixels.shape == (240, 535, 3)
+    spec, assignment, snapshot = cells_of(poster)
+    xs, ys = cell_bounds(spec)
+    for (row, column), map_row in np.ndenumerate(assignment):
+        cell = pixels[ys[row]:ys[row + 1], xs[column]:xs[column + 1]].astype(int)
+        if map_row < 0:
+            assert np.abs(cell - BACKGROUND).max() == 0
+            continue
+        frame = snapshot.describe(map_row)
+        assert plan["cells"][row][column]["frame"] == frame["frame"]
+        stored = open_array(collection.sources_dir / str(frame["source"]), "frames")[frame["position"]]
+        expected = fit_into(stored, cell.shape[1], cell.shape[0]).astype(int)
+        assert np.abs(cell - expected).mean() < 1.0, (row, column)
+
+    # Made again from its saved parameters: the same picture.
+    again = client.post(f"/api/posters/{poster.pk}/again/", content_type="application/json")
+    assert again.status_code == 202
+    second = Poster.objects.get(pk=again.json()["id"])
+    assert wait_for_job(second.job).status == Job.Status.SUCCEEDED
+    assert np.array_equal(read_image(second.file_path), pixels) and second.params == poster.params
+    listed = client.get(f"/api/posters/?collection={collection.pk}").json()["results"]
+    assert [p["id"] for p in listed][:2] == [second.pk, poster.pk] and listed[0]["download"]
+
+
+def print_poster_from_the_command_line_takes_each_frame_from_its_source_at_its_time(mapped, tmp_path):
+    collection, sources = mapped
+    numbered = sources["numbered.mp4"]
+    out = tmp_path / "print.png"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "poster", collection.name, "--centre", "0,0", "--width", "2.2",
+         "--grid", "5x4", "--tile", "640x360", "--quality", "print", "--out", str(out)],
+        cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3200x1440 pixels" in result.stdout
+    poster = Poster.objects.filter(collection=collection).first()
+    pixels = read_image(out)
+    assert pixels.shape == (1440, 3200, 3)
+    spec, assignment, snapshot = cells_of(poster)
+    seen = 0
+    for (row, column), map_row in np.ndenumerate(assignment):
+        frame = snapshot.describe(map_row) if map_row >= 0 else None
+        if not frame or frame["source"] != numbered.pk:
+            continue
+        cell = pixels[row * 360:(row + 1) * 360, column * 640:(column + 1) * 640]
+        # Full resolution, exact frame: a flat grey whose level is the frame's number.
+        assert abs(float(cell.mean()) - grey_of(frame["frame"])) < 2, (frame, cell.mean())
+        assert cell.std() < 2
+        seen += 1
+    assert seen >= 3
+
+
+def vanished_source_leaves_its_cells_blank_with_a_warning(client, mapped):
+    collection, sources = mapped
+    other = sources["other.mp4"]
+    hidden = other.path + ".away"
+    shutil.move(other.path, hidden)
+    try:
+        poster, job = render(client, whole_map(collection, quality="print", tile_width=160, tile_height=90))
+    finally:
+        shutil.move(hidden, other.path)
+    assert job.status == Job.Status.PARTIAL
+    [warning] = job.skipped
+    assert warning["path"] == other.path and "no longer there" in warning["reason"]
+    assert "cell(s) left blank" in warning["reason"]
+    spec, assignment, snapshot = cells_of(poster)
+    pixels = read_image(poster.file_path)
+    xs, ys = cell_bounds(spec)
+    blank = 0
+    for (row, column), map_row in np.ndenumerate(assignment):
+        if map_row >= 0 and snapshot.describe(map_row)["source"] == other.pk:
+            assert (pixels[ys[row]:ys[row + 1], xs[column]:xs[column + 1]] == BACKGROUND).all()
+            blank += 1
+    assert blank > 0 and poster.cells == int((assignment >= 0).sum()) - blank

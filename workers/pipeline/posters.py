@@ -1,0 +1,302 @@
+"""Posters: a region of the map as one large printable mosaic (the article's Figure 9).
+
+A poster is a window of the map (centre, width, rotation) cut into columns x rows cells;
+the cells are square on the map, as the browser draws them, and 16:9 (the tile
+resolution's aspect) on paper. Which frame fills which cell is an assignment: each cell
+takes a frame near its centre and each frame fills at most one cell, at the least total
+squared distance (scipy's sparse bipartite matching over each cell's nearest frames), so
+one frame never covers a whole region. A cell with no frame within one cell's width of its
+centre stays blank, or, with `empty="nearest"`, takes the nearest frame still unused.
+
+Rendering keeps memory bounded whatever the poster's size: each cell's pixels go to a
+scratch file as they arrive (in whatever order the source videos are best read), then the
+canvas is assembled one row of cells at a time into a raw file on disk, which libvips
+streams into PNG, TIFF, or JPEG wrapped in a PDF page of the requested size (img2pdf).
+"""
+import math
+import os
+import uuid
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("png", "tiff", "pdf")
+QUALITIES = ("preview", "print")
+EMPTY_CELLS = ("blank", "nearest")
+BACKGROUND = (255, 255, 255)  # paper
+MAX_CELLS_PER_SIDE = 2000
+CANDIDATES_PER_CELL = 32
+
+
+class PosterError(ValueError):
+    """Parameters that cannot make a poster; the message gives every reason."""
+
+
+@dataclass
+class PosterSpec:
+    centre_x: float
+    centre_y: float
+    window_width: float  # in map units; the map spans -1 to 1
+    columns: int
+    rows: int
+    tile_width: int = 534  # pixels per cell, unless width_mm and dpi set the size
+    tile_height: int = 300
+    rotation: float = 0.0  # degrees, counter-clockwise, of the window on the map
+    format: str = "png"
+    quality: str = "preview"  # "preview": the frame store; "print": the source files
+    empty: str = "blank"  # cells with no frame near: "blank", or the "nearest" unused frame
+    width_mm: float | None = None  # physical width; with dpi, it sets the pixel size
+    dpi: float = 300.0
+
+    @classmethod
+    def from_dict(cls, data):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PosterError(f"unknown poster parameter(s): {', '.join(unknown)}")
+        missing = sorted(f.name for f in fields(cls) if f.name not in data and f.default is MISSING)
+        if missing:
+            raise PosterError(f"missing poster parameter(s): {', '.join(missing)}")
+        return cls(**data)
+
+    def as_dict(self):
+        return asdict(self)
+
+    @property
+    def window_height(self):
+        return self.window_width * self.rows / self.columns
+
+    @property
+    def pixel_size(self):
+        """(width, height) of the image in pixels."""
+        aspect = (self.rows * self.tile_height) / (self.columns * self.tile_width)
+        if self.width_mm:
+            width = round(self.width_mm / 25.4 * self.dpi)
+            return width, max(1, round(width * aspect))
+        return self.columns * self.tile_width, self.rows * self.tile_height
+
+    @property
+    def size_mm(self):
+        """(width, height) on paper, in millimetres, at `dpi`."""
+        width, height = self.pixel_size
+        if self.width_mm:
+            return float(self.width_mm), self.width_mm * height / width
+        return width / self.dpi * 25.4, height / self.dpi * 25.4
+
+    def problems(self, max_pixels):
+        """Everything wrong with these parameters, as sentences (empty when they are fine)."""
+        found = []
+        numbers = {"centre_x": self.centre_x, "centre_y": self.centre_y, "window_width": self.window_width,
+                   "rotation": self.rotation, "dpi": self.dpi}
+        for name, value in numbers.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                found.append(f"{name} must be a finite number, not {value!r}")
+        for name in ("columns", "rows", "tile_width", "tile_height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                found.append(f"{name} must be a whole number, not {value!r}")
+        if found:
+            return found
+        if not 1 <= self.columns <= MAX_CELLS_PER_SIDE or not 1 <= self.rows <= MAX_CELLS_PER_SIDE:
+            found.append(f"columns and rows must be 1 to {MAX_CELLS_PER_SIDE} (got {self.columns} x {self.rows})")
+        if self.tile_width < 8 or self.tile_height < 8:
+            found.append(f"tiles must be at least 8x8 pixels (got {self.tile_width}x{self.tile_height})")
+        if self.window_width <= 0:
+            found.append(f"window_width must be positive (got {self.window_width})")
+        if self.format not in FORMATS:
+            found.append(f"format must be one of {', '.join(FORMATS)} (got {self.format!r})")
+        if self.quality not in QUALITIES:
+            found.append(f"quality must be one of {', '.join(QUALITIES)} (got {self.quality!r})")
+        if self.empty not in EMPTY_CELLS:
+            found.append(f"empty must be one of {', '.join(EMPTY_CELLS)} (got {self.empty!r})")
+        if not 10 <= self.dpi <= 2400:
+            found.append(f"dpi must be 10 to 2400 (got {self.dpi})")
+        if self.width_mm is not None and (not isinstance(self.width_mm, (int, float)) or not self.width_mm > 0
+                                          or not math.isfinite(self.width_mm)):
+            found.append(f"width_mm must be a positive number of millimetres (got {self.width_mm!r})")
+        if found:
+            return found
+        corners = self.corners()
+        if (corners[:, 0].max() < -1 or corners[:, 0].min() > 1 or corners[:, 1].max() < -1
+                or corners[:, 1].min() > 1):
+            found.append(f"the window ({self.window_width:g} wide around {self.centre_x:g}, {self.centre_y:g}) "
+                         "lies outside the map, which spans -1 to 1 on both axes")
+        width, height = self.pixel_size
+        if width * height > max_pixels:
+            found.append(f"{width} x {height} pixels is more than the limit of {max_pixels:,} "
+                         "(POSTER_MAX_PIXELS)")
+        return found
+
+    def validate(self, max_pixels):
+        found = self.problems(max_pixels)
+        if found:
+            raise PosterError("; ".join(found))
+        return self
+
+    def _rotate(self, offsets):
+        angle = math.radians(self.rotation)
+        cos, sin = math.cos(angle), math.sin(angle)
+        return np.stack([offsets[..., 0] * cos - offsets[..., 1] * sin,
+                         offsets[..., 0] * sin + offsets[..., 1] * cos], axis=-1)
+
+    def corners(self):
+        half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * [self.window_width / 2, self.window_height / 2]
+        return self._rotate(half) + [self.centre_x, self.centre_y]
+
+    def cell_centres(self):
+        """(rows, columns, 2) map coordinates of the cells' centres; row 0 at the top."""
+        size = self.window_width / self.columns
+        u = (np.arange(self.columns) + 0.5) * size - self.window_width / 2
+        v = self.window_height / 2 - (np.arange(self.rows) + 0.5) * size
+        offsets = np.stack(np.meshgrid(u, v), axis=-1)
+        return self._rotate(offsets) + [self.centre_x, self.centre_y]
+
+
+def assign_frames(spec, xy):
+    """Map row of the frame each cell shows, (rows, columns) int64, -1 for a blank cell."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(xy, dtype=np.float64)
+    centres = spec.cell_centres().reshape(-1, 2)
+    n_cells = len(centres)
+    cell_size = spec.window_width / spec.columns
+    if spec.empty == "blank":
+        # Only frames within reach of the window can fill it.
+        reach = max(spec.window_width, spec.window_height) * 0.75 + cell_size
+        candidates = np.flatnonzero(np.hypot(*(xy - [spec.centre_x, spec.centre_y]).T) <= reach)
+        radius = cell_size
+    else:
+        candidates, radius = np.arange(len(xy)), np.inf
+    if len(candidates) == 0:
+        return np.full((spec.rows, spec.columns), -1, dtype=np.int64)
+    k = min(CANDIDATES_PER_CELL, len(candidates))
+    distances, nearest = cKDTree(xy[candidates]).query(centres, k=k, distance_upper_bound=radius)
+    distances, nearest = distances.reshape(n_cells, k), nearest.reshape(n_cells, k)
+    found = np.isfinite(distances)
+    cell_of_edge = np.repeat(np.arange(n_cells), k)[found.reshape(-1)]
+    # Tiny epsilon: a frame exactly on a centre must still be an edge of the sparse graph.
+    costs = distances[found] ** 2 + 1e-12
+    frames_of_edge = nearest[found]
+    # Each cell also has its own "blank" option, dearer than any real frame in reach, so
+    # there is always a full matching and a cell is blank only when that is best overall.
+    worst = (radius if math.isfinite(radius) else distances[found].max(initial=cell_size)) ** 2
+    blank_cost = 4 * worst + 1.0
+    graph = csr_matrix((np.concatenate([costs, np.full(n_cells, blank_cost)]),
+                        (np.concatenate([cell_of_edge, np.arange(n_cells)]),
+                         np.concatenate([frames_of_edge, len(candidates) + np.arange(n_cells)]))),
+                       shape=(n_cells, len(candidates) + n_cells))
+    cells, columns = min_weight_full_bipartite_matching(graph)
+    shown = np.full(n_cells, -1, dtype=np.int64)
+    real = columns < len(candidates)
+    shown[cells[real]] = candidates[columns[real]]
+    return shown.reshape(spec.rows, spec.columns)
+
+
+def cell_bounds(spec):
+    """Pixel edges of the columns and rows: cells differ by at most a pixel."""
+    width, height = spec.pixel_size
+    return (np.round(np.linspace(0, width, spec.columns + 1)).astype(int),
+            np.round(np.linspace(0, height, spec.rows + 1)).astype(int))
+
+
+def fit_into(pixels, width, height):
+    """The picture scaled to fit width x height, centred on the background."""
+    import cv2
+
+    pixels = np.asarray(pixels)
+    h, w = pixels.shape[:2]
+    scale = min(width / w, height / h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    scaled = cv2.resize(pixels, size, interpolation=interpolation)
+    if size == (width, height):
+        return scaled
+    cell = np.empty((height, width, 3), np.uint8)
+    cell[:] = BACKGROUND
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    cell[top:top + size[1], left:left + size[0]] = scaled
+    return cell
+
+
+def render_poster(spec, assignment, fetch, out_path, work_dir, progress=None):
+    """Render the poster to `out_path`. `fetch(cells)` gets [(cell index, map row)] and
+    yields (cell index, RGB pixels or None) in any order; a cell left None stays blank.
+    Returns (width, height, cells filled)."""
+    import pyvips
+
+    report = progress or (lambda fraction: None)
+    width, height = spec.pixel_size
+    xs, ys = cell_bounds(spec)
+    flat = assignment.reshape(-1)
+    sizes = [(xs[i % spec.columns + 1] - xs[i % spec.columns], ys[i // spec.columns + 1] - ys[i // spec.columns])
+             for i in range(len(flat))]
+    offsets = np.concatenate([[0], np.cumsum([w * h * 3 for w, h in sizes])])
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cells_file, canvas_file = work_dir / f"cells-{uuid.uuid4().hex}.raw", work_dir / f"canvas-{uuid.uuid4().hex}.raw"
+    filled = np.zeros(len(flat), dtype=bool)
+    wanted = [(int(i), int(row)) for i, row in enumerate(flat) if row >= 0]
+    try:
+        with open(cells_file, "wb") as cells:
+            for done, (cell, pixels) in enumerate(fetch(wanted), 1):
+                if pixels is not None:
+                    w, h = sizes[cell]
+                    os.pwrite(cells.fileno(), np.ascontiguousarray(fit_into(pixels, w, h)).tobytes(),
+                              int(offsets[cell]))
+                    filled[cell] = True
+                report(0.8 * done / max(len(wanted), 1))
+        with open(cells_file, "rb") as cells, open(canvas_file, "wb") as canvas:
+            for row in range(spec.rows):
+                strip = np.empty((ys[row + 1] - ys[row], width, 3), np.uint8)
+                strip[:] = BACKGROUND
+                for column in range(spec.columns):
+                    cell = row * spec.columns + column
+                    if filled[cell]:
+                        w, h = sizes[cell]
+                        data = os.pread(cells.fileno(), w * h * 3, int(offsets[cell]))
+                        strip[:, xs[column]:xs[column + 1]] = np.frombuffer(data, np.uint8).reshape(h, w, 3)
+                canvas.write(strip.tobytes())
+                report(0.8 + 0.1 * (row + 1) / spec.rows)
+        cells_file.unlink()
+        image = pyvips.Image.rawload(str(canvas_file), width, height, 3).copy(
+            interpretation="srgb", xres=spec.dpi / 25.4, yres=spec.dpi / 25.4)
+        _save(image, spec, Path(out_path), work_dir)
+        report(1.0)
+    finally:
+        cells_file.unlink(missing_ok=True)
+        canvas_file.unlink(missing_ok=True)
+    return width, height, int(filled.sum())
+
+
+def _save(image, spec, out_path, work_dir):
+    """Stream the canvas into the file format, under a temporary name, then rename."""
+    partial = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if spec.format == "png":
+            image.pngsave(str(partial), compression=6)
+        elif spec.format == "tiff":
+            image.tiffsave(str(partial), tile=True, compression="deflate", predictor="horizontal",
+                           resunit="inch", bigtiff=image.width * image.height * 3 > 3_500_000_000)
+        else:
+            _save_pdf(image, spec, partial, work_dir)
+        os.replace(partial, out_path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _save_pdf(image, spec, out_path, work_dir):
+    """One page of exactly the poster's physical size, the image as a JPEG filling it."""
+    import img2pdf
+
+    jpeg = work_dir / f"page-{uuid.uuid4().hex}.jpg"
+    try:
+        image.jpegsave(str(jpeg), Q=92, optimize_coding=True)
+        width_mm, height_mm = spec.size_mm
+        layout = img2pdf.get_layout_fun((img2pdf.mm_to_pt(width_mm), img2pdf.mm_to_pt(height_mm)))
+        with open(out_path, "wb") as out:
+            img2pdf.convert(str(jpeg), layout_fun=layout, outputstream=out)
+    finally:
+        jpeg.unlink(missing_ok=True)
