@@ -283,6 +283,26 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     wait_for(browser, "document.querySelectorAll('#clips li.clip').length === 6")
     browser.save_screenshot(str(SCREENSHOTS / "map-dissimilar.png"))
 
+    # A poster of the view: the grid previewed, then rendered by the worker and downloaded.
+    browser.find_element("id", "export-poster").click()
+    wait_for(browser, "document.querySelectorAll('#poster-grid img').length > 0")
+    assert "px" in browser.find_element("id", "poster-summary").text
+    for name, value in (("columns", "4"), ("rows", "3"), ("tile_width", "200"), ("tile_height", "112")):
+        field = browser.find_element("css selector", f".poster-form [name={name}]")
+        field.clear()
+        field.send_keys(value)
+    wait_for(browser, "document.getElementById('poster-summary').textContent.startsWith('800 × 336 px')")
+    assert len(browser.find_elements("css selector", "#poster-grid > *")) == 12
+    browser.save_screenshot(str(SCREENSHOTS / "poster-preview.png"))
+    browser.find_element("id", "render-poster").click()
+    link = wait_for(browser, "document.querySelector('#posters a.download')?.href", timeout=120)
+    import urllib.request
+
+    with urllib.request.urlopen(link) as download:
+        assert download.headers["Content-Type"] == "image/png"
+        data = download.read()
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (336, 800, 3)
+
 
 # Last in the module: a transactional test empties the database when it ends.
 @pytest.mark.django_db(transaction=True)

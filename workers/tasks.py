@@ -537,7 +537,7 @@ def _poster(job):
     jobflow.update(job.pk, message=f"rendering {spec.pixel_size[0]}x{spec.pixel_size[1]} pixels ({spec.quality})")
     poster.file_path.parent.mkdir(parents=True, exist_ok=True)
     width, height, filled = render_poster(spec, assignment, fetch, poster.file_path,
-                                          collection.data_dir / "posters" / "work",
+                                          collection.data_dir / "posters" / "work", name=f"poster-{poster.pk}",
                                           progress=Throttle(lambda f: jobflow.update(job.pk, progress=f), 1.0))
     Poster.objects.filter(pk=poster.pk).update(width=width, height=height, cells=filled,
                                                file_size=poster.file_path.stat().st_size)

@@ -47,11 +47,14 @@ function sourceCard(source) {
 }
 
 async function refresh() {
-  const [collection, sources, jobs] = await Promise.all([
+  const [collection, sources, jobs, posters] = await Promise.all([
     getJSON(`/api/collections/${collectionId}/`),
     getJSON(`/api/sources/?collection=${collectionId}&limit=${shown}`),
     getJSON(`/api/jobs/?collection=${collectionId}&limit=3`),
+    getJSON(`/api/posters/?collection=${collectionId}&limit=50`),
   ]);
+  document.getElementById("posters").replaceChildren(...posters.results.map((poster) => posterElement(poster)));
+  document.getElementById("posters-heading").hidden = posters.count === 0;
   document.getElementById("jobs").replaceChildren(
     embeddingElement(collection.embedding), ...jobs.results.map(jobElement));
   list.replaceChildren(...sources.results.map(sourceCard));

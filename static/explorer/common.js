@@ -45,6 +45,35 @@ function embeddingElement(embedding) {
   return div;
 }
 
+// A poster: its size and format, its job's progress while it renders, then a download link.
+function posterElement(poster, onAgain) {
+  const item = document.createElement("li");
+  item.className = "poster";
+  item.dataset.poster = poster.id;
+  const p = poster.params;
+  const title = document.createElement("span");
+  title.textContent = `#${poster.id} · ${p.columns}×${p.rows} ${p.format.toUpperCase()} ${p.quality}` +
+    (poster.width ? ` · ${poster.width}×${poster.height} px · ${(poster.size_mm[0] / 10).toFixed(0)}×` +
+      `${(poster.size_mm[1] / 10).toFixed(0)} cm at ${p.dpi} dpi` : "");
+  item.append(title);
+  if (poster.download) {
+    const link = document.createElement("a");
+    link.href = poster.download;
+    link.textContent = "download";
+    link.className = "download";
+    item.append(" ", link);
+  }
+  if (poster.job) item.append(jobElement(poster.job));
+  if (onAgain && poster.job && poster.job.finished_at) {
+    const again = document.createElement("button");
+    again.type = "button";
+    again.textContent = "render again";
+    again.addEventListener("click", () => onAgain(poster));
+    item.append(again);
+  }
+  return item;
+}
+
 function randomWeightsBadge() {
   const badge = document.createElement("span");
   badge.className = "badge random-weights";

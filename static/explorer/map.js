@@ -80,6 +80,7 @@ function startMap() {
   map.on("mouseout", clearHover);
   map.on("click", (event) => selectAt(event.latlng));
   document.getElementById("show-dissimilar").disabled = false;
+  document.getElementById("export-poster").disabled = false;
   mapElement.focus();
   if (frame) select(`source=${frame.source}&frame=${frame.frame}`);
 }

@@ -221,10 +221,11 @@ def fit_into(pixels, width, height):
     return cell
 
 
-def render_poster(spec, assignment, fetch, out_path, work_dir, progress=None):
+def render_poster(spec, assignment, fetch, out_path, work_dir, name="poster", progress=None):
     """Render the poster to `out_path`. `fetch(cells)` gets [(cell index, map row)] and
     yields (cell index, RGB pixels or None) in any order; a cell left None stays blank.
-    Returns (width, height, cells filled)."""
+    Scratch files are `work_dir/name.*`: a second attempt at the same poster (its worker
+    died) starts by replacing the first's. Returns (width, height, cells filled)."""
     import pyvips
 
     report = progress or (lambda fraction: None)
@@ -236,7 +237,7 @@ def render_poster(spec, assignment, fetch, out_path, work_dir, progress=None):
     offsets = np.concatenate([[0], np.cumsum([w * h * 3 for w, h in sizes])])
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    cells_file, canvas_file = work_dir / f"cells-{uuid.uuid4().hex}.raw", work_dir / f"canvas-{uuid.uuid4().hex}.raw"
+    cells_file, canvas_file = work_dir / f"{name}.cells.raw", work_dir / f"{name}.canvas.raw"
     filled = np.zeros(len(flat), dtype=bool)
     wanted = [(int(i), int(row)) for i, row in enumerate(flat) if row >= 0]
     try:
@@ -261,6 +262,8 @@ def render_poster(spec, assignment, fetch, out_path, work_dir, progress=None):
                 canvas.write(strip.tobytes())
                 report(0.8 + 0.1 * (row + 1) / spec.rows)
         cells_file.unlink()
+        # libvips maps the raw file and streams it into the encoder: the canvas is never
+        # in the heap (its pages are the file's, which the kernel may drop at any time).
         image = pyvips.Image.rawload(str(canvas_file), width, height, 3).copy(
             interpretation="srgb", xres=spec.dpi / 25.4, yres=spec.dpi / 25.4)
         _save(image, spec, Path(out_path), work_dir)
