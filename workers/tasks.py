@@ -579,7 +579,7 @@ def _source_pixels(snapshot, warnings):
         for source, cells_at in by_source.items():
             done = set()
             try:
-                for time, pixels in full_resolution_frames(paths.get(source, ""), list(cells_at),
+                for time, pixels in full_resolution_frames(_source_name(source, paths), list(cells_at),
                                                             settings.MAX_IMAGE_PIXELS):
                     for cell in cells_at[time]:
                         done.add(cell)

@@ -67,6 +67,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from tests.benchmarks.procmem import reset_peak  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
 from workers.pipeline.arrays import open_array  # noqa: E402
@@ -220,16 +222,6 @@ def memory_status():
             if key in ("VmHWM", "RssFile"):
                 values[key] = int(rest.split()[0]) * 1024 / MIB
     return values
-
-
-def reset_peak():
-    """Restart VmHWM from the current RSS; False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class StepMeter:

@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks.procmem import peak_mib, reset_peak, status_mib  # noqa: E402
 FRAMES_PER_SOURCE = 500
 
 
@@ -50,21 +53,10 @@ def percentiles(values):
     return statistics.median(values), values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
 
 
-def reset_peak():
-    """Start a new peak-RSS measurement (Linux: VmHWM is reset to the current RSS)."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
 
 
-def peak_mib():
-    """Peak RSS since the last reset, in MiB (VmHWM, memory-mapped file pages included)."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
 
 
-def status_mib(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
 
 
 def make_frames(folder):
@@ -261,5 +253,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

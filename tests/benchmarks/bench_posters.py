@@ -30,22 +30,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks.procmem import peak_mib, reset_peak, status_mib  # noqa: E402
 SOURCES = ["testsrc2", "mandelbrot", "smptehdbars", "rgbtestsrc", "life", "cellauto", "gradients", "sierpinski"]
 
 
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
 
 
-def peak_mib():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
 
 
-def status_mib(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
 
 
 def measure(step):
@@ -203,5 +197,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

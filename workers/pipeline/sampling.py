@@ -11,6 +11,7 @@ their real timestamps, and the display matrix of phone videos is applied.
 """
 import math
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def sample_source(path, out_dir, params, checksum, progress=None, max_image_pixe
     return result
 
 
-def _sample_photo(path, out_dir, params, produced_by, max_image_pixels):
+def read_photo(path, max_image_pixels):
+    """A photo as an RGB Pillow image, upright (EXIF orientation applied); MediaError when
+    it is not readable or larger than `max_image_pixels`."""
     from PIL import Image, ImageOps
 
     Image.MAX_IMAGE_PIXELS = max_image_pixels
@@ -109,7 +112,7 @@ def _sample_photo(path, out_dir, params, produced_by, max_image_pixels):
             # Pillow only warns between the limit and twice the limit; refuse both.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                image = ImageOps.exif_transpose(image).convert("RGB")
+                return ImageOps.exif_transpose(image).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MediaError(
             f"{path}: image is larger than the limit of {max_image_pixels:,} pixels "
@@ -117,6 +120,12 @@ def _sample_photo(path, out_dir, params, produced_by, max_image_pixels):
         ) from None
     except OSError as exc:
         raise MediaError(f"{path}: not a readable image ({exc})") from None
+
+
+def _sample_photo(path, out_dir, params, produced_by, max_image_pixels):
+    from PIL import Image, ImageOps
+
+    image = read_photo(path, max_image_pixels)
     source_size = image.size
     letterboxed = ImageOps.pad(image, (params.width, params.height), method=Image.Resampling.LANCZOS,
                                color=(0, 0, 0))
@@ -128,20 +137,29 @@ def _sample_photo(path, out_dir, params, produced_by, max_image_pixels):
                         source_width=source_size[0], source_height=source_size[1])
 
 
-def _sample_video(path, out_dir, params, produced_by, progress):
+@contextmanager
+def _video_stream(path, cannot_open):
+    """The open container, its first video stream (with threaded decoding) and the
+    stream's start time in seconds; MediaError "`path`: `cannot_open` (why)" otherwise."""
     import av
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
-        raise MediaError(f"{path}: not a video or photo that can be decoded ({_reason(exc)})") from None
+        raise MediaError(f"{path}: {cannot_open} ({_reason(exc)})") from None
     with container:
         if not container.streams.video:
             raise MediaError(f"{path}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame- and slice-threaded decoding
+        yield container, stream, float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
+def _sample_video(path, out_dir, params, produced_by, progress):
+    import av
+
+    with _video_stream(path, "not a video or photo that can be decoded") as (container, stream, start):
         duration = _duration(container, stream)
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         rate = float(stream.average_rate) if stream.average_rate else None
         sar = stream.sample_aspect_ratio  # non-square pixels (anamorphic video)
         time_base = float(stream.time_base)
@@ -282,14 +300,7 @@ def full_resolution_frames(path, times, max_image_pixels=89_478_485):
         raise MediaError(f"{path}: the file is no longer there")
     targets = sorted(set(float(t) for t in times))
     if media_kind(path) == "photo":
-        from PIL import Image, ImageOps
-
-        Image.MAX_IMAGE_PIXELS = max_image_pixels
-        try:
-            with Image.open(path) as image:
-                pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-        except (OSError, Image.DecompressionBombError) as exc:
-            raise MediaError(f"{path}: not a readable image ({exc})") from None
+        pixels = np.asarray(read_photo(path, max_image_pixels))
         for time in targets:
             yield time, pixels
         return
@@ -299,16 +310,7 @@ def full_resolution_frames(path, times, max_image_pixels=89_478_485):
 def _video_frames_at(path, targets, read_ahead=2.0):
     import av
 
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.FFmpegError as exc:
-        raise MediaError(f"{path}: no longer decodes ({_reason(exc)})") from None
-    with container:
-        if not container.streams.video:
-            raise MediaError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    with _video_stream(path, "no longer decodes") as (container, stream, start):
         time_base = float(stream.time_base)
         sar = stream.sample_aspect_ratio
         decoded, last_time = None, None
