@@ -162,7 +162,7 @@ function mediaElement(kind, url, time, name) {
   video.addEventListener("loadedmetadata", () => { video.currentTime = time; }, { once: true });
   video.addEventListener("error", () => video.replaceWith(element("p", { className: "message",
     textContent: "This file cannot play in the browser (its format or codec); the frames above come from it." })));
-  video.src = url;
+  video.src = `${url}#t=${time}`; // a media fragment: the browser starts there, before any seek
   video.dataset.start = time;
   return video;
 }
