@@ -154,8 +154,7 @@ def map_frame(request, pk):
         row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
         if row is None:
             raise NotFound("no frame is drawn there")
-    described = current.describe(row)
-    return Response(_frame(current, row, _source_info([described["source"]])))
+    return Response(_frame(current, row, _source_info([int(current.index["source"][row])])))
 
 
 @extend_schema(parameters=[SourceQuery], responses={200: inline_serializer("Path", {
@@ -205,5 +204,5 @@ def map_dissimilar(request, pk):
     """A handful of clips chosen to be as different from each other as possible."""
     current = require_snapshot(_collection(pk))
     clips = current.dissimilar()
-    info = _source_info([current.describe(rows[0])["source"] for rows in clips])
+    info = _source_info([int(current.index["source"][rows[0]]) for rows in clips])
     return Response({"clips": [_clip(current, rows, None, info) for rows in clips]})
