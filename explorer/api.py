@@ -151,10 +151,9 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         """Refit PCA and retrain the autoencoder on the whole collection, then re-place every frame.
         The current map keeps being served until the new one is ready."""
         collection = self.get_object()
-        if request.content_type != "application/json":
-            # A form or plain-text POST from another site cannot set this: no cross-site retraining.
-            return Response({"detail": "send Content-Type: application/json"},
-                            status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+        refused = _unless_json(request)
+        if refused:
+            return refused
         try:
             with transaction.atomic():
                 job = start_training(collection)
@@ -229,9 +228,9 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
         from workers.pipeline.posters import PosterError
 
         poster = self.get_object()
-        if request.content_type != "application/json":
-            return Response({"detail": "send Content-Type: application/json"},
-                            status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+        refused = _unless_json(request)
+        if refused:
+            return refused
         try:
             with transaction.atomic():
                 again = start_poster(poster.collection, poster.params, again=poster.pk)
@@ -264,6 +263,15 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         if params.get("active") in ("1", "true"):
             queryset = queryset.exclude(status__in=Job.FINISHED)
         return queryset
+
+
+def _unless_json(request):
+    """415 for a bodiless POST that is not JSON: a form or plain-text POST from another site
+    cannot set this content type, so no other site can start work here."""
+    if request.content_type != "application/json":
+        return Response({"detail": "send Content-Type: application/json"},
+                        status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+    return None
 
 
 def _int_param(name, value):

@@ -42,13 +42,13 @@ def start_poster(collection, params, again=None):
 
     from explorer.maps import snapshot
     from explorer.models import Poster
-    from workers.pipeline.posters import PosterError, PosterSpec, assign_frames
+    from workers.pipeline.posters import PosterError, PosterSpec, fills_a_cell
 
     spec = PosterSpec.from_dict(params).validate(settings.POSTER_MAX_PIXELS)
     current = snapshot(collection)
     if current is None:
         raise PosterError(f"collection {collection.name!r} has no map yet")
-    if (assign_frames(spec, current.layout) < 0).all():
+    if not fills_a_cell(spec, current.layout):
         raise PosterError("no frame lies in this window of the map: move or widen it, or use empty=nearest")
     job = Job.objects.create(collection=collection, kind=Job.Kind.POSTER, stage="poster",
                              params={"again": again} if again else {}, message="waiting for a worker")

@@ -99,6 +99,10 @@ def preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapp
     planned = [(cell["source"], cell["frame"]) for line in plan["cells"] for cell in line if cell]
     assert len(planned) == len(set(planned)) == plan["filled"] > 10
 
+    empty_corner = client.post("/api/posters/", whole_map(collection, centre_x=0.97, centre_y=0.97,
+                                                          window_width=0.05), content_type="application/json")
+    assert empty_corner.status_code == 400 and "no frame lies in this window" in empty_corner.json()["detail"]
+
     poster, job = render(client, whole_map(collection))
     assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
     assert (poster.width, poster.height, poster.cells) == (535, 240, plan["filled"])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tests.media import ffmpeg
-from workers.pipeline.posters import BACKGROUND, PosterError, PosterSpec, assign_frames, render_poster
+from workers.pipeline.posters import (BACKGROUND, PosterError, PosterSpec, assign_frames, fills_a_cell,
+                                      render_poster)
 from workers.pipeline.sampling import MediaError, full_resolution_frames
 
 
@@ -64,6 +65,11 @@ def test_each_cell_gets_the_frame_at_its_centre_and_no_frame_twice():
     # "nearest" fills every cell, still with each frame once.
     filled = assign_frames(spec(columns=5, rows=4, empty="nearest"), crowd)
     assert (filled >= 0).all() and len(set(filled.reshape(-1).tolist())) == 20
+
+    # The cheap check before a render agrees: frames in reach fill a cell, far ones do not.
+    assert fills_a_cell(poster, xy) and fills_a_cell(poster, crowd)
+    assert not fills_a_cell(poster, far) and (assign_frames(poster, far) < 0).all()
+    assert fills_a_cell(spec(columns=5, rows=4, empty="nearest"), far)
 
 
 def colour_frames(n):

@@ -153,6 +153,28 @@ class PosterSpec:
         return self._rotate(offsets) + [self.centre_x, self.centre_y]
 
 
+def _candidates(spec, xy):
+    """The frames that may fill a cell, and how far from a cell's centre they may be."""
+    cell_size = spec.window_width / spec.columns
+    if spec.empty == "nearest":
+        return np.arange(len(xy)), np.inf
+    # Only frames within reach of the window can fill it.
+    reach = max(spec.window_width, spec.window_height) * 0.75 + cell_size
+    return np.flatnonzero(np.hypot(*(xy - [spec.centre_x, spec.centre_y]).T) <= reach), cell_size
+
+
+def fills_a_cell(spec, xy):
+    """Whether the poster would show any frame at all: a cheap check before rendering."""
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(xy, dtype=np.float64)
+    candidates, radius = _candidates(spec, xy)
+    if len(candidates) == 0 or not np.isfinite(radius):
+        return len(candidates) > 0
+    distances, _ = cKDTree(spec.cell_centres().reshape(-1, 2)).query(xy[candidates], distance_upper_bound=radius)
+    return bool(np.isfinite(distances).any())
+
+
 def assign_frames(spec, xy):
     """Map row of the frame each cell shows, (rows, columns) int64, -1 for a blank cell."""
     from scipy.sparse import csr_matrix
@@ -163,13 +185,7 @@ def assign_frames(spec, xy):
     centres = spec.cell_centres().reshape(-1, 2)
     n_cells = len(centres)
     cell_size = spec.window_width / spec.columns
-    if spec.empty == "blank":
-        # Only frames within reach of the window can fill it.
-        reach = max(spec.window_width, spec.window_height) * 0.75 + cell_size
-        candidates = np.flatnonzero(np.hypot(*(xy - [spec.centre_x, spec.centre_y]).T) <= reach)
-        radius = cell_size
-    else:
-        candidates, radius = np.arange(len(xy)), np.inf
+    candidates, radius = _candidates(spec, xy)
     if len(candidates) == 0:
         return np.full((spec.rows, spec.columns), -1, dtype=np.int64)
     k = min(CANDIDATES_PER_CELL, len(candidates))
