@@ -13,8 +13,10 @@ from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from explorer.api import JobSerializer
 from explorer.maps import no_map_reason, require_snapshot, snapshot
 from explorer.models import Collection, Job, Source
+from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -120,9 +122,6 @@ def _clip(current, rows, score, info):
 def map_state(request, pk):
     """The collection's map: whether there is one yet, how to fetch its tiles, and the jobs
     still running on the collection (with their progress)."""
-    from explorer.api import JobSerializer
-    from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
-
     collection = _collection(pk)
     current = snapshot(collection)
     jobs = JobSerializer(collection.jobs.exclude(status__in=Job.FINISHED), many=True).data

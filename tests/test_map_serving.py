@@ -260,7 +260,16 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     first = wait_for(browser, "document.querySelector('#clips li.clip')?.dataset.source")
     assert int(first) == counterpart.pk
     assert len(browser.find_elements("css selector", "#clips li.clip")) >= 2
-    assert len(browser.find_elements("css selector", ".leaflet-overlay-pane path")) >= 3
+    # The clicked frame's whole video is drawn in time order, and each listed clip's path too.
+    hit_path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={hit['source']}")
+    lines = "overlays.getLayers().filter((l) => l instanceof L.Polyline)"
+    wait_for(browser, f"{lines}.some((l) => l.getLatLngs().length === {len(hit_path['points'])})")
+    drawn = browser.execute_script(f"return {lines}.map((l) => l.getLatLngs().map((p) => fromLatLng(p)))")
+    assert any(len(line) == len(hit_path["points"]) and all(
+        abs(p["x"] - x) < 1e-4 and abs(p["y"] - y) < 1e-4 for p, (x, y) in zip(line, hit_path["points"]))
+        for line in drawn), "the video's path is not on the map"
+    listed = len(browser.find_elements("css selector", "#clips li.clip"))
+    assert len(drawn) == 1 + 1 + listed  # the video, the query clip, every similar clip
     assert f"frame={hit['source']}:{hit['frame']}" in browser.current_url
     browser.save_screenshot(str(SCREENSHOTS / "map-selected.png"))
     # Its play button plays that clip, from its start, in the panel.
