@@ -51,6 +51,9 @@ class LocalWorkers:
         self.count, self.out, self.process = count, out, None
 
     def __enter__(self):
+        # Stopped with SIGTERM (not only Ctrl-C), the command still cleans up on the way out:
+        # its workers, and whatever else it started (explore's web server).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         if WorkerHeartbeat.alive().exists():
             self.out.write("Workers are running: the job goes to them.\n")
             return self
@@ -64,8 +67,6 @@ class LocalWorkers:
                  "--concurrency", str(self.count), "--hostname", f"local-{os.getpid()}@%h"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, start_new_session=True,
             )
-        # Stopped with SIGTERM (not only Ctrl-C), still stop the workers on the way out.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         deadline = time.monotonic() + 60
         while not WorkerHeartbeat.alive().filter(hostname__startswith=f"local-{os.getpid()}@").exists():
             if self.process.poll() is not None:

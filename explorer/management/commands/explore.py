@@ -1,5 +1,4 @@
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,8 +19,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-browser", action="store_true", help="print the map's address, do not open it")
 
     def handle(self, *args, **options):
-        # A SIGTERM (a service manager, `kill`) stops like Ctrl-C: workers and server with it.
-        signal.signal(signal.SIGTERM, _interrupt)
         url = f"http://{options['host']}:{options['port']}/"
         env = dict(os.environ)
         # The folders given here may also be ingested again from the web page.
@@ -60,7 +57,3 @@ def open_in_browser(url):
     graphical = sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     if graphical:
         webbrowser.open(url, new=2)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
