@@ -1,18 +1,29 @@
 """HTML pages. Data comes from the JSON API; pages poll it for live progress."""
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
+from explorer import access
 from explorer.models import Collection
 
 
+def access_context(request):
+    """For every page: who is signed in, their role, and whether this is the login-free local server."""
+    return {"login_free": access.login_free(), "role": getattr(request, "role", None)}
+
+
+# Pages set the CSRF cookie: their scripts send it back (X-CSRFToken) with every POST.
+@ensure_csrf_cookie
 def collection_list(request):
     return render(request, "explorer/collections.html")
 
 
+@ensure_csrf_cookie
 def collection_detail(request, collection_id):
     collection = get_object_or_404(Collection, pk=collection_id)
     return render(request, "explorer/collection.html", {"collection": collection})
 
 
+@ensure_csrf_cookie
 def collection_map(request, collection_id):
     """The pan/zoom map of a collection; while it has none yet, the progress of its jobs."""
     collection = get_object_or_404(Collection, pk=collection_id)

@@ -95,6 +95,55 @@ def worker(django_db_setup, django_db_blocker):
     process.stop()
 
 
+def make_user(name, role):
+    """A user with a role (explorer/access.py), as `manage.py adduser` makes one."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from explorer.access import EDITOR, EDITORS_GROUP
+
+    user, _ = get_user_model().objects.get_or_create(username=name)
+    if role == EDITOR:
+        user.groups.add(Group.objects.get_or_create(name=EDITORS_GROUP)[0])
+    return user
+
+
+@pytest.fixture
+def client():
+    """The test client signed in as an editor: tests of features act as the people who use
+    them; tests of the access rules themselves use `anonymous_client` and `viewer_client`."""
+    from django.test import Client
+
+    signed_in = Client()
+    signed_in.force_login(make_user("test-editor", "editor"))
+    return signed_in
+
+
+@pytest.fixture
+def anonymous_client():
+    from django.test import Client
+
+    return Client()
+
+
+@pytest.fixture
+def viewer_client():
+    from django.test import Client
+
+    signed_in = Client()
+    signed_in.force_login(make_user("test-viewer", "viewer"))
+    return signed_in
+
+
+@pytest.fixture
+def api_auth_headers():
+    """Headers of an editor's API token, for clients that are not Django's test client."""
+    from rest_framework.authtoken.models import Token
+
+    key = Token.objects.get_or_create(user=make_user("api-editor", "editor"))[0].key
+    return {"Authorization": f"Token {key}"}
+
+
 def wait_for_job(job, timeout=120):
     """Poll the durable Job row until it finishes, as the CLI and UI do."""
     deadline = time.monotonic() + timeout
