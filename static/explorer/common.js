@@ -7,6 +7,25 @@ async function getJSON(url) {
   return response.json();
 }
 
+// A POST of JSON with the CSRF token the page's cookie holds (explorer/access.py checks it);
+// throws with the server's reason when it refuses.
+async function postJSON(url, body) {
+  const token = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+  const response = await fetch(url, { method: "POST", body: JSON.stringify(body), headers: {
+    "Content-Type": "application/json", Accept: "application/json",
+    "X-CSRFToken": token ? decodeURIComponent(token.split("=")[1]) : "" } });
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.detail || JSON.stringify(data));
+  return data;
+}
+
+// Text for Leaflet's tooltips, which take a string as HTML: names come from users' files.
+function textElement(text) {
+  const span = document.createElement("span");
+  span.textContent = text;
+  return span;
+}
+
 function jobElement(job) {
   const div = document.createElement("div");
   div.className = `job status-${job.status}`;

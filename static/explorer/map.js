@@ -114,7 +114,7 @@ async function hoverAt(latlng) {
   if (request !== hover.request || !response.ok) return;
   const frame = await response.json();
   hover.box = L.rectangle(cell.box, { weight: 1, color: "#fff", fill: false, interactive: false })
-    .bindTooltip(`${frame.name} · ${clock(frame.time)}`, { className: "frame-tooltip", direction: "top" })
+    .bindTooltip(textElement(`${frame.name} · ${clock(frame.time)}`), { className: "frame-tooltip", direction: "top" })
     .addTo(map).openTooltip();
   mapElement.title = `${frame.name} at ${clock(frame.time)}`;
 }
@@ -185,14 +185,14 @@ function closePanel() {
 async function drawPath(source, colour, label) {
   const path = await getJSON(`${api}path/?source=${source}`);
   const line = L.polyline(path.points.map(([x, y]) => toLatLng(x, y)), { color: colour, weight: 2, opacity: 0.8 })
-    .bindTooltip(label, { sticky: true }).addTo(overlays);
+    .bindTooltip(textElement(label), { sticky: true }).addTo(overlays);
   line.options.source = source;
   return line;
 }
 
 function clipLine(clip, colour) {
   return L.polyline(clip.frames.map((f) => toLatLng(f.x, f.y)), { color: colour, weight: 4, opacity: 0.95 })
-    .bindTooltip(`${clip.name} ${clock(clip.start)}–${clock(clip.stop)}`, { sticky: true }).addTo(overlays);
+    .bindTooltip(textElement(`${clip.name} ${clock(clip.start)}–${clock(clip.stop)}`), { sticky: true }).addTo(overlays);
 }
 
 function clipElement(clip, colour) {

@@ -58,14 +58,6 @@ function posterParams(form) {
   return params;
 }
 
-async function postJSON(url, body) {
-  const response = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body) });
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.detail || JSON.stringify(data));
-  return data;
-}
-
 async function previewPoster(form) {
   const summary = document.querySelector("#poster-summary");
   const grid = document.querySelector("#poster-grid");
@@ -99,7 +91,7 @@ async function showPosters() {
   if (!list) return;
   const found = await getJSON(`/api/posters/?collection=${collectionId}&limit=20`);
   list.replaceChildren(...found.results.map((poster) => posterElement(poster, async (earlier) => {
-    await fetch(`/api/posters/${earlier.id}/again/`, { method: "POST", headers: { "Content-Type": "application/json" } });
+    await postJSON(`/api/posters/${earlier.id}/again/`, {});
     showPosters();
   })));
   if (found.results.some((poster) => poster.job && !poster.job.finished_at)) setTimeout(showPosters, 1000);
