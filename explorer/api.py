@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from explorer.jobs import start_ingest, start_poster, start_training
 from explorer.models import Collection, Job, Poster, Source
 from explorer.sampling import sampling_params
+from workers.pipeline.files import is_inside
 
 
 class CollectionSerializer(serializers.ModelSerializer):
@@ -56,9 +57,8 @@ class IngestRequestSerializer(serializers.Serializer):
                 "this server allows no folders to be ingested from the web: set MEDIA_ROOTS")
         allowed = []
         for given in paths:
-            # resolve() follows symlinks and '..', so neither can escape a root.
             path = Path(given).expanduser().resolve()
-            if not any(path == root or root in path.parents for root in roots):
+            if not is_inside(path, roots):
                 raise serializers.ValidationError(
                     f"{given}: outside the folders this server may ingest from "
                     f"({', '.join(str(r) for r in roots)})")

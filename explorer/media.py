@@ -1,10 +1,13 @@
 """Files served to the browser: frame images from the frame store, map tiles, and the
 sources' own files for playback. Only ids and numbers reach the disk: every path is
 built from the collection's own folders or a source's recorded path, so no parameter
-can point elsewhere."""
+can point elsewhere; and a source's file is served only while it is a regular file
+inside the allowed folders, checked at every request on its real path."""
 import io
 import mimetypes
+import os
 import re
+import stat
 from pathlib import Path
 
 from django.conf import settings
@@ -13,8 +16,9 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
 from explorer.maps import snapshot
-from explorer.models import Collection, Source
+from explorer.models import Collection, Job, Source
 from workers.pipeline.arrays import open_array
+from workers.pipeline.files import is_inside
 
 
 @require_GET
@@ -56,10 +60,7 @@ def tile(request, collection_id, version, zoom, column, row):
 def source_file(request, source_id):
     """The source's own file, for the browser's <video> or <img>. Range requests get
     206 so the browser can seek; behind nginx, X-Accel-Redirect hands the file over."""
-    source = get_object_or_404(Source, pk=source_id)
-    path = Path(source.path)
-    if not path.is_file():
-        raise Http404(f"{source.path} is no longer there")
+    path = _servable_path(get_object_or_404(Source, pk=source_id))
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     accel = _accel_path(path)
     if accel:
@@ -81,6 +82,26 @@ def source_file(request, source_id):
         response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     return response
+
+
+def _servable_path(source):
+    """The real path of a source's file, if it may be served: sampled successfully, and a
+    regular file inside the allowed folders (MEDIA_ROOTS, or the folders its ingest named),
+    checked now with every link resolved, since the file may have been swapped for a link
+    after ingest. Otherwise 404 (saying why only as much as the caller already knows)."""
+    if source.status != Source.Status.READY:
+        raise Http404(f"source {source.pk} was not sampled successfully: its file is not served")
+    folders = list(settings.MEDIA_ROOTS)
+    for job in source.jobs.filter(kind=Job.Kind.INGEST).only("params"):
+        folders += job.allowed_folders
+    real = Path(os.path.realpath(source.path))
+    try:
+        regular = stat.S_ISREG(real.stat().st_mode)
+    except OSError:
+        regular = False
+    if not (regular and is_inside(real, folders)):
+        raise Http404(f"source {source.pk}'s file is no longer a file inside the allowed folders")
+    return real
 
 
 @require_GET
@@ -137,14 +158,13 @@ def _read(path, offset, length, block=1 << 16):
 
 
 def _accel_path(path):
-    """nginx's internal URL for a file under the first MEDIA_ROOTS entry, when
+    """nginx's internal URL for a (real, checked) file under the first MEDIA_ROOTS entry, when
     MEDIA_ACCEL_REDIRECT is set (docker/nginx.conf); None otherwise."""
     from urllib.parse import quote
 
     if not settings.MEDIA_ACCEL_REDIRECT or not settings.MEDIA_ROOTS:
         return None
     root = settings.MEDIA_ROOTS[0]
-    resolved = path.resolve()
-    if root not in resolved.parents:
-        return None
-    return settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(str(resolved.relative_to(root)))
+    if not is_inside(path, [root]):
+        return None  # allowed, but not where nginx's location points: Django sends it
+    return settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(str(path.relative_to(root)))

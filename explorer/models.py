@@ -149,6 +149,15 @@ class Job(models.Model):
     def finished(self):
         return self.status in self.FINISHED
 
+    @property
+    def allowed_folders(self):
+        """The folders an ingest job may take files from, and its files may be served from:
+        the server's MEDIA_ROOTS for a job started from the web, the folders named on the
+        command line for one started there."""
+        from workers.pipeline.files import folders_of
+
+        return self.params.get("roots") or folders_of(self.params.get("paths", []))
+
 
 class WorkerHeartbeat(models.Model):
     """Workers say they are alive here, whatever the broker: `ingest` uses it to decide

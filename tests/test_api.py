@@ -133,7 +133,7 @@ def test_a_symlink_inside_a_root_cannot_lead_a_web_ingest_outside(client, worker
     paths = [s["path"] for s in client.get(f"/api/sources/?collection={collection_id}").json()["results"]]
     assert paths == [str(inside)]
     assert {"path": str(media_root / "linked" / "innocent.mp4"),
-            "reason": "outside the folders this server may ingest from"} in job.skipped
+            "reason": "a link that leads outside the folders ingested from"} in job.skipped
 
 
 def test_training_asks_for_json_and_for_frames(client, collection_id):
@@ -141,3 +141,42 @@ def test_training_asks_for_json_and_for_frames(client, collection_id):
     assert client.post(url, "x", content_type="text/plain").status_code == 415  # not from a cross-site form
     refused = client.post(url, {}, content_type="application/json")
     assert refused.status_code == 400 and "no sampled frames to train on" in refused.json()["detail"]
+
+
+def test_only_sampled_files_inside_the_allowed_folders_are_served(client, worker, media_root, collection_id,
+                                                                   tmp_path):
+    from explorer.models import Collection, Job, Source
+
+    folder = media_root / "served"
+    video = make_video(folder / "clip.mp4", seconds=1)
+    (folder / "settings.mp4").write_text("SECRET_KEY=not-for-anyone\n")  # named as a video; is not one
+    private = tmp_path / "private.mp4"
+    private.write_bytes(video.read_bytes())
+    job = wait_for_job(Job.objects.get(pk=post_ingest(client, collection_id, [str(folder)]).json()["id"]))
+    sources = {os.path.basename(s.path): s for s in Source.objects.filter(collection_id=collection_id)}
+    assert sources["settings.mp4"].status == "failed", job.skipped
+    assert client.get(f"/sources/{sources['settings.mp4'].pk}/file").status_code == 404  # failed: never served
+
+    url = f"/sources/{sources['clip.mp4'].pk}/file"
+    served = client.get(url)
+    assert served.status_code == 200 and b"".join(served.streaming_content) == video.read_bytes()
+    video.unlink()
+    video.symlink_to(private)  # swapped for a link that leads out, after ingest
+    assert client.get(url).status_code == 404
+    assert client.get(url, HTTP_RANGE="bytes=0-9").status_code == 404
+    video.unlink()
+    os.mkfifo(video)  # or for something that is not a regular file
+    assert client.get(url).status_code == 404
+
+    # From the command line, the allowed folders are the ones named: a link in them that
+    # leads out is neither sampled nor served.
+    cli_folder = tmp_path / "cli"
+    make_video(cli_folder / "mine.mp4", seconds=1, source="smptebars")
+    (cli_folder / "passwd.mp4").symlink_to("/etc/passwd")
+    from explorer.jobs import start_ingest
+
+    cli_job = wait_for_job(start_ingest(Collection.objects.get(pk=collection_id), [str(cli_folder)], embed=False))
+    assert {"path": str(cli_folder / "passwd.mp4"),
+            "reason": "a link that leads outside the folders ingested from"} in cli_job.skipped
+    mine = Source.objects.get(collection_id=collection_id, path=str(cli_folder / "mine.mp4"))
+    assert client.get(f"/sources/{mine.pk}/file").status_code == 200

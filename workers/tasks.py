@@ -27,7 +27,7 @@ from explorer.models import Collection, Job, Poster, Source, WorkItem
 from workers import jobflow
 from workers.celery import app
 from workers.pipeline.arrays import ArrayWriter, open_array, read_manifest, write_json_atomic
-from workers.pipeline.files import file_checksum, find_media, media_kind
+from workers.pipeline.files import file_checksum, find_media, is_inside, media_kind
 from workers.pipeline.sampling import MediaError, SamplingParams, sample_source
 
 log = logging.getLogger(__name__)
@@ -210,9 +210,11 @@ def _scan(job):
     """Find the media under the job's paths and identify each file by checksum."""
     jobflow.update(job.pk, progress=0.0, message="looking for media files")
     files, skipped = find_media(job.params["paths"])
-    if "roots" in job.params:  # started from the web: a symlink inside a root must not lead out
-        files, outside = _inside_roots(files, job.params["roots"])
-        skipped += [(str(p), "outside the folders this server may ingest from") for p in outside]
+    # A link inside the allowed folders must not lead out of them: such files are never
+    # sampled, nor served (explorer/media.py checks the same at every request).
+    outside = [path for path in files if not is_inside(path, job.allowed_folders)]
+    files = [path for path in files if path not in outside]
+    skipped += [(str(p), "a link that leads outside the folders ingested from") for p in outside]
     report = Throttle(lambda f: jobflow.update(job.pk, progress=f, message=f"identifying files ({f:.0%})"))
     for number, path in enumerate(files):
         try:
@@ -226,15 +228,6 @@ def _scan(job):
         report((number + 1) / len(files))
     Job.objects.filter(pk=job.pk).update(skipped=[{"path": p, "reason": r} for p, r in skipped])
     _begin_next(job.pk, "scan")
-
-
-def _inside_roots(files, roots):
-    roots = [os.path.realpath(r) for r in roots]
-    inside, outside = [], []
-    for path in files:
-        real = os.path.realpath(path)
-        (inside if any(real == r or real.startswith(r + os.sep) for r in roots) else outside).append(path)
-    return inside, outside
 
 
 def _source_for(collection, path):
