@@ -16,6 +16,17 @@ from tests.environment import TEST_DATA
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# A test that uses one of these starts real processes: it is end to end, marked `worker`
+# whether or not it says so, so that `-m "not worker"` leaves only the fast, pure-compute part.
+END_TO_END_FIXTURES = {"worker", "spawn_worker", "web_server", "browser"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
+
+
 @pytest.fixture(scope="session")
 def media_root():
     return TEST_DATA / "media"

@@ -16,6 +16,7 @@ os.environ["RECOVERY_INTERVAL"] = "1"
 os.environ["STALE_AFTER"] = "20"
 os.environ["MAX_IMAGE_PIXELS"] = "4000000"  # so a small PNG can play the decompression bomb
 os.environ["XCEPTION_WEIGHTS"] = "random"  # real Xception, untrained: no download, same shapes
+os.environ["FEATURE_PRECISION"] = "float32"  # not auto: the same features on every CPU
 os.environ["AUTOENCODER_EPOCHS"] = "5"
 os.environ["FEATURE_CHUNK"] = "8"  # several chunks even for tiny test videos
 (TEST_DATA / "media").mkdir(parents=True, exist_ok=True)
