@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.environment import TEST_DATA
+from tests.environment import TEST_DATA, TEST_LOGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ class WorkerProcess:
     def __init__(self, env, concurrency=2, name="test"):
         self.env, self.concurrency = env, concurrency
         self.hostname = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
-        self.log = TEST_DATA / f"{self.hostname}.log"
+        self.log = TEST_LOGS / f"{self.hostname}.log"
         self.process = None
 
     def start(self, timeout=60):
@@ -215,7 +215,7 @@ def web_server(django_db_setup, django_db_blocker):
     port = free_port()
     with django_db_blocker.unblock():
         env = worker_env()
-    log = TEST_DATA / "web-server.log"
+    log = TEST_LOGS / "web-server.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
