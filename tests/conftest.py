@@ -11,9 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.environment import TEST_DATA
+from tests.environment import TEST_DATA, TEST_LOGS
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# A test that uses one of these starts real processes: it is end to end, marked `worker`
+# whether or not it says so, so that `-m "not worker"` leaves only the fast, pure-compute part.
+END_TO_END_FIXTURES = {"worker", "spawn_worker", "web_server", "browser"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +53,7 @@ class WorkerProcess:
     def __init__(self, env, concurrency=2, name="test"):
         self.env, self.concurrency = env, concurrency
         self.hostname = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
-        self.log = TEST_DATA / f"{self.hostname}.log"
+        self.log = TEST_LOGS / f"{self.hostname}.log"
         self.process = None
 
     def start(self, timeout=60):
@@ -253,7 +264,7 @@ def web_server(django_db_setup, django_db_blocker):
     port = free_port()
     with django_db_blocker.unblock():
         env = worker_env()
-    log = TEST_DATA / "web-server.log"
+    log = TEST_LOGS / "web-server.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],

@@ -4,8 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.media import make_video
+
+pytestmark = pytest.mark.worker  # it starts its own workers
 
 
 def run(args, env, timeout=240):

@@ -94,13 +94,16 @@ def neighborhood_divergence(x, z, perplexity=30.0, scale=10.0, steps=40):
     """
     import tensorflow as tf
 
+    dtype = x.dtype  # float32 in training; the tests also run it in float64
     n = tf.shape(x)[0]
-    off_diagonal = 1.0 - tf.eye(n)
+    rows = tf.cast(n, dtype)
+    off_diagonal = 1.0 - tf.eye(n, dtype=dtype)
     squared = tf.reduce_sum(tf.square(x), axis=1)
     distances = tf.maximum(squared[:, None] + squared[None, :] - 2.0 * tf.matmul(x, x, transpose_b=True), 0.0)
-    distances /= tf.reduce_sum(distances * off_diagonal, axis=1, keepdims=True) / tf.cast(n - 1, tf.float32) + 1e-12
-    target = tf.math.log(tf.minimum(perplexity, tf.cast(n - 1, tf.float32) / 3.0))
-    low, high = tf.fill([n], -20.0), tf.fill([n], 20.0)  # log of each row's precision
+    distances /= tf.reduce_sum(distances * off_diagonal, axis=1, keepdims=True) / (rows - 1.0) + 1e-12
+    target = tf.math.log(tf.minimum(tf.cast(perplexity, dtype), (rows - 1.0) / 3.0))
+    # The log of each row's precision, by bisection between e^-20 and e^20.
+    low, high = tf.fill([n], tf.constant(-20.0, dtype)), tf.fill([n], tf.constant(20.0, dtype))
     for _ in range(steps):
         middle = (low + high) / 2.0
         logits = -tf.exp(middle)[:, None] * distances - 1e9 * (1.0 - off_diagonal)
@@ -108,7 +111,7 @@ def neighborhood_divergence(x, z, perplexity=30.0, scale=10.0, steps=40):
         entropy = -tf.reduce_sum(p * tf.math.log(p + 1e-12), axis=1)
         flat = entropy > target  # too many neighbours: sharpen
         low, high = tf.where(flat, middle, low), tf.where(flat, high, middle)
-    p = tf.stop_gradient((p + tf.transpose(p)) / (2.0 * tf.cast(n, tf.float32)))
+    p = tf.stop_gradient((p + tf.transpose(p)) / (2.0 * rows))
     scaled = z * scale
     squared_z = tf.reduce_sum(tf.square(scaled), axis=1)
     kernel = off_diagonal / (1.0 + tf.maximum(
