@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from stat import S_ISREG
 import time
 import uuid
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from explorer.models import Collection, Job, Poster, Source, WorkItem
 from workers import jobflow
 from workers.celery import app
 from workers.pipeline.arrays import ArrayWriter, open_array, read_manifest, write_json_atomic
-from workers.pipeline.files import file_checksum, find_media, media_kind
+from workers.pipeline.files import NotRegularFile, file_checksum, find_media, media_kind
 from workers.pipeline.sampling import MediaError, SamplingParams, sample_source
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,8 @@ def _scan(job):
     for number, path in enumerate(files):
         try:
             source, note = _source_for(job.collection, path)
+        except NotRegularFile as exc:  # turned into a pipe or a device since it was found
+            skipped.append((str(path), exc.reason))
         except OSError as exc:
             skipped.append((str(path), f"cannot read the file ({exc.strerror})"))
         else:
@@ -241,6 +244,8 @@ def _source_for(collection, path):
     """The collection's source for this file, created if its content is new.
     Returns (source, note) where note says why nothing new was made, if so."""
     stat = path.stat()
+    if not S_ISREG(stat.st_mode):
+        raise NotRegularFile(path, stat.st_mode)
     known = Source.objects.filter(collection=collection, path=str(path), size=stat.st_size,
                                   mtime=stat.st_mtime).first()
     if known:  # unchanged since it was last seen: no need to read it again
