@@ -23,7 +23,7 @@ from django.db import OperationalError
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
-from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK, enqueue
+from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK, send
 from explorer.models import Collection, Job, Poster, Source, WorkItem
 from workers import jobflow
 from workers.celery import app
@@ -81,7 +81,8 @@ class FanOut:
         # Pending pieces only: a running one has a live worker, or recovery makes it
         # pending again once its heartbeat stops.
         for piece_id in self.pieces(job).filter(status="pending").values_list("pk", flat=True):
-            enqueue(self.task, job.pk, piece_id)
+            if not send(self.task, job.pk, piece_id, patience=settings.STALE_AFTER):
+                return  # the broker is away: recovery resumes the stage, which sends the rest
         self.finish_if_done(job.pk)
 
     def report(self, job_id):
@@ -199,7 +200,7 @@ def run_stage(self, job_id, stage):
     if stage in EMBEDDING_STAGES and not jobflow.hold_collection(job):
         holder = Collection.objects.get(pk=job.collection_id).embedding_job_id
         jobflow.update(job_id, claimed_by="", message=f"waiting for job {holder} to finish this collection's map")
-        enqueue(RUN_STAGE_TASK, job_id, stage, countdown=5)
+        send(RUN_STAGE_TASK, job_id, stage, countdown=5, patience=settings.STALE_AFTER)
         return
     with heartbeat(Job, job_id, "updated_at"):
         STAGES[stage](job)
@@ -305,10 +306,12 @@ def _sample(job_id, source):
 
 def _begin_next(job_id, finished_stage):
     """Move the job on and send its next stage as a message of its own: a stage never runs
-    inside another's task, so each has its own retries, time limit and failure record."""
+    inside another's task, so each has its own retries, time limit and failure record.
+    The move is recorded first: with the broker away, the message waits for it (up to
+    STALE_AFTER), and past that the job, silent, is resumed at its new stage by recovery."""
     stage = jobflow.advance(job_id, finished_stage)
     if stage and stage != "done":
-        enqueue(RUN_STAGE_TASK, job_id, stage)
+        send(RUN_STAGE_TASK, job_id, stage, patience=settings.STALE_AFTER)
 
 
 # --- features ------------------------------------------------------------------------
