@@ -34,11 +34,12 @@ def wait_until(probe, timeout=120):
     return value
 
 
-def assert_exact_frames(collection, expected_per_source):
+def assert_exact_frames(collection, expected_per_source, every=1):
     for source in collection.sources.all():
         index = open_array(source.frames_dir, "index")
         assert source.status == "ready" and source.frame_count == expected_per_source, source.path
-        assert list(index["frame"]) == list(range(expected_per_source))  # none twice, none missing
+        # None twice, none missing.
+        assert list(index["frame"]) == list(range(0, expected_per_source * every, every))
 
 
 def test_redis_restarted_mid_job_loses_its_queue_and_the_job_still_finishes(
@@ -115,3 +116,28 @@ def test_redis_away_at_a_stage_hand_off_and_the_job_still_finishes(
     assert job.status == Job.Status.SUCCEEDED and job.collection.embedding["frames"] == 24, job.message
     given_up = "not sent, the broker is unreachable" in worker.log.read_text()
     assert given_up == (seconds_away > stale_after)  # the second case went through recovery
+
+
+def test_a_worker_survives_redis_restarting_twice_while_it_works(media_root, private_redis, spawn_worker):
+    """A long task runs while the worker, one pool process free, waits on Redis for more work:
+    the state in which a lost connection used to kill the worker process on its way to
+    reconnecting (celery 5.7.0; see workers/celery.py)."""
+    video = make_video(media_root / "restarted-twice" / "long.mp4", seconds=90, size="1280x720")
+    queue = f"twice-{uuid.uuid4().hex[:6]}"
+    env = {"REDIS_URL": private_redis.url, "TASK_QUEUE": queue, "FRAME_WIDTH": "160", "FRAME_HEIGHT": "90"}
+    worker = spawn_worker(concurrency=2, **env)
+    cli = start_cli_ingest([video], "restarted-twice", worker_env(**env), every=5)
+    collection = wait_until(lambda: Collection.objects.filter(name="restarted-twice").first())
+
+    for restart in (1, 2):
+        wait_until(lambda: collection.sources.filter(status="running", progress__gt=0.02).exists())
+        private_redis.stop()
+        private_redis.start()
+        wait_until(lambda: worker.log.read_text().count("Connected to redis") > restart
+                   or worker.process.poll() is not None)
+        assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, output
+    assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+    assert_exact_frames(collection, 540, every=5)
