@@ -63,6 +63,15 @@ def start_poster(collection, params, again=None):
     return poster
 
 
+def cancel(job):
+    """Cancel a queued or running job; False when it had finished already. What it has not
+    begun is never run, a running stage stops at its next progress report, and the map being
+    served stays as it is (workers/jobflow.py)."""
+    from workers.jobflow import cancel as cancel_job
+
+    return cancel_job(job.pk)
+
+
 def enqueue(task_name, *args, countdown=None, patience=0.0):
     """Send the task once the current transaction commits (at once outside one); see send."""
     transaction.on_commit(lambda: send(task_name, *args, countdown=countdown, patience=patience))

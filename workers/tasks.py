@@ -55,24 +55,37 @@ class Throttle:
 
 class FanOut:
     """A stage done as many pieces, one task each: which rows are its pieces, which task
-    does one, and what the progress message counts."""
+    does one, what the progress message counts, and whether a piece is still wanted (some
+    open job needs it: cancelling a job stops its pieces that no other job needs)."""
 
-    def __init__(self, stage, task, model, pieces, done_label):
+    def __init__(self, stage, task, model, pieces, done_label, wanted):
         self.stage, self.task, self.model, self.pieces, self.done_label = stage, task, model, pieces, done_label
+        self.wanted = wanted
         self.terminal = model.TERMINAL
 
     def run(self, task_id, job_id, piece_id, work):
         """One piece's task: claim it, do `work(job_id, piece)` with a heartbeat, then move
         the job on if it was the last piece."""
         if _job_is_open(job_id) and claim(self.model, piece_id, task_id):
-            with heartbeat(self.model, piece_id, "heartbeat"):
-                work(job_id, self.model.objects.get(pk=piece_id))
+            try:
+                with heartbeat(self.model, piece_id, "heartbeat"):
+                    work(job_id, self.model.objects.get(pk=piece_id))
+            except jobflow.JobCancelled:
+                # Neither done nor failed: pending again for a later job, and this attempt
+                # does not count towards MAX_ATTEMPTS.
+                self.model.objects.filter(pk=piece_id, claimed_by=task_id).update(
+                    status="pending", claimed_by="", progress=0.0, attempts=F("attempts") - 1)
+                log.info("%s %s stopped: job %s was cancelled", self.model.__name__, piece_id, job_id)
+                return
         self.finish_if_done(job_id)
 
     def progress_writer(self, job_id, piece_id):
-        """A progress callback for one piece: its own progress, then the job's."""
+        """A progress callback for one piece: its own progress, then the job's. Raises
+        JobCancelled once no open job wants the piece."""
         def write(fraction):
             self.model.objects.filter(pk=piece_id).update(progress=fraction, heartbeat=timezone.now())
+            if not self.wanted(job_id, piece_id):
+                raise jobflow.JobCancelled(job_id)
             self.report(job_id)
 
         return Throttle(write)
@@ -96,6 +109,8 @@ class FanOut:
                                message=f"{figures['done']} of {figures['total']} {self.done_label}")
         except OperationalError:
             log.warning("progress of job %s not written (database busy)", job_id)
+        except jobflow.JobCancelled:
+            pass  # the piece goes on for another open job that needs it (see `wanted`)
 
     def finish_if_done(self, job_id):
         """Move the job on when its last piece is finished (any worker may call this)."""
@@ -107,9 +122,12 @@ class FanOut:
             _begin_next(job_id, self.stage)
 
 
-SAMPLING = FanOut("sample", SAMPLE_TASK, Source, lambda job: job.sources.all(), "file(s) sampled")
+SAMPLING = FanOut("sample", SAMPLE_TASK, Source, lambda job: job.sources.all(), "file(s) sampled",
+                  # A file may be in two jobs' ingests: it is sampled while either is open.
+                  wanted=lambda job_id, source_id: Job.objects.filter(sources=source_id).exclude(
+                      status__in=Job.FINISHED).exists())
 DESCRIBING = FanOut("features", FEATURES_TASK, WorkItem, lambda job: job.items.filter(stage="features"),
-                    "feature chunk(s) done")
+                    "feature chunk(s) done", wanted=lambda job_id, item_id: _job_is_open(job_id))
 
 
 def claim(model, pk, task_id):
@@ -190,9 +208,16 @@ EMBEDDING_STAGES = ("pca", "train", "layout")  # they rewrite the collection's m
 @_task("run_stage")
 def run_stage(self, job_id, stage):
     """Begin or resume `stage` of the job; a no-op when the job is elsewhere already or a
-    live task runs this stage."""
+    live task runs this stage. A cancelled job's stage stops at its next progress report."""
     if not claim_stage(job_id, stage, self.request.id):
         return
+    try:
+        _run_stage(job_id, stage)
+    except jobflow.JobCancelled:
+        log.info("stage %s stopped: job %s was cancelled", stage, job_id)
+
+
+def _run_stage(job_id, stage):
     job = Job.objects.select_related("collection").get(pk=job_id)
     if job.status == Job.Status.QUEUED:
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(

@@ -7,9 +7,19 @@ async function getJSON(url) {
   return response.json();
 }
 
+// Headers for a JSON POST from a page: the session's CSRF token (Django's `csrftoken`
+// cookie) and a JSON content type, which the API asks of every POST.
+function jsonPostHeaders() {
+  const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (cookie) headers["X-CSRFToken"] = decodeURIComponent(cookie.slice("csrftoken=".length));
+  return headers;
+}
+
 function jobElement(job) {
   const div = document.createElement("div");
   div.className = `job status-${job.status}`;
+  div.dataset.job = job.id;
   const label = document.createElement("div");
   label.className = "label";
   label.textContent = `${job.kind} #${job.id}: ${job.status}` +
@@ -19,7 +29,7 @@ function jobElement(job) {
     const bar = document.createElement("progress");
     bar.max = 1;
     bar.value = job.progress;
-    div.append(bar);
+    div.append(bar, " ", cancelButton(job, div));
   }
   if (job.error) {
     const error = document.createElement("div");
@@ -28,6 +38,26 @@ function jobElement(job) {
     div.append(error);
   }
   return div;
+}
+
+// Cancels the job; the job then shows as it ended (the pages redraw it as they poll).
+function cancelButton(job, shown) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "cancel";
+  button.textContent = "cancel";
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const response = await fetch(`/api/jobs/${job.id}/cancel/`, { method: "POST", headers: jsonPostHeaders() });
+    const body = await response.json().catch(() => ({}));
+    if (response.ok || response.status === 409) {
+      shown.replaceWith(jobElement(response.ok ? body : await getJSON(`/api/jobs/${job.id}/`)));
+    } else {
+      button.disabled = false;
+      button.title = body.detail || `HTTP ${response.status}`;
+    }
+  });
+  return button;
 }
 
 // What the collection's map is made of, and a warning when it was made with random
