@@ -4,13 +4,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from explorer.jobs import start_ingest, start_poster, start_training
+from explorer.jobs import cancel, start_ingest, start_poster, start_training
 from explorer.models import Collection, Job, Poster, Source
 from explorer.sampling import sampling_params
 from workers.pipeline.files import is_inside
@@ -263,6 +263,26 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         if params.get("active") in ("1", "true"):
             queryset = queryset.exclude(status__in=Job.FINISHED)
         return queryset
+
+    @extend_schema(request=None, responses={
+        200: OpenApiResponse(JobSerializer, description="Cancelled: the job, with status `cancelled`."),
+        409: OpenApiResponse(description="The job had finished already; nothing was changed."),
+    })
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued or running job. What it has not begun is never run, a running stage
+        stops at its next progress report (within seconds), and the map being served stays as
+        it is. Files it had not sampled yet stay pending for the next ingest."""
+        job = self.get_object()
+        refused = _unless_json(request)
+        if refused:
+            return refused
+        cancelled = cancel(job)
+        job.refresh_from_db()
+        if not cancelled:
+            return Response({"detail": f"job {job.pk} has finished already ({job.status})"},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(JobSerializer(job).data)
 
 
 def _unless_json(request):

@@ -1,10 +1,16 @@
 """Starting jobs. Tasks are sent by name after the transaction commits, so a worker
 never looks for a row that is not there yet, and the web process never imports
 the pipeline."""
+import logging
+import time
+
 from django.db import transaction
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from explorer.models import Job
 from workers.celery import app as celery_app
+
+log = logging.getLogger(__name__)
 
 RUN_STAGE_TASK = "workers.tasks.run_stage"  # (job id, stage): begins or resumes a stage
 SAMPLE_TASK = "workers.tasks.sample"  # (job id, source id)
@@ -57,5 +63,35 @@ def start_poster(collection, params, again=None):
     return poster
 
 
-def enqueue(task_name, *args, countdown=None):
-    transaction.on_commit(lambda: celery_app.send_task(task_name, args=list(args), countdown=countdown))
+def cancel(job):
+    """Cancel a queued or running job; False when it had finished already. What it has not
+    begun is never run, a running stage stops at its next progress report, and the map being
+    served stays as it is (workers/jobflow.py)."""
+    from workers.jobflow import cancel as cancel_job
+
+    return cancel_job(job.pk)
+
+
+def enqueue(task_name, *args, countdown=None, patience=0.0):
+    """Send the task once the current transaction commits (at once outside one); see send."""
+    transaction.on_commit(lambda: send(task_name, *args, countdown=countdown, patience=patience))
+
+
+def send(task_name, *args, countdown=None, patience=0.0):
+    """Send a task message; returns whether it went. The Job rows are the truth and a message
+    only wakes a worker, so a broker that cannot be reached fails nothing: the send is tried
+    again with backoff for up to `patience` seconds, then given up with a warning. The job,
+    whose row still says what comes next, stops reporting, and the recovery in every worker
+    (workers/recovery.py) resumes it once the broker is back."""
+    deadline, pause = time.monotonic() + patience, 0.5
+    while True:
+        try:
+            celery_app.send_task(task_name, args=list(args), countdown=countdown)
+            return True
+        except BrokerUnreachable as exc:
+            if time.monotonic() + pause > deadline:
+                log.warning("%s%s not sent, the broker is unreachable (%s): recovery resends it once it is back",
+                            task_name, tuple(args), exc)
+                return False
+            time.sleep(pause)
+            pause = min(2 * pause, 10.0)

@@ -118,8 +118,9 @@ class Job(models.Model):
         SUCCEEDED = "succeeded"  # everything asked for was done
         PARTIAL = "partial"  # finished, but some files failed or were skipped
         FAILED = "failed"  # nothing usable came out, or the job itself broke
+        CANCELLED = "cancelled"  # stopped on request (workers/jobflow.py cancel)
 
-    FINISHED = (Status.SUCCEEDED, Status.PARTIAL, Status.FAILED)
+    FINISHED = (Status.SUCCEEDED, Status.PARTIAL, Status.FAILED, Status.CANCELLED)
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INGEST)

@@ -1,5 +1,6 @@
-"""Faults while a job runs: the broker restarted, a whole worker killed. The job
-still ends with exactly the right frames, nothing lost or duplicated."""
+"""Faults while a job runs: the broker restarted or away at a stage hand-off, a whole
+worker killed. The job still ends with exactly the right frames, nothing lost or
+duplicated, and the worker process survives."""
 import os
 import signal
 import subprocess
@@ -17,11 +18,11 @@ from workers.pipeline.arrays import open_array
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 
-def start_cli_ingest(paths, collection, env):
+def start_cli_ingest(paths, collection, env, every=1, sample_only=True):
     """`manage.py ingest` in its own process, as a user would run it."""
     return subprocess.Popen(
-        [sys.executable, "manage.py", "ingest", *map(str, paths), "--collection", collection, "--every", "1",
-         "--sample-only"],
+        [sys.executable, "manage.py", "ingest", *map(str, paths), "--collection", collection, "--every", str(every),
+         *(["--sample-only"] if sample_only else [])],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -33,11 +34,12 @@ def wait_until(probe, timeout=120):
     return value
 
 
-def assert_exact_frames(collection, expected_per_source):
+def assert_exact_frames(collection, expected_per_source, every=1):
     for source in collection.sources.all():
         index = open_array(source.frames_dir, "index")
         assert source.status == "ready" and source.frame_count == expected_per_source, source.path
-        assert list(index["frame"]) == list(range(expected_per_source))  # none twice, none missing
+        # None twice, none missing.
+        assert list(index["frame"]) == list(range(0, expected_per_source * every, every))
 
 
 def test_redis_restarted_mid_job_loses_its_queue_and_the_job_still_finishes(
@@ -82,3 +84,60 @@ def test_a_whole_worker_killed_mid_sampling_is_noticed_and_its_work_sent_again(
     output, _ = cli.communicate(timeout=300)
     assert cli.returncode == 0, output
     assert_exact_frames(collection, 300)
+
+
+@pytest.mark.parametrize("stale_after, seconds_away", [(20, 4), (3, 10)], ids=["back-while-it-waits", "resumed-by-recovery"])
+def test_redis_away_at_a_stage_hand_off_and_the_job_still_finishes(
+        media_root, private_redis, spawn_worker, stale_after, seconds_away):
+    """Training ends while Redis is stopped: the job records its next stage (layout) and the
+    message for it waits for the broker, up to STALE_AFTER; past that, the job is silent and
+    the recovery of the workers resumes it at that stage once Redis is back."""
+    folder = media_root / f"hand-off-{stale_after}"
+    videos = [make_video(folder / f"v{i}.mp4", seconds=2, source=source)
+              for i, source in enumerate(("testsrc2", "mandelbrot"))]
+    queue = f"hand-off-{uuid.uuid4().hex[:6]}"
+    env = {"REDIS_URL": private_redis.url, "TASK_QUEUE": queue, "STALE_AFTER": str(stale_after)}
+    # Enough epochs for the test to see the stage running before it ends.
+    worker = spawn_worker(concurrency=1, AUTOENCODER_EPOCHS="300", **env)
+    name = f"hand-off-{stale_after}"
+    cli = start_cli_ingest(videos, name, worker_env(**env), every=5, sample_only=False)
+    job = wait_until(lambda: Job.objects.filter(collection__name=name, stage="train", claimed_by__gt="").first())
+
+    private_redis.stop()
+    wait_until(lambda: Job.objects.filter(pk=job.pk, stage="layout").exists())  # trained, handing over
+    time.sleep(seconds_away)
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING and job.stage == "layout", (job.status, job.error)
+    private_redis.start()
+
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, output
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.collection.embedding["frames"] == 24, job.message
+    given_up = "not sent, the broker is unreachable" in worker.log.read_text()
+    assert given_up == (seconds_away > stale_after)  # the second case went through recovery
+
+
+def test_a_worker_survives_redis_restarting_twice_while_it_works(media_root, private_redis, spawn_worker):
+    """A long task runs while the worker, one pool process free, waits on Redis for more work:
+    the state in which a lost connection used to kill the worker process on its way to
+    reconnecting (celery 5.7.0; see workers/celery.py)."""
+    video = make_video(media_root / "restarted-twice" / "long.mp4", seconds=90, size="1280x720")
+    queue = f"twice-{uuid.uuid4().hex[:6]}"
+    env = {"REDIS_URL": private_redis.url, "TASK_QUEUE": queue, "FRAME_WIDTH": "160", "FRAME_HEIGHT": "90"}
+    worker = spawn_worker(concurrency=2, **env)
+    cli = start_cli_ingest([video], "restarted-twice", worker_env(**env), every=5)
+    collection = wait_until(lambda: Collection.objects.filter(name="restarted-twice").first())
+
+    for restart in (1, 2):
+        wait_until(lambda: collection.sources.filter(status="running", progress__gt=0.02).exists())
+        private_redis.stop()
+        private_redis.start()
+        wait_until(lambda: worker.log.read_text().count("Connected to redis") > restart
+                   or worker.process.poll() is not None)
+        assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, output
+    assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+    assert_exact_frames(collection, 540, every=5)

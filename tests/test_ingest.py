@@ -63,6 +63,20 @@ def test_a_messy_folder_ingests_what_it_can_and_says_why_not_the_rest(worker, fo
     assert frames.shape[0] == 6 and list(index["frame"]) == [0, 10, 20, 30, 40, 50]
 
 
+def test_named_pipes_are_listed_by_name_and_never_opened(worker, folder):
+    make_video(folder / "real.mp4", seconds=1)
+    os.mkfifo(folder / "fifo.mp4")  # opened for reading, it would wait for a writer forever
+    os.mkfifo(folder / "named.mov")
+    collection = new_collection()
+    job = wait_for_job(start_ingest(collection, [folder, folder / "named.mov"], embed=False), timeout=120)
+
+    assert job.status == Job.Status.PARTIAL, job.message
+    [source] = collection.sources.all()
+    assert source.path.endswith("real.mp4") and source.status == "ready" and source.frame_count == 3
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in job.skipped}
+    assert reasons == {"fifo.mp4": "not a regular file (named pipe)", "named.mov": "not a regular file (named pipe)"}
+
+
 def test_unchanged_files_ingested_again_are_a_no_op(worker, folder):
     make_video(folder / "a.mp4", seconds=1)
     collection = new_collection()

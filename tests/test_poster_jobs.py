@@ -1,6 +1,7 @@
 """Posters end to end: the API and `manage.py poster`, rendered by the real worker from a
 collection ingested once for the module: a video whose frames show their own number, a
 second video, and a photo."""
+import os
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def test_posters_end_to_end(client, mapped, tmp_path):
     preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapped)
     print_poster_from_the_command_line_takes_each_frame_from_its_source_at_its_time(mapped, tmp_path)
     vanished_source_leaves_its_cells_blank_with_a_warning(client, mapped)
+    source_swapped_for_a_named_pipe_is_not_opened(client, mapped)
 
 
 def preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapped):
@@ -174,12 +176,34 @@ def vanished_source_leaves_its_cells_blank_with_a_warning(client, mapped):
     [warning] = job.skipped
     assert warning["path"] == other.path and "no longer there" in warning["reason"]
     assert "cell(s) left blank" in warning["reason"]
+    assert_cells_of_source_blank(poster, other)
+
+
+def source_swapped_for_a_named_pipe_is_not_opened(client, mapped):
+    """Reading a named pipe waits for a writer forever: the job would hang, heartbeating."""
+    collection, sources = mapped
+    other = sources["other.mp4"]
+    hidden = other.path + ".away"
+    shutil.move(other.path, hidden)
+    os.mkfifo(other.path)
+    try:
+        poster, job = render(client, whole_map(collection, quality="print", tile_width=160, tile_height=90))
+    finally:
+        os.unlink(other.path)
+        shutil.move(hidden, other.path)
+    assert job.status == Job.Status.PARTIAL
+    [warning] = job.skipped
+    assert warning["path"] == other.path and "not a regular file (named pipe)" in warning["reason"]
+    assert_cells_of_source_blank(poster, other)
+
+
+def assert_cells_of_source_blank(poster, source):
     spec, assignment, snapshot = cells_of(poster)
     pixels = read_image(poster.file_path)
     xs, ys = cell_bounds(spec)
     blank = 0
     for (row, column), map_row in np.ndenumerate(assignment):
-        if map_row >= 0 and snapshot.describe(map_row)["source"] == other.pk:
+        if map_row >= 0 and snapshot.describe(map_row)["source"] == source.pk:
             assert (pixels[ys[row]:ys[row + 1], xs[column]:xs[column + 1]] == BACKGROUND).all()
             blank += 1
     assert blank > 0 and poster.cells == int((assignment >= 0).sum()) - blank

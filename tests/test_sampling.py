@@ -7,7 +7,7 @@ from PIL import Image
 
 from tests.media import ffmpeg, ffmpeg_frames, make_video, probe_frame_times
 from workers.pipeline.arrays import open_array, read_manifest
-from workers.pipeline.sampling import MediaError, SamplingParams, sample_source
+from workers.pipeline.sampling import MediaError, SamplingParams, full_resolution_frames, sample_source
 
 PARAMS = SamplingParams(width=160, height=90, every=10)
 
@@ -113,6 +113,45 @@ def test_bad_files_raise_a_clear_error(tmp_path, content, message):
     with pytest.raises(MediaError, match=message) as error:
         sample_source(bad, tmp_path / "out", PARAMS, "c")
     assert "bad file é.mp4" in str(error.value)
+
+
+def without_blocking(call, seconds=20):
+    """Run `call` in a thread and return its outcome; fail if it is still blocked after
+    `seconds` (opening a named pipe for reading waits for a writer forever)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except Exception as exc:  # the outcome under test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "blocked reading a named pipe"
+    return outcome
+
+
+def test_named_pipes_are_skipped_by_the_scan_and_never_opened(tmp_path):
+    from workers.pipeline.files import find_media, open_regular
+
+    video = make_video(tmp_path / "folder" / "real.mp4", seconds=1)
+    pipe = tmp_path / "folder" / "fifo.mp4"
+    os.mkfifo(pipe)
+    os.symlink(pipe, tmp_path / "folder" / "link to fifo.mp4")
+    files, skipped = find_media([tmp_path / "folder", pipe])
+    assert files == [video]
+    assert sorted(skipped) == [(str(pipe), "not a regular file (named pipe)")] * 2 + [
+        (str(tmp_path / "folder" / "link to fifo.mp4"), "not a regular file (named pipe)")]
+    # A file found regular and swapped for a pipe before it is read: refused, not waited on.
+    for read in (lambda: open_regular(pipe), lambda: sample_source(pipe, tmp_path / "out", PARAMS, "c"),
+                 lambda: list(full_resolution_frames(pipe, [0.0]))):
+        error = without_blocking(read)["error"]
+        assert "fifo.mp4: not a regular file (named pipe)" in str(error)
+    assert not (tmp_path / "out").exists()
 
 
 def test_truncated_video_keeps_what_decodes_and_says_what_did_not(tmp_path):

@@ -1,4 +1,4 @@
-"""Which stage comes next, and closing a job. Database only: no pipeline here.
+"""Which stage comes next, and closing or cancelling a job. Database only: no pipeline here.
 
 A job walks Job.STAGES in order and skips what it does not need: an ingest that
 is told not to embed stops after sampling; an ingest into a collection that
@@ -13,6 +13,11 @@ from workers.pipeline.arrays import read_manifest
 
 # Skip reasons that are information, not failure: the job still succeeds.
 BENIGN_SKIPS = ("not a video or photo (unknown file extension)", "same content as ")
+
+
+class JobCancelled(Exception):
+    """Raised where a cancelled job's work reports progress: the work stops there. Not a
+    failure: the task that catches it ends normally."""
 
 
 def needs(job, stage):
@@ -119,5 +124,28 @@ def fail(job_id, error):
     _release_collection(job_id)
 
 
+def cancel(job_id):
+    """Cancel an unfinished job; False when it had finished already. What it has not begun
+    is never run (a piece is claimed only for an open job), a running stage stops at its
+    next progress report (update raises JobCancelled), and the collection's models are free
+    for the next job. The map being served stays as it is: a stage publishes a new map only
+    as its last step, and no cancelled stage gets there."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return False
+    now = timezone.now()
+    cancelled = Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(
+        status=Job.Status.CANCELLED, message=f"cancelled during {job.stage}", claimed_by="", finished_at=now,
+        updated_at=now)
+    if cancelled:
+        _release_collection(job_id)
+    return bool(cancelled)
+
+
 def update(job_id, **fields):
-    Job.objects.filter(pk=job_id).update(updated_at=timezone.now(), **fields)
+    """Report on an unfinished job (a finished job's row stays as it ended); raises
+    JobCancelled when it was cancelled, so the work reporting stops."""
+    if not Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(updated_at=timezone.now(),
+                                                                                  **fields):
+        if Job.objects.filter(pk=job_id, status=Job.Status.CANCELLED).exists():
+            raise JobCancelled(job_id)

@@ -8,17 +8,21 @@ died. Two cases remain, and a timer in every worker covers them:
   the one worker that sets it again re-enqueues every pending piece of every job.
 * A whole worker died (or its machine): its pieces stay `running` with a
   heartbeat that stops, or its job stops reporting; after STALE_AFTER seconds they
-  are sent again (a job by resuming its current stage).
+  are sent again (a job by resuming its current stage). A job whose next stage
+  could not be sent (the broker was away at the hand-off: explorer.jobs.send) is
+  silent the same way, and resumed at the stage its row records.
 
 Tasks are idempotent, so a piece sent twice costs time, never correctness.
 """
 import logging
 import socket
 import uuid
+from contextlib import contextmanager
 
 from celery import bootsteps
 from django.conf import settings
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +61,38 @@ def requeue_stale(send, stale_after):
     for source in Source.objects.filter(status=Source.Status.RUNNING, heartbeat__lt=cutoff):
         if Source.objects.filter(pk=source.pk, status=Source.Status.RUNNING,
                                  heartbeat=source.heartbeat).update(status=Source.Status.PENDING, claimed_by=""):
-            for job_id in source.jobs.exclude(status__in=Job.FINISHED).values_list("pk", flat=True):
-                send(SAMPLE_TASK, job_id, source.pk)
-                count += 1
+            with _as_it_was_unless_sent(Source, source, "status", "claimed_by"):
+                for job_id in source.jobs.exclude(status__in=Job.FINISHED).values_list("pk", flat=True):
+                    send(SAMPLE_TASK, job_id, source.pk)
+                    count += 1
     stale_items = WorkItem.objects.filter(status=WorkItem.Status.RUNNING, heartbeat__lt=cutoff)
     for item in stale_items.exclude(job__status__in=Job.FINISHED):
         if WorkItem.objects.filter(pk=item.pk, status=WorkItem.Status.RUNNING,
                                    heartbeat=item.heartbeat).update(status=WorkItem.Status.PENDING, claimed_by=""):
-            send(FEATURES_TASK, item.job_id, item.pk)
-            count += 1
+            with _as_it_was_unless_sent(WorkItem, item, "status", "claimed_by"):
+                send(FEATURES_TASK, item.job_id, item.pk)
+                count += 1
     # A job that reported nothing for that long lost its stage's message (or its worker):
     # resume the stage. A stage that is alive heartbeats (tasks.heartbeat), so it is left alone.
     for job in Job.objects.exclude(status__in=Job.FINISHED).filter(updated_at__lt=cutoff):
         # Its claim goes with it: whoever held the stage is presumed gone.
         if Job.objects.filter(pk=job.pk, updated_at=job.updated_at).update(updated_at=timezone.now(),
                                                                            claimed_by=""):
-            send(RUN_STAGE_TASK, job.pk, job.stage)
-            count += 1
+            with _as_it_was_unless_sent(Job, job, "updated_at", "claimed_by"):
+                send(RUN_STAGE_TASK, job.pk, job.stage)
+                count += 1
     return count
+
+
+@contextmanager
+def _as_it_was_unless_sent(model, row, *fields):
+    """Put the row's `fields` back when the message could not be sent (the broker is away),
+    so that the next look finds it still lost and tries again."""
+    try:
+        yield
+    except BrokerUnreachable:
+        model.objects.filter(pk=row.pk).update(**{field: getattr(row, field) for field in fields})
+        raise
 
 
 def broker_lost_its_queue(epoch_holder):
@@ -138,6 +156,9 @@ class RecoveryStep(bootsteps.StartStopStep):
             count = requeue_stale(send, settings.STALE_AFTER)
             if count:
                 log.warning("re-enqueued %d piece(s) of work whose worker stopped", count)
+        except BrokerUnreachable as exc:  # what was lost stays lost until the next look
+            log.warning("the broker is unreachable (%s); looking for lost work again in %s s",
+                        exc, settings.RECOVERY_INTERVAL)
         except Exception:  # the timer must survive a database or broker hiccup
             log.exception("recovery check failed; trying again in %s s", settings.RECOVERY_INTERVAL)
         finally:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from stat import S_ISREG
 import time
 import uuid
 from contextlib import contextmanager
@@ -22,12 +23,12 @@ from django.db import OperationalError
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
-from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK, enqueue
+from explorer.jobs import FEATURES_TASK, RUN_STAGE_TASK, SAMPLE_TASK, send
 from explorer.models import Collection, Job, Poster, Source, WorkItem
 from workers import jobflow
 from workers.celery import app
 from workers.pipeline.arrays import ArrayWriter, open_array, read_manifest, write_json_atomic
-from workers.pipeline.files import file_checksum, find_media, is_inside, media_kind
+from workers.pipeline.files import NotRegularFile, file_checksum, find_media, is_inside, media_kind
 from workers.pipeline.sampling import MediaError, SamplingParams, sample_source
 
 log = logging.getLogger(__name__)
@@ -54,24 +55,37 @@ class Throttle:
 
 class FanOut:
     """A stage done as many pieces, one task each: which rows are its pieces, which task
-    does one, and what the progress message counts."""
+    does one, what the progress message counts, and whether a piece is still wanted (some
+    open job needs it: cancelling a job stops its pieces that no other job needs)."""
 
-    def __init__(self, stage, task, model, pieces, done_label):
+    def __init__(self, stage, task, model, pieces, done_label, wanted):
         self.stage, self.task, self.model, self.pieces, self.done_label = stage, task, model, pieces, done_label
+        self.wanted = wanted
         self.terminal = model.TERMINAL
 
     def run(self, task_id, job_id, piece_id, work):
         """One piece's task: claim it, do `work(job_id, piece)` with a heartbeat, then move
         the job on if it was the last piece."""
         if _job_is_open(job_id) and claim(self.model, piece_id, task_id):
-            with heartbeat(self.model, piece_id, "heartbeat"):
-                work(job_id, self.model.objects.get(pk=piece_id))
+            try:
+                with heartbeat(self.model, piece_id, "heartbeat"):
+                    work(job_id, self.model.objects.get(pk=piece_id))
+            except jobflow.JobCancelled:
+                # Neither done nor failed: pending again for a later job, and this attempt
+                # does not count towards MAX_ATTEMPTS.
+                self.model.objects.filter(pk=piece_id, claimed_by=task_id).update(
+                    status="pending", claimed_by="", progress=0.0, attempts=F("attempts") - 1)
+                log.info("%s %s stopped: job %s was cancelled", self.model.__name__, piece_id, job_id)
+                return
         self.finish_if_done(job_id)
 
     def progress_writer(self, job_id, piece_id):
-        """A progress callback for one piece: its own progress, then the job's."""
+        """A progress callback for one piece: its own progress, then the job's. Raises
+        JobCancelled once no open job wants the piece."""
         def write(fraction):
             self.model.objects.filter(pk=piece_id).update(progress=fraction, heartbeat=timezone.now())
+            if not self.wanted(job_id, piece_id):
+                raise jobflow.JobCancelled(job_id)
             self.report(job_id)
 
         return Throttle(write)
@@ -80,7 +94,8 @@ class FanOut:
         # Pending pieces only: a running one has a live worker, or recovery makes it
         # pending again once its heartbeat stops.
         for piece_id in self.pieces(job).filter(status="pending").values_list("pk", flat=True):
-            enqueue(self.task, job.pk, piece_id)
+            if not send(self.task, job.pk, piece_id, patience=settings.STALE_AFTER):
+                return  # the broker is away: recovery resumes the stage, which sends the rest
         self.finish_if_done(job.pk)
 
     def report(self, job_id):
@@ -94,6 +109,8 @@ class FanOut:
                                message=f"{figures['done']} of {figures['total']} {self.done_label}")
         except OperationalError:
             log.warning("progress of job %s not written (database busy)", job_id)
+        except jobflow.JobCancelled:
+            pass  # the piece goes on for another open job that needs it (see `wanted`)
 
     def finish_if_done(self, job_id):
         """Move the job on when its last piece is finished (any worker may call this)."""
@@ -105,9 +122,12 @@ class FanOut:
             _begin_next(job_id, self.stage)
 
 
-SAMPLING = FanOut("sample", SAMPLE_TASK, Source, lambda job: job.sources.all(), "file(s) sampled")
+SAMPLING = FanOut("sample", SAMPLE_TASK, Source, lambda job: job.sources.all(), "file(s) sampled",
+                  # A file may be in two jobs' ingests: it is sampled while either is open.
+                  wanted=lambda job_id, source_id: Job.objects.filter(sources=source_id).exclude(
+                      status__in=Job.FINISHED).exists())
 DESCRIBING = FanOut("features", FEATURES_TASK, WorkItem, lambda job: job.items.filter(stage="features"),
-                    "feature chunk(s) done")
+                    "feature chunk(s) done", wanted=lambda job_id, item_id: _job_is_open(job_id))
 
 
 def claim(model, pk, task_id):
@@ -188,9 +208,16 @@ EMBEDDING_STAGES = ("pca", "train", "layout")  # they rewrite the collection's m
 @_task("run_stage")
 def run_stage(self, job_id, stage):
     """Begin or resume `stage` of the job; a no-op when the job is elsewhere already or a
-    live task runs this stage."""
+    live task runs this stage. A cancelled job's stage stops at its next progress report."""
     if not claim_stage(job_id, stage, self.request.id):
         return
+    try:
+        _run_stage(job_id, stage)
+    except jobflow.JobCancelled:
+        log.info("stage %s stopped: job %s was cancelled", stage, job_id)
+
+
+def _run_stage(job_id, stage):
     job = Job.objects.select_related("collection").get(pk=job_id)
     if job.status == Job.Status.QUEUED:
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
@@ -198,7 +225,7 @@ def run_stage(self, job_id, stage):
     if stage in EMBEDDING_STAGES and not jobflow.hold_collection(job):
         holder = Collection.objects.get(pk=job.collection_id).embedding_job_id
         jobflow.update(job_id, claimed_by="", message=f"waiting for job {holder} to finish this collection's map")
-        enqueue(RUN_STAGE_TASK, job_id, stage, countdown=5)
+        send(RUN_STAGE_TASK, job_id, stage, countdown=5, patience=settings.STALE_AFTER)
         return
     with heartbeat(Job, job_id, "updated_at"):
         STAGES[stage](job)
@@ -212,13 +239,16 @@ def _scan(job):
     files, skipped = find_media(job.params["paths"])
     # A link inside the allowed folders must not lead out of them: such files are never
     # sampled, nor served (explorer/media.py checks the same at every request).
-    outside = [path for path in files if not is_inside(path, job.allowed_folders)]
-    files = [path for path in files if path not in outside]
-    skipped += [(str(p), "a link that leads outside the folders ingested from") for p in outside]
+    roots = job.allowed_folders
+    inside = {path: is_inside(path, roots) for path in files}
+    files = [path for path in files if inside[path]]
+    skipped += [(str(p), "a link that leads outside the folders ingested from") for p, ok in inside.items() if not ok]
     report = Throttle(lambda f: jobflow.update(job.pk, progress=f, message=f"identifying files ({f:.0%})"))
     for number, path in enumerate(files):
         try:
             source, note = _source_for(job.collection, path)
+        except NotRegularFile as exc:  # turned into a pipe or a device since it was found
+            skipped.append((str(path), exc.reason))
         except OSError as exc:
             skipped.append((str(path), f"cannot read the file ({exc.strerror})"))
         else:
@@ -234,6 +264,8 @@ def _source_for(collection, path):
     """The collection's source for this file, created if its content is new.
     Returns (source, note) where note says why nothing new was made, if so."""
     stat = path.stat()
+    if not S_ISREG(stat.st_mode):
+        raise NotRegularFile(path, stat.st_mode)
     known = Source.objects.filter(collection=collection, path=str(path), size=stat.st_size,
                                   mtime=stat.st_mtime).first()
     if known:  # unchanged since it was last seen: no need to read it again
@@ -293,10 +325,12 @@ def _sample(job_id, source):
 
 def _begin_next(job_id, finished_stage):
     """Move the job on and send its next stage as a message of its own: a stage never runs
-    inside another's task, so each has its own retries, time limit and failure record."""
+    inside another's task, so each has its own retries, time limit and failure record.
+    The move is recorded first: with the broker away, the message waits for it (up to
+    STALE_AFTER), and past that the job, silent, is resumed at its new stage by recovery."""
     stage = jobflow.advance(job_id, finished_stage)
     if stage and stage != "done":
-        enqueue(RUN_STAGE_TASK, job_id, stage)
+        send(RUN_STAGE_TASK, job_id, stage, patience=settings.STALE_AFTER)
 
 
 # --- features ------------------------------------------------------------------------

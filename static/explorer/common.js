@@ -29,6 +29,7 @@ function textElement(text) {
 function jobElement(job) {
   const div = document.createElement("div");
   div.className = `job status-${job.status}`;
+  div.dataset.job = job.id;
   const label = document.createElement("div");
   label.className = "label";
   label.textContent = `${job.kind} #${job.id}: ${job.status}` +
@@ -38,7 +39,7 @@ function jobElement(job) {
     const bar = document.createElement("progress");
     bar.max = 1;
     bar.value = job.progress;
-    div.append(bar);
+    div.append(bar, " ", cancelButton(job, div));
   }
   if (job.error) {
     const error = document.createElement("div");
@@ -47,6 +48,27 @@ function jobElement(job) {
     div.append(error);
   }
   return div;
+}
+
+// Cancels the job; the job then shows as it ended (the pages redraw it as they poll).
+function cancelButton(job, shown) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "cancel";
+  button.textContent = "cancel";
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      shown.replaceWith(jobElement(await postJSON(`/api/jobs/${job.id}/cancel/`, {})));
+    } catch (error) {
+      // Refused: it may have finished meanwhile (409); show the job as it is now.
+      button.title = error.message;
+      const now = await getJSON(`/api/jobs/${job.id}/`).catch(() => null);
+      if (now && now.finished_at) shown.replaceWith(jobElement(now));
+      else button.disabled = false;
+    }
+  });
+  return button;
 }
 
 // What the collection's map is made of, and a warning when it was made with random

@@ -10,6 +10,7 @@ order, so every kept frame is exact (no inexact seeking), variable frame rates g
 their real timestamps, and the display matrix of phone videos is applied.
 """
 import math
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from workers.pipeline.arrays import (
     ArrayWriter, is_current, read_manifest, remove_stale_temporaries, write_json_atomic,
 )
-from workers.pipeline.files import media_kind
+from workers.pipeline.files import NotRegularFile, media_kind, open_regular
 
 INDEX_DTYPE = np.dtype([("frame", "<i8"), ("time", "<f8")])
 SUMMARY = "sample"
@@ -82,10 +83,8 @@ def sample_source(path, out_dir, params, checksum, progress=None, max_image_pixe
         if summary and summary.get("produced_by") == produced_by:
             return SampleResult(**{**summary["result"], "reused": True})
 
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise MediaError(f"{path}: cannot read the file ({exc.strerror})") from None
+    with open_source(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
     if size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
     if out_dir.is_dir():
@@ -101,6 +100,22 @@ def sample_source(path, out_dir, params, checksum, progress=None, max_image_pixe
     return result
 
 
+@contextmanager
+def open_source(path):
+    """A source file opened for reading; MediaError naming the file and the problem when it
+    cannot be read or is not a regular file (a named pipe would block its reader for good).
+    The decoders read from this handle, never from the path, so what was checked is what
+    they read."""
+    try:
+        handle = open_regular(path)
+    except NotRegularFile as exc:
+        raise MediaError(f"{path}: {exc.reason}") from None
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read the file ({exc.strerror})") from None
+    with handle:
+        yield handle
+
+
 def read_photo(path, max_image_pixels):
     """A photo as an RGB Pillow image, upright (EXIF orientation applied); MediaError when
     it is not readable or larger than `max_image_pixels`."""
@@ -111,7 +126,7 @@ def read_photo(path, max_image_pixels):
         with warnings.catch_warnings():
             # Pillow only warns between the limit and twice the limit; refuse both.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with open_source(path) as handle, Image.open(handle) as image:
                 return ImageOps.exif_transpose(image).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MediaError(
@@ -143,16 +158,18 @@ def _video_stream(path, cannot_open):
     stream's start time in seconds; MediaError "`path`: `cannot_open` (why)" otherwise."""
     import av
 
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.FFmpegError as exc:
-        raise MediaError(f"{path}: {cannot_open} ({_reason(exc)})") from None
-    with container:
-        if not container.streams.video:
-            raise MediaError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame- and slice-threaded decoding
-        yield container, stream, float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    with open_source(path) as handle:
+        try:
+            container = av.open(handle, metadata_errors="ignore")
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: {cannot_open} ({_reason(exc)})") from None
+        with container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame- and slice-threaded decoding
+            yield container, stream, (float(stream.start_time * stream.time_base)
+                                      if stream.start_time is not None else 0.0)
 
 
 def _sample_video(path, out_dir, params, produced_by, progress):
@@ -296,7 +313,7 @@ def full_resolution_frames(path, times, max_image_pixels=89_478_485):
     frame before each time and decoding forward to the exact frame; a photo is read once.
     Raises MediaError when the file is gone or no longer decodes."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MediaError(f"{path}: the file is no longer there")
     targets = sorted(set(float(t) for t in times))
     if media_kind(path) == "photo":
