@@ -12,10 +12,10 @@ import json
 import logging
 import os
 import threading
-from stat import S_ISREG
 import time
 import uuid
 from contextlib import contextmanager
+from stat import S_ISREG
 
 import numpy as np
 from django.conf import settings
