@@ -3,7 +3,6 @@ these views by drf-spectacular and served at /api/openapi.json."""
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -118,6 +117,20 @@ class PosterRequestSerializer(serializers.Serializer):
         return collection, params
 
 
+def started(serializer, what):
+    """The answer to a request that starts a job: 202 with the new job (or poster), or 200
+    with the identical one that was queued or running already."""
+    return {202: OpenApiResponse(serializer, description=f"Started: the new {what}; poll its job."),
+            200: OpenApiResponse(serializer, description=(
+                f"An identical {what} (same kind, collection and parameters) was queued or running already: "
+                "that one, and no new job."))}
+
+
+def _started_response(serializer, started_object):
+    return Response(serializer(started_object).data,
+                    status=status.HTTP_200_OK if started_object.reused else status.HTTP_202_ACCEPTED)
+
+
 class Pagination(LimitOffsetPagination):
     default_limit = 100
     max_limit = 1000
@@ -133,19 +146,18 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = CollectionSerializer
     queryset = _with_counts(Collection.objects.all())
 
-    @extend_schema(request=IngestRequestSerializer, responses={202: JobSerializer})
+    @extend_schema(request=IngestRequestSerializer, responses=started(JobSerializer, "ingest job"))
     @action(detail=True, methods=["post"])
     def ingest(self, request, pk=None):
         """Start ingesting files and folders into this collection; poll the returned job."""
         collection = self.get_object()
         body = IngestRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with transaction.atomic():
-            job = start_ingest(collection, body.validated_data["paths"], embed=body.validated_data["embed"],
-                               roots=settings.MEDIA_ROOTS)
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        job = start_ingest(collection, body.validated_data["paths"], embed=body.validated_data["embed"],
+                           roots=settings.MEDIA_ROOTS)
+        return _started_response(JobSerializer, job)
 
-    @extend_schema(request=None, responses={202: JobSerializer})
+    @extend_schema(request=None, responses=started(JobSerializer, "training job"))
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
         """Refit PCA and retrain the autoencoder on the whole collection, then re-place every frame.
@@ -155,11 +167,10 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if refused:
             return refused
         try:
-            with transaction.atomic():
-                job = start_training(collection)
+            job = start_training(collection)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return _started_response(JobSerializer, job)
 
 
 class PosterViewSet(viewsets.ReadOnlyModelViewSet):
@@ -173,7 +184,7 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(collection_id=_int_param("collection", collection))
         return queryset
 
-    @extend_schema(request=PosterRequestSerializer, responses={202: PosterSerializer})
+    @extend_schema(request=PosterRequestSerializer, responses=started(PosterSerializer, "poster"))
     def create(self, request):
         """Render a poster of a region of the collection's map; poll its job. Impossible
         parameters get 400 with every reason."""
@@ -181,11 +192,10 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
 
         collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
         try:
-            with transaction.atomic():
-                poster = start_poster(collection, params)
+            poster = start_poster(collection, params)
         except PosterError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(PosterSerializer(poster).data, status=status.HTTP_202_ACCEPTED)
+        return _started_response(PosterSerializer, poster)
 
     @extend_schema(request=PosterRequestSerializer, responses={200: dict})
     @action(detail=False, methods=["post"])
@@ -221,7 +231,7 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
                          "blank": int(assignment.size - filled), "corners": spec.corners().tolist(),
                          "cells": cells})
 
-    @extend_schema(request=None, responses={202: PosterSerializer})
+    @extend_schema(request=None, responses=started(PosterSerializer, "poster"))
     @action(detail=True, methods=["post"])
     def again(self, request, pk=None):
         """Render this poster again from its saved parameters, on the collection's current map."""
@@ -232,11 +242,10 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
         if refused:
             return refused
         try:
-            with transaction.atomic():
-                again = start_poster(poster.collection, poster.params, again=poster.pk)
+            again = start_poster(poster.collection, poster.params, again=poster.pk)
         except PosterError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(PosterSerializer(again).data, status=status.HTTP_202_ACCEPTED)
+        return _started_response(PosterSerializer, again)
 
 
 class SourceViewSet(viewsets.ReadOnlyModelViewSet):

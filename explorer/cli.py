@@ -133,7 +133,11 @@ def run_ingest(options, out):
     warn_about_random_weights(out)
     job = start_ingest(collection, [os.path.abspath(os.path.expanduser(p)) for p in options["paths"]],
                        embed=not options["sample_only"])
-    out.write(f"Ingesting into collection {collection.name!r} (job {job.pk})\n")
+    if job.reused:
+        out.write(f"The same ingest is already queued or running in collection {collection.name!r} "
+                  f"(job {job.pk}): following it\n")
+    else:
+        out.write(f"Ingesting into collection {collection.name!r} (job {job.pk})\n")
     return collection, job
 
 

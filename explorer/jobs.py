@@ -1,13 +1,17 @@
-"""Starting jobs. Tasks are sent by name after the transaction commits, so a worker
-never looks for a row that is not there yet, and the web process never imports
-the pipeline."""
+"""Starting and cancelling jobs, for the command line and the API alike. Tasks are sent
+by name after the transaction commits, so a worker never looks for a row that is not
+there yet, and the web process never imports the pipeline. Starting a job identical to
+one that is queued or running (same kind, collection and parameters) returns that job,
+marked `reused`, instead of queuing another."""
 import logging
 import time
+from contextlib import contextmanager
 
 from django.db import transaction
+from django.db.models import F
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
-from explorer.models import Job
+from explorer.models import Collection, Job, Source
 from workers.celery import app as celery_app
 
 log = logging.getLogger(__name__)
@@ -19,31 +23,35 @@ FEATURES_TASK = "workers.tasks.features"  # (job id, work item id)
 
 def start_ingest(collection, paths, embed=True, roots=None):
     """Sample the files under `paths`; with `embed`, go on to place them on the map.
-    With `roots` (a job started from the web), every file found must resolve inside them."""
+    With `roots` (a job started from the web), every file found must resolve inside them.
+    Returns the job, or an identical one that has not listed its files yet: once it has,
+    the same folders may hold new files, and a new ingest (cheap for the files it knows)
+    is what finds them."""
     params = {"paths": [str(p) for p in paths], "embed": embed}
     if roots is not None:
         params["roots"] = [str(r) for r in roots]
-    job = Job.objects.create(collection=collection, kind=Job.Kind.INGEST, stage="scan", params=params,
-                             message="waiting for a worker")
-    enqueue(RUN_STAGE_TASK, job.pk, job.stage)
-    return job
+    with _one_start_at_a_time(collection):
+        return _open_identical(collection, Job.Kind.INGEST, params, stages=("scan",)) or _create(
+            collection, Job.Kind.INGEST, "scan", params)
 
 
 def start_training(collection):
-    """Refit PCA and retrain the autoencoder on every frame of the collection."""
-    from explorer.models import Source
-
-    if not collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists():
-        raise ValueError(f"collection {collection.name!r} has no sampled frames to train on: ingest media first")
-    job = Job.objects.create(collection=collection, kind=Job.Kind.TRAIN, stage="features",
-                             params={"embed": True}, message="waiting for a worker")
-    enqueue(RUN_STAGE_TASK, job.pk, job.stage)
-    return job
+    """Refit PCA and retrain the autoencoder on every frame of the collection; or return
+    the identical retraining already queued or running."""
+    params = {"embed": True}
+    with _one_start_at_a_time(collection):
+        if not collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists():
+            raise ValueError(f"collection {collection.name!r} has no sampled frames to train on: "
+                             "ingest media first")
+        return _open_identical(collection, Job.Kind.TRAIN, params) or _create(
+            collection, Job.Kind.TRAIN, "features", params)
 
 
 def start_poster(collection, params, again=None):
     """Render a poster of the collection's current map. `params` are PosterSpec's fields;
-    raises PosterError (a ValueError) with every reason when they cannot make a poster."""
+    raises PosterError (a ValueError) with every reason when they cannot make a poster.
+    Returns the poster, or the identical one (same parameters, same map) already queued or
+    being rendered."""
     from django.conf import settings
 
     from explorer.maps import snapshot
@@ -56,11 +64,55 @@ def start_poster(collection, params, again=None):
         raise PosterError(f"collection {collection.name!r} has no map yet")
     if not fills_a_cell(spec, current.layout):
         raise PosterError("no frame lies in this window of the map: move or widen it, or use empty=nearest")
-    job = Job.objects.create(collection=collection, kind=Job.Kind.POSTER, stage="poster",
-                             params={"again": again} if again else {}, message="waiting for a worker")
-    poster = Poster.objects.create(collection=collection, job=job, params=spec.as_dict(), map_version=current.version)
+    with _one_start_at_a_time(collection):
+        rendering = next((poster for poster in Poster.objects.filter(
+            job__in=_open_jobs(collection, Job.Kind.POSTER), map_version=current.version).select_related("job")
+            if poster.params == spec.as_dict()), None)
+        if rendering is not None:
+            rendering.reused = rendering.job.reused = True
+            return rendering
+        job = _create(collection, Job.Kind.POSTER, "poster", {"again": again} if again else {})
+        poster = Poster.objects.create(collection=collection, job=job, params=spec.as_dict(),
+                                       map_version=current.version)
+        poster.reused = False
+        return poster
+
+
+@contextmanager
+def _one_start_at_a_time(collection):
+    """A transaction in which no other job starts on this collection, so that two identical
+    requests at once make one job: its first statement writes the collection's row
+    unchanged, which locks that row on PostgreSQL, and on SQLite (where SELECT ... FOR
+    UPDATE means nothing) takes the database's write lock before anything is read."""
+    with transaction.atomic():
+        Collection.objects.filter(pk=collection.pk).update(name=F("name"))
+        yield
+
+
+def _open_jobs(collection, kind):
+    return Job.objects.filter(collection=collection, kind=kind, status__in=(Job.Status.QUEUED, Job.Status.RUNNING))
+
+
+def _open_identical(collection, kind, params, stages=None):
+    """The job of this kind and these parameters that is queued or running on the collection
+    (at one of `stages`, when given), marked `reused`; None when there is none. Parameters
+    are compared here, not in SQL, where JSON equality differs between databases (and a
+    collection has few open jobs)."""
+    jobs = _open_jobs(collection, kind)
+    if stages:
+        jobs = jobs.filter(stage__in=stages)
+    job = next((job for job in jobs if job.params == params), None)
+    if job is not None:
+        job.reused = True
+    return job
+
+
+def _create(collection, kind, stage, params):
+    job = Job.objects.create(collection=collection, kind=kind, stage=stage, params=params,
+                             message="waiting for a worker")
+    job.reused = False
     enqueue(RUN_STAGE_TASK, job.pk, job.stage)
-    return poster
+    return job
 
 
 def cancel(job):

@@ -4,6 +4,8 @@ import csv
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +136,91 @@ def test_missing_imagenet_weights_fail_the_job_naming_the_setting(media_root, sp
     job = Job.objects.get(collection__name="noweights")
     assert job.status == Job.Status.FAILED and job.stage == "features"
     assert Collection.objects.get(name="noweights").sources.get().status == "ready"  # sampling kept
+
+
+def chunk_precisions(collection):
+    """{(file name, first frame): (precision, manifest mtime)} for every feature chunk of the collection."""
+    chunks = {}
+    for source in collection.sources.all():
+        for manifest in source.frames_dir.glob("features-*.json"):
+            made = read_manifest(source.frames_dir, manifest.stem)["produced_by"]
+            chunks[(Path(source.path).name, made["start"])] = (made["precision"], manifest.stat().st_mtime_ns)
+    return chunks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_collection_never_mixes_feature_precisions(media_root, spawn_worker):
+    """Workers whose FEATURE_PRECISION differs (as auto does between CPUs with and without
+    bfloat16) share a collection: a job's chunks are all made in the precision the job began
+    with, auto keeps the collection's precision, and an explicit other one makes them all again."""
+    import uuid
+
+    from workers.pipeline.features import resolve_precision
+
+    here = resolve_precision("auto")
+    first = "mixed_bfloat16" if here == "float32" else "float32"  # one that auto does not give here
+    second = "float32" if first == "mixed_bfloat16" else "mixed_bfloat16"
+    folder = media_root / "precision"
+    make_video(folder / "a" / "a.mp4", seconds=0.5)  # 8 frames at --every 2: four chunks of FEATURE_CHUNK=2
+    make_video(folder / "b" / "b.mp4", seconds=0.25, source="mandelbrot")  # 4 frames: two chunks
+    make_video(folder / "c" / "c.mp4", seconds=0.25, source="smptebars")
+    queues = {name: f"precision-{name}-{uuid.uuid4().hex[:6]}" for name in (first, second, "auto")}
+
+    def worker(precision):
+        return spawn_worker(TASK_QUEUE=queues[precision], FEATURE_PRECISION=precision, FEATURE_CHUNK="2")
+
+    def ingest(name, precision):
+        """`manage.py ingest` of folder `name`, its tasks sent to the worker set to `precision`."""
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "ingest", str(folder / name), "--collection", "precision", "--every", "2"],
+            cwd=ROOT, env=worker_env(TASK_QUEUE=queues[precision]), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+
+    def finish(running):
+        output = running.communicate(timeout=300)[0]
+        assert running.returncode == 0, output
+
+    # A worker set to `first` begins the features of a; one set to `second` makes the chunks.
+    beginner = worker(first)
+    running = ingest("a", first)
+    deadline = time.monotonic() + 120
+    while not WorkItem.objects.filter(job__collection__name="precision", stage="features").exists():
+        assert time.monotonic() < deadline and running.poll() is None, running.communicate()[0]
+        time.sleep(0.05)
+    beginner.stop()  # what it held goes back to the queue (tasks are acknowledged late)
+    describer = spawn_worker(TASK_QUEUE=queues[first], FEATURE_PRECISION=second, FEATURE_CHUNK="2")
+    finish(running)
+    collection = Collection.objects.get(name="precision")
+    job = collection.jobs.get()
+    assert job.params["feature_precision"] == first
+    after_a = chunk_precisions(collection)
+    assert len(after_a) == 4 and {precision for precision, _ in after_a.values()} == {first}
+    assert f"FEATURE_PRECISION is {second} here, but job {job.pk} describes its collection in {first}" in \
+        describer.log.read_text()
+    assert read_manifest(collection.models_dir, "pca")["precision"] == first
+    model = read_manifest(collection.models_dir, "layout")["version"]
+    describer.stop()
+
+    # auto keeps the collection's precision, though on this machine it means another.
+    keeper = worker("auto")
+    finish(ingest("b", "auto"))
+    after_b = chunk_precisions(collection)
+    assert len(after_b) == 6 and {precision for precision, _ in after_b.values()} == {first}
+    assert all(after_b[chunk] == after_a[chunk] for chunk in after_a)  # a's chunks were left as they were
+    assert read_manifest(collection.models_dir, "layout")["version"] == model  # placed, not retrained
+    keeper.stop()
+
+    # Set explicitly to the other precision, a worker makes every chunk again, and a new map from them.
+    worker(second)
+    finish(ingest("c", second))
+    after_c = chunk_precisions(collection)
+    assert len(after_c) == 8 and {precision for precision, _ in after_c.values()} == {second}
+    assert all(after_c[chunk][1] != after_b[chunk][1] for chunk in after_b)  # written again
+    assert read_manifest(collection.models_dir, "pca")["precision"] == second
+    assert read_manifest(collection.models_dir, "layout")["version"] != model
+    collection.refresh_from_db()
+    assert collection.embedding["frames"] == 8 + 4 + 4
+    assert collection.embedding["pca"] == read_manifest(collection.models_dir, "pca")["version"]
 
 
 def test_the_web_process_loads_no_heavy_library():

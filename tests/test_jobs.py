@@ -138,3 +138,116 @@ def test_a_cancelled_job_stops_at_once_and_the_next_one_runs(client, media_root,
     output, _ = last.communicate(timeout=120)
     assert last.returncode == 0, output
     assert Source.objects.get(path=str(after)).status == "ready"
+
+
+# --- an identical job already queued -----------------------------------------------------
+
+def with_frames(name):
+    """A collection with sampled frames to train on (rows only: no worker runs here)."""
+    collection = Collection.objects.create(name=name)
+    Source.objects.create(collection=collection, path="/x.mp4", checksum=name, size=1, mtime=0, kind="video",
+                          status="ready", frame_count=10)
+    return collection
+
+
+def with_a_map(collection):
+    """Publish a small map for the collection, as a layout stage would."""
+    import numpy as np
+
+    from tests.test_map import INDEX_DTYPE, collection_arrays, walks, write_embedding
+    from workers.pipeline.mapstore import map_version, publish_map
+
+    sources, times, vectors = collection_arrays(walks(3, 20, dims=16))
+    index = np.array(list(zip(sources, np.arange(len(sources)), times)), dtype=INDEX_DTYPE)
+    layout = np.random.default_rng(0).uniform(-1, 1, (len(sources), 2)).astype(np.float32)
+    write_embedding(collection.embedding_dir, index, vectors, layout)
+    version = map_version({"stage": "test", "collection": collection.pk})
+    publish_map(collection.embedding_dir, collection.maps_dir, version, dissimilar=2)
+    collection.embedding = {"map": version, "frames": len(layout)}
+    collection.save()
+
+
+@pytest.mark.django_db  # in a transaction that is rolled back: nothing is ever sent to a worker
+def test_an_identical_job_queued_or_running_is_returned_instead_of_another(client, media_root):
+    collection = with_frames("dedupe")
+    train = f"/api/collections/{collection.pk}/train/"
+    first, second, third = (client.post(train, content_type="application/json") for _ in range(3))
+    assert (first.status_code, second.status_code, third.status_code) == (202, 200, 200)
+    assert first.json()["id"] == second.json()["id"] == third.json()["id"]
+    Job.objects.filter(pk=first.json()["id"]).update(status=Job.Status.RUNNING, stage="train")
+    assert client.post(train, content_type="application/json").json()["id"] == first.json()["id"]
+    client.post(f"/api/jobs/{first.json()['id']}/cancel/", content_type="application/json")
+    after = client.post(train, content_type="application/json")
+    assert after.status_code == 202 and after.json()["id"] != first.json()["id"]
+
+    # An ingest is the same until it has listed its files: after that, new files may be there.
+    (media_root / "dedupe").mkdir(exist_ok=True)
+    ingest = f"/api/collections/{collection.pk}/ingest/"
+    body = {"paths": [str(media_root / "dedupe")], "embed": False}
+    first, second = (client.post(ingest, body, content_type="application/json") for _ in range(2))
+    assert (first.status_code, second.status_code) == (202, 200) and first.json()["id"] == second.json()["id"]
+    other = client.post(ingest, {**body, "embed": True}, content_type="application/json")
+    assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
+    Job.objects.filter(pk=first.json()["id"]).update(status=Job.Status.RUNNING, stage="sample")
+    rescan = client.post(ingest, body, content_type="application/json")
+    assert rescan.status_code == 202 and rescan.json()["id"] != first.json()["id"]
+
+    # Posters: the same parameters on the same map.
+    with_a_map(collection)
+    poster = {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0, "window_width": 2.0, "columns": 4,
+              "rows": 3, "tile_width": 32, "tile_height": 18}
+    first, second = (client.post("/api/posters/", poster, content_type="application/json") for _ in range(2))
+    assert (first.status_code, second.status_code) == (202, 200), first.content
+    assert first.json()["id"] == second.json()["id"] and first.json()["job"]["id"] == second.json()["job"]["id"]
+    again = client.post(f"/api/posters/{first.json()['id']}/again/", content_type="application/json")
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    wider = client.post("/api/posters/", {**poster, "columns": 5}, content_type="application/json")
+    assert wider.status_code == 202 and wider.json()["id"] != first.json()["id"]
+    assert Job.objects.filter(kind="poster").count() == 2
+
+    paths = client.get("/api/openapi.json").json()["paths"]
+    for path in ("/api/collections/{id}/train/", "/api/collections/{id}/ingest/", "/api/posters/"):
+        assert {"200", "202"} <= set(paths[path]["post"]["responses"]), path
+
+
+def test_two_identical_requests_at_once_make_one_job(monkeypatch):
+    """While one start holds its transaction open (as a slow request would), an identical
+    start waits for it, then finds its job: one job, one message."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from explorer import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs, "send", lambda *message, **options: sent.append(message))  # no worker here
+    collection = with_frames("at once")
+    holding, release, results = threading.Event(), threading.Event(), {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                results["first"] = jobs.start_training(collection)
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            results["second"] = jobs.start_training(collection)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert holding.wait(30)
+    threads[1].start()
+    time.sleep(1.0)
+    assert "second" not in results, "the second start did not wait for the first"
+    release.set()
+    for thread in threads:
+        thread.join(60)
+    assert results["second"].pk == results["first"].pk and results["second"].reused
+    assert Job.objects.filter(collection=collection).count() == 1
+    assert sent == [(jobs.RUN_STAGE_TASK, results["first"].pk, "features")]

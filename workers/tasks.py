@@ -12,10 +12,10 @@ import json
 import logging
 import os
 import threading
-from stat import S_ISREG
 import time
 import uuid
 from contextlib import contextmanager
+from stat import S_ISREG
 
 import numpy as np
 from django.conf import settings
@@ -351,19 +351,43 @@ def _identity_of(weights):
     return weights_identity(weights)
 
 
-def _features_made_from(source):
+def _features_made_from(source, precision):
     """What a source's feature chunks must have been made from to be current."""
-    return {"stage": "features", "weights": _weights_identity(),
+    return {"stage": "features", "weights": _weights_identity(), "precision": precision,
             "frames": read_manifest(source.frames_dir, "frames")["produced_by"]}
+
+
+def _feature_precision(job):
+    """The precision of the job's features (a Keras policy such as float32), decided once
+    when its features stage begins and recorded on the job: every chunk of the job is made
+    in it, whatever the worker that takes the chunk would pick, so that workers on CPUs
+    with and without bfloat16 never mix precisions in a collection.
+
+    FEATURE_PRECISION set to a policy decides it; features made in another are made again
+    (their produced_by no longer matches), and PCA and the autoencoder are fitted again on
+    them. `auto` keeps the collection's precision (the one its PCA was fitted on), and only
+    a collection without one takes what auto means on the worker that begins the stage."""
+    from workers.pipeline.features import resolve_precision
+
+    if "feature_precision" not in job.params:
+        pca_state = read_manifest(job.collection.models_dir, "pca")
+        if settings.FEATURE_PRECISION == "auto" and pca_state and pca_state.get("precision"):
+            precision = pca_state["precision"]
+        else:
+            precision = resolve_precision(settings.FEATURE_PRECISION)
+        job.params = {**job.params, "feature_precision": precision}
+        Job.objects.filter(pk=job.pk).update(params=job.params)
+    return job.params["feature_precision"]
 
 
 def _begin_features(job):
     from workers.pipeline.features import read_feature_chunks
 
+    precision = _feature_precision(job)
     for source in _embedded_sources(job.collection):
-        made_from = _features_made_from(source)
+        made_from = _features_made_from(source, precision)
         if read_feature_chunks(source.frames_dir, source.frame_count, made_from) is not None:
-            continue  # already described with these weights
+            continue  # already described with these weights, in this precision
         for start in range(0, source.frame_count, settings.FEATURE_CHUNK):
             WorkItem.objects.get_or_create(job=job, stage="features", source=source, start=start, defaults={
                 "stop": min(start + settings.FEATURE_CHUNK, source.frame_count)})
@@ -380,10 +404,14 @@ def _describe_chunk(job_id, item):
     from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name
 
     source = item.source
-    made_from = {**_features_made_from(source), "start": item.start, "stop": item.stop}
+    precision = _feature_precision(item.job)
+    if settings.FEATURE_PRECISION not in ("auto", precision):
+        log.warning("FEATURE_PRECISION is %s here, but job %s describes its collection in %s: chunk %s-%s of "
+                    "source %s is made in %s, so the collection does not mix precisions",
+                    settings.FEATURE_PRECISION, job_id, precision, item.start, item.stop, source.pk, precision)
+    made_from = {**_features_made_from(source, precision), "start": item.start, "stop": item.stop}
     frames = open_array(source.frames_dir, "frames")[item.start:item.stop]
-    extractor = XceptionFeatures(settings.XCEPTION_WEIGHTS, batch_size=settings.FEATURE_BATCH,
-                                 precision=settings.FEATURE_PRECISION)
+    extractor = XceptionFeatures(settings.XCEPTION_WEIGHTS, batch_size=settings.FEATURE_BATCH, precision=precision)
     try:
         described = extractor.transform(frames, progress=DESCRIBING.progress_writer(job_id, item.pk))
     except WeightsError as exc:
@@ -400,19 +428,19 @@ def _describe_chunk(job_id, item):
 
 # --- pca, train, layout ------------------------------------------------------------
 
-def _source_features(source):
+def _source_features(source, precision):
     """The source's feature chunks, or None when some chunk is missing (it failed)."""
     from workers.pipeline.features import read_feature_chunks
 
-    return read_feature_chunks(source.frames_dir, source.frame_count, _features_made_from(source))
+    return read_feature_chunks(source.frames_dir, source.frame_count, _features_made_from(source, precision))
 
 
 def _mappable_sources(job):
     """The sources whose features are complete, in map order. The others are listed on
     the job with the error of their failed chunk, and left off the map."""
-    mappable, left_off = [], []
+    mappable, left_off, precision = [], [], _feature_precision(job)
     for source in _embedded_sources(job.collection):
-        if _source_features(source) is not None:
+        if _source_features(source, precision) is not None:
             mappable.append(source)
             continue
         failed = WorkItem.objects.filter(source=source, status=WorkItem.Status.FAILED).exclude(error="")
@@ -430,8 +458,9 @@ def _digest(value):
 
 
 def _pca(job):
-    """Fit PCA when needed (a train job, none yet, or other Xception weights than it was
-    fitted on); project every frame, unless the projection is already current."""
+    """Fit PCA when needed (a train job, none yet, or other Xception weights or feature
+    precision than it was fitted on); project every frame, unless the projection is
+    already current."""
     from workers.pipeline.arrays import is_current
     from workers.pipeline.reduce import StreamingPCA
 
@@ -439,19 +468,21 @@ def _pca(job):
     sources = _mappable_sources(job)
     if not sources:
         raise RuntimeError("no file has complete features to place on the map")
+    precision = _feature_precision(job)
     n_frames = sum(s.frame_count for s in sources)
     models = collection.models_dir
     models.mkdir(parents=True, exist_ok=True)
     pca_state = read_manifest(models, "pca")
-    if job.kind == Job.Kind.TRAIN or pca_state is None or pca_state["weights"] != _weights_identity():
+    if (job.kind == Job.Kind.TRAIN or pca_state is None or pca_state["weights"] != _weights_identity()
+            or pca_state.get("precision") != precision):
         jobflow.update(job.pk, message=f"fitting PCA on {n_frames} frame(s)")
-        batches = (chunk for source in sources for chunk in _source_features(source))
+        batches = (chunk for source in sources for chunk in _source_features(source, precision))
         pca = StreamingPCA(n_components=settings.PCA_COMPONENTS).fit(
             batches, n_frames, progress=Throttle(lambda f: jobflow.update(job.pk, progress=0.5 * f)))
         pca.save(models / "pca.npz")
         pca_state = {"version": uuid.uuid4().hex, "explained_variance": pca.explained_variance_,
                      "components": pca.n_components, "fitted_components": pca.n_fitted_components_,
-                     "frames": n_frames, "weights": _weights_identity()}
+                     "frames": n_frames, "weights": _weights_identity(), "precision": precision}
         write_json_atomic(models / "pca.json", pca_state)
     # The projection's inputs: this PCA and exactly these sources' frames.
     made_from = {"stage": "pca", "pca": pca_state["version"],
@@ -463,7 +494,7 @@ def _pca(job):
         with ArrayWriter(out_dir, "pca", (pca.n_components,), "float32", made_from) as projected, \
                 ArrayWriter(out_dir, "index", (), INDEX_DTYPE, made_from) as index:
             for done, source in enumerate(sources, 1):
-                for chunk in _source_features(source):
+                for chunk in _source_features(source, precision):
                     projected.append(pca.transform(chunk))
                 frames = open_array(source.frames_dir, "index")
                 rows = [(source.pk, frame, when) for frame, when in zip(frames["frame"], frames["time"])]

@@ -55,14 +55,27 @@ def bfloat16_is_fast():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def resolve_precision(precision):
+    """The Keras policy that `precision` means on this machine: 'auto' is mixed_float16 on
+    a GPU, mixed_bfloat16 on a CPU with native bfloat16, float32 otherwise. Features made
+    in different precisions differ slightly, so what auto gives depends on the machine."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if bfloat16_is_fast() else "float32"
+
+
 _MODELS = {}  # one network per process and configuration: loading it takes seconds
 
 
 def load_xception(weights, precision="auto"):
     """A compiled function (uint8 batch of 299x299x3 crops) -> (batch, 2048) float32 features."""
-    key = (weights, precision)
+    key = (weights, resolve_precision(precision))
     if key not in _MODELS:
-        _MODELS[key] = _build_xception(weights, precision)
+        _MODELS[key] = _build_xception(*key)
     return _MODELS[key]
 
 
@@ -70,9 +83,6 @@ def _build_xception(weights, precision):
     import keras
     import tensorflow as tf
 
-    on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    if precision == "auto":
-        precision = "mixed_float16" if on_gpu else ("mixed_bfloat16" if bfloat16_is_fast() else "float32")
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)  # only for the layers built here
     try:
@@ -105,7 +115,8 @@ class XceptionFeatures:
     """Frames -> (N, 4096) float16 descriptors (left square's 2048, then right square's).
 
     Parameters: weights ('imagenet', 'random' or a path to an .h5 file), batch_size
-    in frames (two crops each), precision ('auto', 'float32', 'mixed_bfloat16', ...).
+    in frames (two crops each), precision ('auto', 'float32', 'mixed_bfloat16', ...;
+    see resolve_precision).
     """
 
     def __init__(self, weights="imagenet", batch_size=8, precision="auto"):

@@ -65,7 +65,7 @@ def open_regular(path):
             raise
         return fd
 
-    return open(path, "rb", opener=opener)  # noqa: SIM115 (the caller closes it)
+    return open(path, "rb", opener=opener)
 
 
 def find_media(paths):

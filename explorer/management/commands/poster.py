@@ -61,7 +61,8 @@ class Command(BaseCommand):
                 poster = start_poster(collection, params, again=options["again"])
             except PosterError as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(f"Rendering poster {poster.pk} of {collection.name!r} (job {poster.job_id})\n")
+            self.stdout.write(f"{'Already rendering' if poster.reused else 'Rendering'} poster {poster.pk} "
+                              f"of {collection.name!r} (job {poster.job_id})\n")
             job = follow(poster.job, self.stderr)
         poster.refresh_from_db()
         ok = summarize(job, self.stdout)

@@ -19,6 +19,9 @@ class Command(BaseCommand):
                 job = start_training(collection)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
+            if job.reused:
+                self.stdout.write(f"A retraining of {collection.name!r} is already queued or running "
+                                  f"(job {job.pk}): following it\n")
             job = follow(job, self.stderr)
         if not summarize(job, self.stdout):
             raise CommandError(f"training {job.status}")
