@@ -85,9 +85,10 @@ def test_impossible_posters_get_400_with_the_reason(client, settings):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.worker
-def test_posters_end_to_end(client, mapped, tmp_path):
+def test_posters_end_to_end(client, mapped, tmp_path, settings):
     """One ingest for all of it (a transactional test empties the database when it ends)."""
     preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapped)
+    downloads_are_named_after_the_collection_whatever_its_name(client, mapped, settings)
     print_poster_from_the_command_line_takes_each_frame_from_its_source_at_its_time(mapped, tmp_path)
     vanished_source_leaves_its_cells_blank_with_a_warning(client, mapped)
 
@@ -132,6 +133,33 @@ def preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapp
     assert np.array_equal(read_image(second.file_path), pixels) and second.params == poster.params
     listed = client.get(f"/api/posters/?collection={collection.pk}").json()["results"]
     assert [p["id"] for p in listed][:2] == [second.pk, poster.pk] and listed[0]["download"]
+
+
+def downloads_are_named_after_the_collection_whatever_its_name(client, mapped, settings):
+    """Line breaks, quotes and non-ASCII letters in a collection's name: the download answers,
+    its Content-Disposition has exactly one file name, and that name reads back whole."""
+    import email.message
+
+    collection, _ = mapped
+    poster = Poster.objects.filter(collection=collection, file_size__gt=0).first()
+    original = collection.name
+    try:
+        for name in ["two\r\nlines", 'quoted"; filename="evil.exe', "Ünïcødé 日本 poster"]:
+            Collection.objects.filter(pk=collection.pk).update(name=name)
+            for accel in ("", "/protected/data/"):  # served by Django, or handed to nginx
+                settings.DATA_ACCEL_REDIRECT = accel
+                download = client.get(f"/posters/{poster.pk}/file")
+                assert download.status_code == 200, (name, accel)
+                header = download["Content-Disposition"]
+                assert "\r" not in header and "\n" not in header and header.isascii()
+                parsed = email.message.Message()
+                parsed["Content-Disposition"] = header
+                params = parsed.get_params(header="content-disposition")
+                assert params[0] == ("attachment", "") and [key for key, _ in params[1:]] == ["filename"], header
+                assert parsed.get_filename() == f"{name}-poster-{poster.pk}.png", header
+    finally:
+        settings.DATA_ACCEL_REDIRECT = ""
+        Collection.objects.filter(pk=collection.pk).update(name=original)
 
 
 def print_poster_from_the_command_line_takes_each_frame_from_its_source_at_its_time(mapped, tmp_path):
