@@ -4,15 +4,40 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from explorer.jobs import start_ingest, start_poster, start_training
+from explorer.api_params import (
+    INT64_MAX, CollectionFilter, JobFilter, StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField,
+    validated_query,
+)
+from explorer.jobs import NotReady, current_map, poster_spec, start_ingest, start_poster, start_training
 from explorer.models import Collection, Job, Poster, Source
 from explorer.sampling import sampling_params
+from workers.pipeline.posters import EMPTY_CELLS, FORMATS, LIMITS, QUALITIES
+
+PLAN_PREVIEW_CELLS = 2500  # a plan solves the assignment in the request only up to this many cells
+
+
+def _limited(field_class, name, **kwargs):
+    """A poster parameter within the range PosterSpec accepts (workers/pipeline/posters.py)."""
+    low, high = LIMITS[name]
+    return field_class(min_value=low, max_value=high, **kwargs)
+
+
+def _listed(view, queryset, query_class):
+    """The list's rows, narrowed by its query parameters; other actions take none."""
+    if view.action != "list":
+        return queryset
+    query = validated_query(view.request, query_class)
+    if "collection" in query:
+        queryset = queryset.filter(collection_id=query["collection"])
+    if query.get("active"):
+        queryset = queryset.exclude(status__in=Job.FINISHED)
+    return queryset
+
 
 
 class CollectionSerializer(serializers.ModelSerializer):
@@ -45,9 +70,9 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class IngestRequestSerializer(serializers.Serializer):
-    paths = serializers.ListField(child=serializers.CharField(), min_length=1,
+    paths = serializers.ListField(child=StrictCharField(), min_length=1, max_length=1000,
                                   help_text="Files or folders, each inside one of the server's MEDIA_ROOTS.")
-    embed = serializers.BooleanField(default=True, help_text="Go on to place the new frames on the map.")
+    embed = StrictBooleanField(default=True, help_text="Go on to place the new frames on the map.")
 
     def validate_paths(self, paths):
         roots = settings.MEDIA_ROOTS
@@ -93,21 +118,26 @@ class PosterSerializer(serializers.ModelSerializer):
 class PosterRequestSerializer(serializers.Serializer):
     """A poster of a region of the map (see workers/pipeline/posters.py)."""
 
-    collection = serializers.IntegerField()
-    centre_x = serializers.FloatField(help_text="Centre of the window on the map (-1 to 1).")
-    centre_y = serializers.FloatField()
-    window_width = serializers.FloatField(help_text="Width of the window in map units (the map is 2 wide).")
-    columns = serializers.IntegerField()
-    rows = serializers.IntegerField()
-    tile_width = serializers.IntegerField(default=534, help_text="Pixels per cell (unless width_mm is set).")
-    tile_height = serializers.IntegerField(default=300)
-    rotation = serializers.FloatField(default=0.0, help_text="Degrees, counter-clockwise.")
-    format = serializers.CharField(default="png", help_text="png, tiff or pdf.")
-    quality = serializers.CharField(default="preview", help_text="preview (frame store) or print (source files).")
-    empty = serializers.CharField(default="blank", help_text="Cells with no frame near: blank, or nearest.")
-    width_mm = serializers.FloatField(required=False, allow_null=True, default=None,
-                                      help_text="Physical width; with dpi it sets the pixel size.")
-    dpi = serializers.FloatField(default=300.0)
+    collection = StrictIntegerField(min_value=1, max_value=INT64_MAX)
+    centre_x = _limited(StrictFloatField, "centre_x", help_text="Centre of the window on the map (which spans -1 to 1).")
+    centre_y = _limited(StrictFloatField, "centre_y")
+    window_width = _limited(StrictFloatField, "window_width",
+                            help_text="Width of the window in map units (the map is 2 wide).")
+    columns = _limited(StrictIntegerField, "columns",
+                       help_text="Cells across; columns x rows may be at most POSTER_MAX_CELLS.")
+    rows = _limited(StrictIntegerField, "rows")
+    tile_width = _limited(StrictIntegerField, "tile_width", default=534,
+                          help_text="Pixels per cell (unless width_mm is set).")
+    tile_height = _limited(StrictIntegerField, "tile_height", default=300)
+    rotation = _limited(StrictFloatField, "rotation", default=0.0, help_text="Degrees, counter-clockwise.")
+    format = serializers.ChoiceField(FORMATS, default="png")
+    quality = serializers.ChoiceField(QUALITIES, default="preview",
+                                      help_text="preview (frame store) or print (source files).")
+    empty = serializers.ChoiceField(EMPTY_CELLS, default="blank",
+                                    help_text="Cells with no frame near: blank, or the nearest frame still unused.")
+    width_mm = _limited(StrictFloatField, "width_mm", required=False, allow_null=True, default=None,
+                        help_text="Physical width; with dpi it sets the pixel size.")
+    dpi = _limited(StrictFloatField, "dpi", default=300.0)
 
     def spec_and_collection(self):
         from django.shortcuts import get_object_or_404
@@ -118,9 +148,32 @@ class PosterRequestSerializer(serializers.Serializer):
         return collection, params
 
 
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
+class PlanCellSerializer(serializers.Serializer):
+    source = serializers.IntegerField()
+    frame = serializers.IntegerField(help_text="Frame number in the video.")
+    time = serializers.FloatField(help_text="Seconds from the start of the video.")
+    image = serializers.CharField()
+
+
+@extend_schema_field(PlanCellSerializer(allow_null=True))
+class PlanCellField(serializers.JSONField):
+    """A cell of a plan: the frame it shows, or null for a blank cell."""
+
+
+class PosterPlanSerializer(serializers.Serializer):
+    width = serializers.IntegerField(help_text="Pixels.")
+    height = serializers.IntegerField()
+    size_mm = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2)
+    cell_count = serializers.IntegerField(help_text="columns x rows.")
+    filled = serializers.IntegerField(help_text="Cells that show a frame: exactly, or at most (see `exact`).")
+    blank = serializers.IntegerField()
+    exact = serializers.BooleanField(help_text="Whether the frames were assigned to the cells (`cells` is given), "
+                                               "or `filled` only counts the cells with a frame within reach.")
+    corners = serializers.ListField(child=serializers.ListField(child=serializers.FloatField(), min_length=2,
+                                                                max_length=2), min_length=4, max_length=4)
+    cells = serializers.ListField(child=serializers.ListField(child=PlanCellField()), allow_null=True,
+        help_text=f"Row by row, the frame each cell shows (null: blank); for up to {PLAN_PREVIEW_CELLS:,} cells.")
+    preview = serializers.CharField(allow_null=True, help_text="Why `cells` was left out, if it was.")
 
 
 def _with_counts(queryset):
@@ -130,6 +183,8 @@ def _with_counts(queryset):
 
 
 class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Collections, with how many sources and frames each has."""
+
     serializer_class = CollectionSerializer
     queryset = _with_counts(Collection.objects.all())
 
@@ -162,16 +217,12 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))
 class PosterViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PosterSerializer
-    pagination_class = Pagination
 
     def get_queryset(self):
-        queryset = Poster.objects.select_related("job", "collection")
-        collection = self.request.query_params.get("collection")
-        if collection:
-            queryset = queryset.filter(collection_id=_int_param("collection", collection))
-        return queryset
+        return _listed(self, Poster.objects.select_related("job", "collection"), CollectionFilter)
 
     @extend_schema(request=PosterRequestSerializer, responses={202: PosterSerializer})
     def create(self, request):
@@ -183,31 +234,31 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             with transaction.atomic():
                 poster = start_poster(collection, params)
-        except PosterError as exc:
+        except (PosterError, NotReady) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(PosterSerializer(poster).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=PosterRequestSerializer, responses={200: dict})
+    @extend_schema(request=PosterRequestSerializer, responses={200: PosterPlanSerializer})
     @action(detail=False, methods=["post"])
     def plan(self, request):
-        """What a poster would be, without rendering it: its size, and which frame each cell
-        would show (up to 2,500 cells), for a preview of the grid."""
+        """What a poster would be, without rendering it: its size, and for a preview which
+        frame each cell would show. Solving that assignment grows fast with the cells, so
+        larger posters get only how many cells at most show a frame."""
         from django.urls import reverse
 
-        from explorer.maps import snapshot
-        from workers.pipeline.posters import PosterError, PosterSpec, assign_frames
+        from workers.pipeline.posters import PosterError, assign_frames, cells_in_reach
 
         collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
-        current = snapshot(collection)
         try:
-            spec = PosterSpec.from_dict(params).validate(settings.POSTER_MAX_PIXELS)
-            if current is None:
-                raise PosterError(f"collection {collection.name!r} has no map yet")
-        except PosterError as exc:
+            spec = poster_spec(params)
+            current = current_map(collection)
+        except (PosterError, NotReady) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        assignment = assign_frames(spec, current.layout)
-        cells = None
-        if assignment.size <= 2500:
+        cell_count = spec.columns * spec.rows
+        cells, preview = None, None
+        if cell_count <= PLAN_PREVIEW_CELLS:
+            assignment = assign_frames(spec, current.layout)
+
             def cell(row):
                 if row < 0:
                     return None
@@ -215,11 +266,15 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
                 return {"source": frame["source"], "frame": frame["frame"], "time": frame["time"],
                         "image": reverse("frame-image", args=[frame["source"], frame["position"]])}
             cells = [[cell(int(row)) for row in line] for line in assignment]
-        filled = int((assignment >= 0).sum())
+            filled = int((assignment >= 0).sum())
+        else:
+            filled = cells_in_reach(spec, current.layout)
+            preview = (f"{cell_count:,} cells: only posters of up to {PLAN_PREVIEW_CELLS:,} cells are previewed "
+                       "cell by cell")
         return Response({"width": spec.pixel_size[0], "height": spec.pixel_size[1],
-                         "size_mm": [round(v, 1) for v in spec.size_mm], "filled": filled,
-                         "blank": int(assignment.size - filled), "corners": spec.corners().tolist(),
-                         "cells": cells})
+                         "size_mm": [round(v, 1) for v in spec.size_mm], "cell_count": cell_count,
+                         "filled": filled, "blank": cell_count - filled, "exact": cells is not None,
+                         "corners": spec.corners().tolist(), "cells": cells, "preview": preview})
 
     @extend_schema(request=None, responses={202: PosterSerializer})
     @action(detail=True, methods=["post"])
@@ -234,35 +289,25 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             with transaction.atomic():
                 again = start_poster(poster.collection, poster.params, again=poster.pk)
-        except PosterError as exc:
+        except (PosterError, NotReady) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(PosterSerializer(again).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))
 class SourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SourceSerializer
-    pagination_class = Pagination
 
     def get_queryset(self):
-        queryset = Source.objects.all()
-        collection = self.request.query_params.get("collection")
-        if collection:
-            queryset = queryset.filter(collection_id=_int_param("collection", collection))
-        return queryset
+        return _listed(self, Source.objects.all(), CollectionFilter)
 
 
+@extend_schema_view(list=extend_schema(parameters=[JobFilter]))
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
-    pagination_class = Pagination
 
     def get_queryset(self):
-        queryset = Job.objects.all()
-        params = self.request.query_params
-        if params.get("collection"):
-            queryset = queryset.filter(collection_id=_int_param("collection", params["collection"]))
-        if params.get("active") in ("1", "true"):
-            queryset = queryset.exclude(status__in=Job.FINISHED)
-        return queryset
+        return _listed(self, Job.objects.all(), JobFilter)
 
 
 def _unless_json(request):
@@ -273,9 +318,3 @@ def _unless_json(request):
                         status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
     return None
 
-
-def _int_param(name, value):
-    try:
-        return int(value)
-    except ValueError:
-        raise serializers.ValidationError({name: f"{value!r} is not a whole number"}) from None

@@ -54,6 +54,9 @@ MEDIA_ACCEL_REDIRECT = env_str("MEDIA_ACCEL_REDIRECT", "")
 DATA_ACCEL_REDIRECT = env_str("DATA_ACCEL_REDIRECT", "")  # nginx's location for DATA_DIR (posters)
 # Posters larger than this many pixels are refused (20,000 x 20,000 is 400 million).
 POSTER_MAX_PIXELS = env_int("POSTER_MAX_PIXELS", 1_000_000_000, minimum=1)
+# Posters of more cells than this are refused: assigning frames to cells costs the worker
+# about 20 s for 40,000 cells of a 200,000-frame map, and grows faster than the cells.
+POSTER_MAX_CELLS = env_int("POSTER_MAX_CELLS", 40_000, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
@@ -109,6 +112,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "explorer.api_params.Pagination",  # every list, with checked limit and offset
+    "URL_FORMAT_OVERRIDE": None,  # JSON only: no ?format= that would answer 404
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],

@@ -22,6 +22,7 @@ urlpatterns = [
     path("sources/<int:source_id>/file", media.source_file, name="source-file"),
     path("posters/<int:poster_id>/file", media.poster_file, name="poster-file"),
     path("api/collections/<int:pk>/map/", map_api.map_state, name="api-map"),
+    path("api/collections/<int:pk>/map/point/", map_api.map_point, name="api-map-point"),
     path("api/collections/<int:pk>/map/frame/", map_api.map_frame, name="api-map-frame"),
     path("api/collections/<int:pk>/map/path/", map_api.map_path, name="api-map-path"),
     path("api/collections/<int:pk>/map/similar/", map_api.map_similar, name="api-map-similar"),

@@ -39,7 +39,7 @@ def test_ingest_from_an_allowed_root_and_poll_the_job(client, worker, media_root
     assert job["status"] == "succeeded" and job["progress"] == 1.0 and job["finished_at"]
     sources = client.get(f"/api/sources/?collection={collection_id}").json()["results"]
     assert [(s["path"], s["status"], s["frame_count"]) for s in sources] == [(str(video), "ready", 3)]
-    listed = client.get("/api/collections/").json()
+    listed = client.get("/api/collections/").json()["results"]
     assert listed[0]["source_count"] == 1 and listed[0]["frame_count"] == 3
 
 
@@ -141,3 +141,57 @@ def test_training_asks_for_json_and_for_frames(client, collection_id):
     assert client.post(url, "x", content_type="text/plain").status_code == 415  # not from a cross-site form
     refused = client.post(url, {}, content_type="application/json")
     assert refused.status_code == 400 and "no sampled frames to train on" in refused.json()["detail"]
+
+
+def test_every_list_is_paginated_and_its_parameters_are_checked(client, collection_id):
+    for name in ("second", "third"):
+        assert client.post("/api/collections/", {"name": name}, content_type="application/json").status_code == 201
+    lists = ["/api/collections/", "/api/sources/", "/api/jobs/", "/api/posters/"]
+    for url in lists:
+        page = client.get(url).json()
+        assert set(page) == {"count", "next", "previous", "results"}, url
+    first = client.get("/api/collections/?limit=2").json()
+    assert first["count"] == 3 and [c["name"] for c in first["results"]] == ["api", "second"]
+    rest = client.get(first["next"]).json()
+    assert [c["name"] for c in rest["results"]] == ["third"] and rest["next"] is None
+    for url in lists:
+        for bad in ("limit=0", "limit=1001", "limit=abc", "limit=", "offset=-1", "offset=1.5", "limit=5&limit=6",
+                    "offset=1&offset=2"):
+            response = client.get(f"{url}?{bad}")
+            assert response.status_code == 400, (url, bad)
+            assert bad.split("=")[0] in response.json(), (url, bad, response.json())
+    for url in lists[1:]:
+        assert client.get(f"{url}?collection={collection_id}&collection={collection_id}").status_code == 400
+        assert client.get(f"{url}?collection=0").status_code == 400
+    assert client.get("/api/jobs/?active=yes").status_code == 400
+    assert client.get("/api/jobs/?active=true").status_code == 200
+
+
+def test_every_parameter_has_its_type_and_limits_in_the_schema(client):
+    from workers.pipeline.posters import EMPTY_CELLS, FORMATS, LIMITS, QUALITIES
+
+    schema = client.get("/api/openapi.json").json()
+    components = schema["components"]["schemas"]
+
+    def resolved(prop):
+        if "allOf" in prop:
+            return {**components[prop["allOf"][0]["$ref"].rsplit("/", 1)[1]], **prop}
+        return prop
+
+    poster = components["PosterRequest"]["properties"]
+    for name, (low, high) in LIMITS.items():
+        assert (poster[name]["minimum"], poster[name]["maximum"]) == (low, high), name
+        assert poster[name]["type"] == ("integer" if isinstance(low, int) else "number"), name
+    for name, choices in (("format", FORMATS), ("quality", QUALITIES), ("empty", EMPTY_CELLS)):
+        assert resolved(poster[name])["enum"] == list(choices), name
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                assert parameter["schema"].get("type") in ("integer", "number", "boolean", "string"), (path, parameter)
+                if parameter["schema"]["type"] in ("integer", "number") and parameter["in"] == "query":
+                    assert "minimum" in parameter["schema"] and "maximum" in parameter["schema"], (path, parameter)
+            if method == "get" and "results" in str(operation["responses"]["200"]):
+                names = {parameter["name"] for parameter in operation["parameters"]}
+                assert {"limit", "offset"} <= names, path
+    jobs = {p["name"]: p["schema"] for p in schema["paths"]["/api/jobs/"]["get"]["parameters"]}
+    assert jobs["active"]["type"] == "boolean" and jobs["collection"]["type"] == "integer"

@@ -4,7 +4,7 @@
 
 async function refresh() {
   const [collections, jobs] = await Promise.all([
-    getJSON("/api/collections/"), getJSON("/api/jobs/?limit=200"),
+    getAllPages("/api/collections/?limit=1000"), getJSON("/api/jobs/?limit=200"),
   ]);
   const body = document.querySelector("#collections tbody");
   body.replaceChildren();

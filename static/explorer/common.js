@@ -7,6 +7,18 @@ async function getJSON(url) {
   return response.json();
 }
 
+// Every row of a paginated list (the API answers { count, next, previous, results } a page
+// at a time), following `next` until there is none.
+async function getAllPages(url) {
+  const rows = [];
+  for (let next = url; next;) {
+    const page = await getJSON(next);
+    rows.push(...page.results);
+    next = page.next;
+  }
+  return rows;
+}
+
 function jobElement(job) {
   const div = document.createElement("div");
   div.className = `job status-${job.status}`;
