@@ -7,16 +7,18 @@ async function getJSON(url) {
   return response.json();
 }
 
-// Every row of a paginated list (the API answers { count, next, previous, results } a page
-// at a time), following `next` until there is none.
-async function getAllPages(url) {
+// The rows of a paginated list (the API answers { count, next, previous, results } a page
+// of at most 1000 at a time), following `next` until there is none or `atMost` are read.
+// Returns { rows, count }, count being the whole list's.
+async function getPages(url, atMost = Infinity) {
   const rows = [];
-  for (let next = url; next;) {
+  let count = 0;
+  for (let next = url; next && rows.length < atMost;) {
     const page = await getJSON(next);
     rows.push(...page.results);
-    next = page.next;
+    ({ count, next } = page);
   }
-  return rows;
+  return { rows: rows.slice(0, atMost), count };
 }
 
 function jobElement(job) {
