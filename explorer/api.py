@@ -3,22 +3,25 @@ these views by drf-spectacular and served at /api/openapi.json."""
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.core.validators import RegexValidator
+from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from explorer.api_errors import Conflict, error_response
 from explorer.api_params import (
-    INT64_MAX, CollectionFilter, JobFilter, StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField,
-    validated_query,
+    INT64_MAX, CollectionFilter, ExactFields, JobFilter, StrictBooleanField, StrictCharField, StrictFloatField,
+    StrictIntegerField, validated_query,
 )
 from explorer.jobs import NotReady, current_map, poster_spec, start_ingest, start_poster, start_training
-from explorer.models import Collection, Job, Poster, Source
+from explorer.models import COLLECTION_NAME, Collection, Job, Poster, Source
 from explorer.sampling import sampling_params
 from workers.pipeline.posters import EMPTY_CELLS, FORMATS, LIMITS, QUALITIES
 
 PLAN_PREVIEW_CELLS = 2500  # a plan solves the assignment in the request only up to this many cells
+NO_MAP = error_response("The collection has no map yet.")
 
 
 def _limited(field_class, name, **kwargs):
@@ -39,8 +42,13 @@ def _listed(view, queryset, query_class):
     return queryset
 
 
+# A file or folder on the server, by its absolute path.
+SERVER_PATH = RegexValidator(r"\A/[^\x00]*\Z", "an absolute path (from /), without NUL characters")
 
-class CollectionSerializer(serializers.ModelSerializer):
+
+class CollectionSerializer(ExactFields, serializers.ModelSerializer):
+    # Unique, but a name already taken is a conflict (409, see create), not a malformed request.
+    name = StrictCharField(max_length=200, trim_whitespace=False, validators=[COLLECTION_NAME])
     source_count = serializers.IntegerField(read_only=True)
     frame_count = serializers.IntegerField(read_only=True)
 
@@ -69,28 +77,57 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class IngestRequestSerializer(serializers.Serializer):
-    paths = serializers.ListField(child=StrictCharField(), min_length=1, max_length=1000,
+class IngestRequestSerializer(ExactFields, serializers.Serializer):
+    paths = serializers.ListField(child=StrictCharField(max_length=4096, validators=[SERVER_PATH]), min_length=1,
+                                  max_length=1000,
                                   help_text="Files or folders, each inside one of the server's MEDIA_ROOTS.")
     embed = StrictBooleanField(default=True, help_text="Go on to place the new frames on the map.")
 
-    def validate_paths(self, paths):
-        roots = settings.MEDIA_ROOTS
-        if not roots:
-            raise serializers.ValidationError(
-                "this server allows no folders to be ingested from the web: set MEDIA_ROOTS")
-        allowed = []
-        for given in paths:
+
+def allowed_paths(paths):
+    """The given paths, resolved, when each lies inside MEDIA_ROOTS (403 otherwise) and
+    exists (404 otherwise): a well-formed path the server will not or cannot read."""
+    roots = settings.MEDIA_ROOTS
+    if not roots:
+        raise exceptions.PermissionDenied(
+            {"paths": ["this server allows no folders to be ingested from the web: set MEDIA_ROOTS"]})
+    allowed = []
+    for given in paths:
+        try:
             # resolve() follows symlinks and '..', so neither can escape a root.
-            path = Path(given).expanduser().resolve()
-            if not any(path == root or root in path.parents for root in roots):
-                raise serializers.ValidationError(
-                    f"{given}: outside the folders this server may ingest from "
-                    f"({', '.join(str(r) for r in roots)})")
-            if not path.exists():
-                raise serializers.ValidationError(f"{given}: no such file or folder")
-            allowed.append(str(path))
-        return allowed
+            path = Path(given).resolve()
+            inside = any(path == root or root in path.parents for root in roots)
+            found = inside and path.exists()
+        except (OSError, RuntimeError):  # a name too long for the file system, a symlink loop
+            inside, found = True, False
+        if not inside:
+            raise exceptions.PermissionDenied({"paths": [
+                f"{given}: outside the folders this server may ingest from ({', '.join(str(r) for r in roots)})"]})
+        if not found:
+            raise exceptions.NotFound({"paths": [f"{given}: no such file or folder"]})
+        allowed.append(str(path))
+    return allowed
+
+
+# The body of an action that takes no parameters: an empty JSON object.
+NO_PARAMETERS = {"application/json": {"type": "object", "additionalProperties": False,
+                                      "description": "{}: this action takes no parameters."}}
+
+
+class NoParameters(ExactFields, serializers.Serializer):
+    """Reads NO_PARAMETERS: {} (a field, a list or a number is refused)."""
+
+
+def json_body(request, serializer_class=NoParameters):
+    """The request's JSON body read by `serializer_class`, or 400 with every reason. 415
+    unless sent as JSON: a form or plain-text POST from another site cannot set that
+    content type, so no other site can start work here, even with an empty body."""
+    if request.content_type.split(";")[0].strip().lower() != "application/json":
+        raise exceptions.UnsupportedMediaType(request.content_type,
+                                              detail="send the body as JSON (Content-Type: application/json)")
+    body = serializer_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 class PosterSerializer(serializers.ModelSerializer):
@@ -115,11 +152,12 @@ class PosterSerializer(serializers.ModelSerializer):
         return [round(v, 1) for v in PosterSpec.from_dict(poster.params).size_mm]
 
 
-class PosterRequestSerializer(serializers.Serializer):
+class PosterRequestSerializer(ExactFields, serializers.Serializer):
     """A poster of a region of the map (see workers/pipeline/posters.py)."""
 
     collection = StrictIntegerField(min_value=1, max_value=INT64_MAX)
-    centre_x = _limited(StrictFloatField, "centre_x", help_text="Centre of the window on the map (which spans -1 to 1).")
+    centre_x = _limited(StrictFloatField, "centre_x",
+                        help_text="Centre of the window on the map (which spans -1 to 1).")
     centre_y = _limited(StrictFloatField, "centre_y")
     window_width = _limited(StrictFloatField, "window_width",
                             help_text="Width of the window in map units (the map is 2 wide).")
@@ -139,13 +177,13 @@ class PosterRequestSerializer(serializers.Serializer):
                         help_text="Physical width; with dpi it sets the pixel size.")
     dpi = _limited(StrictFloatField, "dpi", default=300.0)
 
-    def spec_and_collection(self):
-        from django.shortcuts import get_object_or_404
 
-        self.is_valid(raise_exception=True)
-        params = dict(self.validated_data)
-        collection = get_object_or_404(Collection, pk=params.pop("collection"))
-        return collection, params
+def _poster_request(request):
+    """The collection (404 if there is none) and the poster parameters of the request."""
+    from django.shortcuts import get_object_or_404
+
+    params = dict(json_body(request, PosterRequestSerializer))
+    return get_object_or_404(Collection, pk=params.pop("collection")), params
 
 
 class PlanCellSerializer(serializers.Serializer):
@@ -171,15 +209,17 @@ class PosterPlanSerializer(serializers.Serializer):
                                                "or `filled` only counts the cells with a frame within reach.")
     corners = serializers.ListField(child=serializers.ListField(child=serializers.FloatField(), min_length=2,
                                                                 max_length=2), min_length=4, max_length=4)
-    cells = serializers.ListField(child=serializers.ListField(child=PlanCellField()), allow_null=True,
+    cells = serializers.ListField(
+        child=serializers.ListField(child=PlanCellField()), allow_null=True,
         help_text=f"Row by row, the frame each cell shows (null: blank); for up to {PLAN_PREVIEW_CELLS:,} cells.")
     preview = serializers.CharField(allow_null=True, help_text="Why `cells` was left out, if it was.")
 
 
 def _with_counts(queryset):
     from django.db.models import Count, Sum
+    from django.db.models.functions import Coalesce
 
-    return queryset.annotate(source_count=Count("sources"), frame_count=Sum("sources__frame_count"))
+    return queryset.annotate(source_count=Count("sources"), frame_count=Coalesce(Sum("sources__frame_count"), 0))
 
 
 class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -188,32 +228,46 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = CollectionSerializer
     queryset = _with_counts(Collection.objects.all())
 
-    @extend_schema(request=IngestRequestSerializer, responses={202: JobSerializer})
+    @extend_schema(responses={201: CollectionSerializer, 409: error_response("A collection of that name exists.")})
+    def create(self, request):
+        """A new, empty collection, sampled with this server's settings."""
+        data = json_body(request, CollectionSerializer)
+        try:
+            with transaction.atomic():
+                collection = CollectionSerializer().create(data)
+        except IntegrityError:
+            raise Conflict(f"a collection named {data['name']!r} already exists") from None
+        return Response(CollectionSerializer(self.get_queryset().get(pk=collection.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=IngestRequestSerializer, responses={
+        202: JobSerializer, 403: error_response("A path outside MEDIA_ROOTS (or none is set): `errors` says which."),
+        404: error_response("No such collection, or no such file or folder: `detail` says which.")})
     @action(detail=True, methods=["post"])
     def ingest(self, request, pk=None):
         """Start ingesting files and folders into this collection; poll the returned job."""
         collection = self.get_object()
-        body = IngestRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = json_body(request, IngestRequestSerializer)
+        paths = allowed_paths(body["paths"])
         with transaction.atomic():
-            job = start_ingest(collection, body.validated_data["paths"], embed=body.validated_data["embed"],
-                               roots=settings.MEDIA_ROOTS)
+            job = start_ingest(collection, paths, embed=body["embed"], roots=settings.MEDIA_ROOTS)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={202: JobSerializer})
+    @extend_schema(request=NO_PARAMETERS, responses={
+        202: JobSerializer, 409: error_response("The collection has no frames to train on yet.")})
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
         """Refit PCA and retrain the autoencoder on the whole collection, then re-place every frame.
         The current map keeps being served until the new one is ready."""
         collection = self.get_object()
-        refused = _unless_json(request)
-        if refused:
-            return refused
+        json_body(request)
         try:
-            with transaction.atomic():
-                job = start_training(collection)
-        except ValueError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            # No transaction around it: it reads (are there frames?) and then writes one row, and
+            # SQLite refuses outright to turn a reading transaction into a writing one when a
+            # worker wrote in between ("database is locked", found by the fuzzer).
+            job = start_training(collection)
+        except NotReady as exc:
+            raise Conflict(str(exc)) from None
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -224,21 +278,23 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return _listed(self, Poster.objects.select_related("job", "collection"), CollectionFilter)
 
-    @extend_schema(request=PosterRequestSerializer, responses={202: PosterSerializer})
+    @extend_schema(request=PosterRequestSerializer, responses={202: PosterSerializer, 409: NO_MAP})
     def create(self, request):
         """Render a poster of a region of the collection's map; poll its job. Impossible
         parameters get 400 with every reason."""
         from workers.pipeline.posters import PosterError
 
-        collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
+        collection, params = _poster_request(request)
         try:
             with transaction.atomic():
                 poster = start_poster(collection, params)
-        except (PosterError, NotReady) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except PosterError as exc:
+            raise exceptions.ValidationError(str(exc)) from None  # the fields together: no one field
+        except NotReady as exc:
+            raise Conflict(str(exc)) from None
         return Response(PosterSerializer(poster).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=PosterRequestSerializer, responses={200: PosterPlanSerializer})
+    @extend_schema(request=PosterRequestSerializer, responses={200: PosterPlanSerializer, 409: NO_MAP})
     @action(detail=False, methods=["post"])
     def plan(self, request):
         """What a poster would be, without rendering it: its size, and for a preview which
@@ -248,12 +304,14 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
 
         from workers.pipeline.posters import PosterError, assign_frames, cells_in_reach
 
-        collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
+        collection, params = _poster_request(request)
         try:
             spec = poster_spec(params)
             current = current_map(collection)
-        except (PosterError, NotReady) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except PosterError as exc:
+            raise exceptions.ValidationError(str(exc)) from None  # the fields together: no one field
+        except NotReady as exc:
+            raise Conflict(str(exc)) from None
         cell_count = spec.columns * spec.rows
         cells, preview = None, None
         if cell_count <= PLAN_PREVIEW_CELLS:
@@ -276,21 +334,20 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
                          "filled": filled, "blank": cell_count - filled, "exact": cells is not None,
                          "corners": spec.corners().tolist(), "cells": cells, "preview": preview})
 
-    @extend_schema(request=None, responses={202: PosterSerializer})
+    @extend_schema(request=NO_PARAMETERS, responses={202: PosterSerializer, 409: error_response(
+        "The collection's current map or this server's limits no longer allow this poster: `detail` says why.")})
     @action(detail=True, methods=["post"])
     def again(self, request, pk=None):
         """Render this poster again from its saved parameters, on the collection's current map."""
         from workers.pipeline.posters import PosterError
 
         poster = self.get_object()
-        refused = _unless_json(request)
-        if refused:
-            return refused
+        json_body(request)
         try:
             with transaction.atomic():
                 again = start_poster(poster.collection, poster.params, again=poster.pk)
-        except (PosterError, NotReady) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except (PosterError, NotReady) as exc:  # the request had no say: the state changed
+            raise Conflict(str(exc)) from None
         return Response(PosterSerializer(again).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -308,13 +365,4 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return _listed(self, Job.objects.all(), JobFilter)
-
-
-def _unless_json(request):
-    """415 for a bodiless POST that is not JSON: a form or plain-text POST from another site
-    cannot set this content type, so no other site can start work here."""
-    if request.content_type != "application/json":
-        return Response({"detail": "send Content-Type: application/json"},
-                        status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
-    return None
 

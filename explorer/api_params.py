@@ -10,7 +10,22 @@ from rest_framework.pagination import LimitOffsetPagination
 INT64_MAX = 2**63 - 1  # ids and frame numbers: what the database and numpy hold
 
 
-# --- Request bodies are JSON: a field takes the type its schema states, not a string of it.
+# --- Request bodies are JSON objects of exactly the fields their schema states, each of
+# --- the type it states (not a string of it).
+
+class ExactFields:
+    # A body serializer that refuses fields it does not take (a misspelt `colums` is an
+    # error, not silently the default); the schema says so with additionalProperties: false.
+    # (A comment: a docstring here would describe every serializer that mixes this in.)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError({name: ["not a field of this request"] for name in unknown})
+        return super().to_internal_value(data)
+
 
 class StrictIntegerField(serializers.IntegerField):
     def to_internal_value(self, data):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
@@ -14,6 +13,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from explorer.api import JobSerializer
+from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, QuerySerializer, validated_query
 from explorer.maps import no_map_reason, require_snapshot, snapshot
 from explorer.models import Collection, Job, Source
@@ -85,8 +85,8 @@ class ClipSchema(serializers.Serializer):
     frames = FrameSchema(many=True)
 
 
-NOT_FOUND = OpenApiResponse(description="Unknown collection, no map yet (the reason says what is running), "
-                                        "or nothing at that place.")
+NOT_FOUND = OpenApiResponse(description="Unknown collection, or nothing at that place.")
+NO_MAP = error_response("The collection has no map yet: `detail` says what is running.")
 
 
 def _collection(pk):
@@ -138,7 +138,7 @@ def map_state(request, pk):
                      "clip_seconds": current.clip_seconds})
 
 
-@extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 400: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+@extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_point(request, pk):
     """The frame drawn at a point of the map at a zoom level (what a hover or a click hits):
@@ -154,7 +154,7 @@ def map_point(request, pk):
     return Response(_frame(current, row, _source_info([int(current.index["source"][row])])))
 
 
-@extend_schema(parameters=[FrameQuery], responses={200: FrameSchema, 400: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+@extend_schema(parameters=[FrameQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_frame(request, pk):
     """A given frame of a source: where it is on the map, its time, image and video."""
@@ -171,7 +171,7 @@ def map_frame(request, pk):
     "frames": serializers.ListField(child=serializers.IntegerField()),
     "times": serializers.ListField(child=serializers.FloatField()),
     "points": serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))}),
-    404: NOT_FOUND})
+    404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_path(request, pk):
     """A source's frames on the map in time order: its path across the map."""
@@ -188,7 +188,7 @@ def map_path(request, pk):
 
 @extend_schema(parameters=[SimilarQuery], responses={200: inline_serializer("SimilarClips", {
     "query": ClipSchema(), "clips": ClipSchema(many=True), "seconds": serializers.FloatField()}),
-    400: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+    404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_similar(request, pk):
     """The clips of the whole collection whose frames best follow the clip around a frame,
@@ -207,7 +207,7 @@ def map_similar(request, pk):
 
 
 @extend_schema(responses={200: inline_serializer("DissimilarClips", {"clips": ClipSchema(many=True)}),
-                          404: NOT_FOUND})
+                          404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_dissimilar(request, pk):
     """A handful of clips chosen to be as different from each other as possible."""

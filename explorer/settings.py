@@ -109,7 +109,9 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/leaflet", BASE_DIR / "node_mod
 STATIC_ROOT = env_dir("STATIC_ROOT", BASE_DIR / "staticfiles")
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # One error shape for the whole API, documented on every operation (explorer/api_errors.py).
+    "DEFAULT_SCHEMA_CLASS": "explorer.api_errors.ErrorDocumentingSchema",
+    "EXCEPTION_HANDLER": "explorer.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "explorer.api_params.Pagination",  # every list, with checked limit and offset
@@ -122,6 +124,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Embedding explorer API",
     "DESCRIPTION": "Collections, sources, ingest jobs and their progress.",
     "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema describes the API, not itself
 }
 
 # --- Celery -------------------------------------------------------------------

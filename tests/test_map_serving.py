@@ -8,32 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from explorer.jobs import start_ingest, start_training
+from explorer.jobs import start_training
 from explorer.models import Collection, Job
-from explorer.sampling import sampling_params
-from tests.conftest import wait_for_job
-from tests.media import make_scenes, reencode
 from workers.pipeline.tiles import BACKGROUND
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db]
 
 
 @pytest.fixture(scope="module")
-def mapped(worker, media_root, django_db_blocker):
-    """The collection, its three sources by name, and the finished ingest job."""
-    folder = media_root / "map"
-    original = make_scenes(folder / "original.mp4", ["mandelbrot", "sierpinski", "gradients"])
-    reencode(original, folder / "copy.mp4")
-    make_scenes(folder / "other.mp4", ["life=seed=3", "testsrc2"])
-    with django_db_blocker.unblock():
-        collection = Collection.objects.create(name="map", sampling=sampling_params(every=10).as_dict())
-        job = wait_for_job(start_ingest(collection, [folder]), timeout=300)
-        assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
-        collection.refresh_from_db()
-        sources = {source.path.rsplit("/", 1)[1]: source for source in collection.sources.all()}
-    yield collection, sources
-    with django_db_blocker.unblock():
-        collection.delete()
+def mapped(map_collection):
+    """The collection (tests/conftest.py) and its three sources by name."""
+    return map_collection
 
 
 def get_json(client, url, status=200):
@@ -171,7 +156,7 @@ def test_a_collection_without_a_map_reports_its_progress(client, mapped):
     state = get_json(client, f"/api/collections/{waiting.pk}/map/")
     assert not state["ready"] and state["jobs"][0]["id"] == job.pk
     assert "stage features (40%" in state["status"]
-    detail = get_json(client, f"/api/collections/{waiting.pk}/map/similar/?source=1&frame=0", 404)["detail"]
+    detail = get_json(client, f"/api/collections/{waiting.pk}/map/similar/?source=1&frame=0", 409)["detail"]
     assert "no map yet" in detail and f"job {job.pk}" in detail
     assert client.get(f"/collections/{waiting.pk}/map/").status_code == 200
 

@@ -37,6 +37,9 @@ def test_impossible_parameters_are_refused_with_every_reason():
 
 
 def test_every_number_has_a_range_and_the_cells_a_cap():
+    # Found by the fuzzer: 1 mm at 10 dpi is no pixel at all (and its size in mm divided by zero).
+    assert spec(width_mm=1.0, dpi=10.0).problems(10**9) == [
+        "0 x 1 pixels cannot hold 4 x 3 cells (width_mm and dpi make it that small)"]
     assert spec(columns=200, rows=200).problems(10**12, max_cells=40_000) == []
     assert spec(columns=201, rows=200).problems(10**12, max_cells=40_000) == [
         "201 x 200 cells is more than the limit of 40,000 (POSTER_MAX_CELLS)"]
@@ -86,10 +89,11 @@ def test_each_cell_gets_the_frame_at_its_centre_and_no_frame_twice():
     assert fills_a_cell(spec(columns=5, rows=4, empty="nearest"), far)
 
     # Without solving the assignment, an upper bound of the cells it fills.
-    for poster_, frames in [(poster, xy), (poster, crowd), (poster, far), (spec(columns=5, rows=4, empty="nearest"), crowd)]:
+    nearest = spec(columns=5, rows=4, empty="nearest")
+    for poster_, frames in [(poster, xy), (poster, crowd), (poster, far), (nearest, crowd)]:
         assert cells_in_reach(poster_, frames) >= int((assign_frames(poster_, frames) >= 0).sum())
     assert cells_in_reach(poster, xy) == 20 and cells_in_reach(poster, far) == 0
-    assert cells_in_reach(spec(columns=5, rows=4, empty="nearest"), far) == 20
+    assert cells_in_reach(nearest, far) == 20
 
 
 def colour_frames(n):

@@ -137,6 +137,9 @@ class PosterSpec:
             found.append(f"the window ({self.window_width:g} wide around {self.centre_x:g}, {self.centre_y:g}) "
                          "lies outside the map, which spans -1 to 1 on both axes")
         width, height = self.pixel_size
+        if width < self.columns or height < self.rows:
+            found.append(f"{width} x {height} pixels cannot hold {self.columns} x {self.rows} cells "
+                         "(width_mm and dpi make it that small)")
         if width * height > max_pixels:
             found.append(f"{width} x {height} pixels is more than the limit of {max_pixels:,} "
                          "(POSTER_MAX_PIXELS)")
