@@ -3,19 +3,53 @@ these views by drf-spectacular and served at /api/openapi.json."""
 from pathlib import Path
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from django.core.validators import RegexValidator
+from django.db import IntegrityError, transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from explorer.jobs import cancel, start_ingest, start_poster, start_training
-from explorer.models import Collection, Job, Poster, Source
+from explorer.api_errors import Conflict, error_response
+from explorer.api_params import (
+    INT64_MAX, CollectionFilter, ExactFields, JobFilter, StrictBooleanField, StrictCharField, StrictFloatField,
+    StrictIntegerField, validated_query,
+)
+from explorer.jobs import NotReady, cancel, current_map, poster_spec, start_ingest, start_poster, start_training
+from explorer.models import COLLECTION_NAME, Collection, Job, Poster, Source
 from explorer.sampling import sampling_params
 from workers.pipeline.files import is_inside
+from workers.pipeline.posters import EMPTY_CELLS, FORMATS, LIMITS, QUALITIES
+
+PLAN_PREVIEW_CELLS = 2500  # a plan solves the assignment in the request only up to this many cells
+NO_MAP = error_response("The collection has no map yet.")
 
 
-class CollectionSerializer(serializers.ModelSerializer):
+def _limited(field_class, name, **kwargs):
+    """A poster parameter within the range PosterSpec accepts (workers/pipeline/posters.py)."""
+    low, high = LIMITS[name]
+    return field_class(min_value=low, max_value=high, **kwargs)
+
+
+def _listed(view, queryset, query_class):
+    """The list's rows, narrowed by its query parameters; other actions take none."""
+    if view.action != "list":
+        return queryset
+    query = validated_query(view.request, query_class)
+    if "collection" in query:
+        queryset = queryset.filter(collection_id=query["collection"])
+    if query.get("active"):
+        queryset = queryset.exclude(status__in=Job.FINISHED)
+    return queryset
+
+
+# A file or folder on the server, by its absolute path.
+SERVER_PATH = RegexValidator(r"\A/[^\x00]*\Z", "an absolute path (from /), without NUL characters")
+
+
+class CollectionSerializer(ExactFields, serializers.ModelSerializer):
+    # Unique, but a name already taken is a conflict (409, see create), not a malformed request.
+    name = StrictCharField(max_length=200, trim_whitespace=False, validators=[COLLECTION_NAME])
     source_count = serializers.IntegerField(read_only=True)
     frame_count = serializers.IntegerField(read_only=True)
 
@@ -44,27 +78,56 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class IngestRequestSerializer(serializers.Serializer):
-    paths = serializers.ListField(child=serializers.CharField(), min_length=1,
+class IngestRequestSerializer(ExactFields, serializers.Serializer):
+    paths = serializers.ListField(child=StrictCharField(max_length=4096, validators=[SERVER_PATH]), min_length=1,
+                                  max_length=1000,
                                   help_text="Files or folders, each inside one of the server's MEDIA_ROOTS.")
-    embed = serializers.BooleanField(default=True, help_text="Go on to place the new frames on the map.")
+    embed = StrictBooleanField(default=True, help_text="Go on to place the new frames on the map.")
 
-    def validate_paths(self, paths):
-        roots = settings.MEDIA_ROOTS
-        if not roots:
-            raise serializers.ValidationError(
-                "this server allows no folders to be ingested from the web: set MEDIA_ROOTS")
-        allowed = []
-        for given in paths:
-            path = Path(given).expanduser().resolve()
-            if not is_inside(path, roots):
-                raise serializers.ValidationError(
-                    f"{given}: outside the folders this server may ingest from "
-                    f"({', '.join(str(r) for r in roots)})")
-            if not path.exists():
-                raise serializers.ValidationError(f"{given}: no such file or folder")
-            allowed.append(str(path))
-        return allowed
+
+def allowed_paths(paths):
+    """The given paths, resolved, when each lies inside MEDIA_ROOTS (403 otherwise) and
+    exists (404 otherwise): a well-formed path the server will not or cannot read."""
+    roots = settings.MEDIA_ROOTS
+    if not roots:
+        raise exceptions.PermissionDenied(
+            {"paths": ["this server allows no folders to be ingested from the web: set MEDIA_ROOTS"]})
+    allowed = []
+    for given in paths:
+        try:
+            path = Path(given).resolve()
+            inside = is_inside(path, roots)
+            found = inside and path.exists()
+        except (OSError, RuntimeError):  # a name too long for the file system, a symlink loop
+            inside, found = True, False
+        if not inside:
+            raise exceptions.PermissionDenied({"paths": [
+                f"{given}: outside the folders this server may ingest from ({', '.join(str(r) for r in roots)})"]})
+        if not found:
+            raise exceptions.NotFound({"paths": [f"{given}: no such file or folder"]})
+        allowed.append(str(path))
+    return allowed
+
+
+# The body of an action that takes no parameters: an empty JSON object.
+NO_PARAMETERS = {"application/json": {"type": "object", "additionalProperties": False,
+                                      "description": "{}: this action takes no parameters."}}
+
+
+class NoParameters(ExactFields, serializers.Serializer):
+    """Reads NO_PARAMETERS: {} (a field, a list or a number is refused)."""
+
+
+def json_body(request, serializer_class=NoParameters):
+    """The request's JSON body read by `serializer_class`, or 400 with every reason. 415
+    unless sent as JSON: a form or plain-text POST from another site cannot set that
+    content type, so no other site can start work here, even with an empty body."""
+    if request.content_type.split(";")[0].strip().lower() != "application/json":
+        raise exceptions.UnsupportedMediaType(request.content_type,
+                                              detail="send the body as JSON (Content-Type: application/json)")
+    body = serializer_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 class PosterSerializer(serializers.ModelSerializer):
@@ -89,41 +152,40 @@ class PosterSerializer(serializers.ModelSerializer):
         return [round(v, 1) for v in PosterSpec.from_dict(poster.params).size_mm]
 
 
-class PosterRequestSerializer(serializers.Serializer):
+class PosterRequestSerializer(ExactFields, serializers.Serializer):
     """A poster of a region of the map (see workers/pipeline/posters.py)."""
 
-    collection = serializers.IntegerField()
-    centre_x = serializers.FloatField(help_text="Centre of the window on the map (-1 to 1).")
-    centre_y = serializers.FloatField()
-    window_width = serializers.FloatField(help_text="Width of the window in map units (the map is 2 wide).")
-    columns = serializers.IntegerField()
-    rows = serializers.IntegerField()
-    tile_width = serializers.IntegerField(default=534, help_text="Pixels per cell (unless width_mm is set).")
-    tile_height = serializers.IntegerField(default=300)
-    rotation = serializers.FloatField(default=0.0, help_text="Degrees, counter-clockwise.")
-    format = serializers.CharField(default="png", help_text="png, tiff or pdf.")
-    quality = serializers.CharField(default="preview", help_text="preview (frame store) or print (source files).")
-    empty = serializers.CharField(default="blank", help_text="Cells with no frame near: blank, or nearest.")
-    width_mm = serializers.FloatField(required=False, allow_null=True, default=None,
-                                      help_text="Physical width; with dpi it sets the pixel size.")
-    dpi = serializers.FloatField(default=300.0)
-
-    def spec_and_collection(self):
-        from django.shortcuts import get_object_or_404
-
-        self.is_valid(raise_exception=True)
-        params = dict(self.validated_data)
-        collection = get_object_or_404(Collection, pk=params.pop("collection"))
-        return collection, params
+    collection = StrictIntegerField(min_value=1, max_value=INT64_MAX)
+    centre_x = _limited(StrictFloatField, "centre_x",
+                        help_text="Centre of the window on the map (which spans -1 to 1).")
+    centre_y = _limited(StrictFloatField, "centre_y")
+    window_width = _limited(StrictFloatField, "window_width",
+                            help_text="Width of the window in map units (the map is 2 wide).")
+    columns = _limited(StrictIntegerField, "columns",
+                       help_text="Cells across; columns x rows may be at most POSTER_MAX_CELLS.")
+    rows = _limited(StrictIntegerField, "rows")
+    tile_width = _limited(StrictIntegerField, "tile_width", default=534,
+                          help_text="Pixels per cell (unless width_mm is set).")
+    tile_height = _limited(StrictIntegerField, "tile_height", default=300)
+    rotation = _limited(StrictFloatField, "rotation", default=0.0, help_text="Degrees, counter-clockwise.")
+    format = serializers.ChoiceField(FORMATS, default="png")
+    quality = serializers.ChoiceField(QUALITIES, default="preview",
+                                      help_text="preview (frame store) or print (source files).")
+    empty = serializers.ChoiceField(EMPTY_CELLS, default="blank",
+                                    help_text="Cells with no frame near: blank, or the nearest frame still unused.")
+    width_mm = _limited(StrictFloatField, "width_mm", required=False, allow_null=True, default=None,
+                        help_text="Physical width; with dpi it sets the pixel size.")
+    dpi = _limited(StrictFloatField, "dpi", default=300.0)
 
 
-def started(serializer, what):
-    """The answer to a request that starts a job: 202 with the new job (or poster), or 200
-    with the identical one that was queued or running already."""
+def started(serializer, what, **errors):
+    """The answers to a request that starts a job: 202 with the new job (or poster), or 200
+    with the identical one that was queued or running already (explorer/jobs.py); and the
+    request's own error answers."""
     return {202: OpenApiResponse(serializer, description=f"Started: the new {what}; poll its job."),
             200: OpenApiResponse(serializer, description=(
                 f"An identical {what} (same kind, collection and parameters) was queued or running already: "
-                "that one, and no new job."))}
+                "that one, and no new job.")), **errors}
 
 
 def _started_response(serializer, started_object):
@@ -131,93 +193,141 @@ def _started_response(serializer, started_object):
                     status=status.HTTP_200_OK if started_object.reused else status.HTTP_202_ACCEPTED)
 
 
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
+def _poster_request(request):
+    """The collection (404 if there is none) and the poster parameters of the request."""
+    from django.shortcuts import get_object_or_404
+
+    params = dict(json_body(request, PosterRequestSerializer))
+    return get_object_or_404(Collection, pk=params.pop("collection")), params
+
+
+class PlanCellSerializer(serializers.Serializer):
+    source = serializers.IntegerField()
+    frame = serializers.IntegerField(help_text="Frame number in the video.")
+    time = serializers.FloatField(help_text="Seconds from the start of the video.")
+    image = serializers.CharField()
+
+
+@extend_schema_field(PlanCellSerializer(allow_null=True))
+class PlanCellField(serializers.JSONField):
+    """A cell of a plan: the frame it shows, or null for a blank cell."""
+
+
+class PosterPlanSerializer(serializers.Serializer):
+    width = serializers.IntegerField(help_text="Pixels.")
+    height = serializers.IntegerField()
+    size_mm = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2)
+    cell_count = serializers.IntegerField(help_text="columns x rows.")
+    filled = serializers.IntegerField(help_text="Cells that show a frame: exactly, or at most (see `exact`).")
+    blank = serializers.IntegerField()
+    exact = serializers.BooleanField(help_text="Whether the frames were assigned to the cells (`cells` is given), "
+                                               "or `filled` only counts the cells with a frame within reach.")
+    corners = serializers.ListField(child=serializers.ListField(child=serializers.FloatField(), min_length=2,
+                                                                max_length=2), min_length=4, max_length=4)
+    cells = serializers.ListField(
+        child=serializers.ListField(child=PlanCellField()), allow_null=True,
+        help_text=f"Row by row, the frame each cell shows (null: blank); for up to {PLAN_PREVIEW_CELLS:,} cells.")
+    preview = serializers.CharField(allow_null=True, help_text="Why `cells` was left out, if it was.")
 
 
 def _with_counts(queryset):
     from django.db.models import Count, Sum
+    from django.db.models.functions import Coalesce
 
-    return queryset.annotate(source_count=Count("sources"), frame_count=Sum("sources__frame_count"))
+    return queryset.annotate(source_count=Count("sources"), frame_count=Coalesce(Sum("sources__frame_count"), 0))
 
 
 class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Collections, with how many sources and frames each has."""
+
     serializer_class = CollectionSerializer
     queryset = _with_counts(Collection.objects.all())
 
-    @extend_schema(request=IngestRequestSerializer, responses=started(JobSerializer, "ingest job"))
+    @extend_schema(responses={201: CollectionSerializer, 409: error_response("A collection of that name exists.")})
+    def create(self, request):
+        """A new, empty collection, sampled with this server's settings."""
+        data = json_body(request, CollectionSerializer)
+        try:
+            with transaction.atomic():
+                collection = CollectionSerializer().create(data)
+        except IntegrityError:
+            raise Conflict(f"a collection named {data['name']!r} already exists") from None
+        return Response(CollectionSerializer(self.get_queryset().get(pk=collection.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=IngestRequestSerializer, responses=started(
+        JobSerializer, "ingest job",
+        **{403: error_response("A path outside MEDIA_ROOTS (or none is set): `errors` says which."),
+           404: error_response("No such collection, or no such file or folder: `detail` says which.")}))
     @action(detail=True, methods=["post"])
     def ingest(self, request, pk=None):
         """Start ingesting files and folders into this collection; poll the returned job."""
         collection = self.get_object()
-        body = IngestRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        job = start_ingest(collection, body.validated_data["paths"], embed=body.validated_data["embed"],
-                           roots=settings.MEDIA_ROOTS)
+        body = json_body(request, IngestRequestSerializer)
+        paths = allowed_paths(body["paths"])
+        job = start_ingest(collection, paths, embed=body["embed"], roots=settings.MEDIA_ROOTS)
         return _started_response(JobSerializer, job)
 
-    @extend_schema(request=None, responses=started(JobSerializer, "training job"))
+    @extend_schema(request=NO_PARAMETERS, responses=started(
+        JobSerializer, "training job", **{409: error_response("The collection has no frames to train on yet.")}))
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
         """Refit PCA and retrain the autoencoder on the whole collection, then re-place every frame.
         The current map keeps being served until the new one is ready."""
         collection = self.get_object()
-        refused = _unless_json(request)
-        if refused:
-            return refused
+        json_body(request)
         try:
-            job = start_training(collection)
-        except ValueError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            job = start_training(collection)  # its own transaction, writing first (explorer/jobs.py)
+        except NotReady as exc:
+            raise Conflict(str(exc)) from None
         return _started_response(JobSerializer, job)
 
 
+@extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))
 class PosterViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PosterSerializer
-    pagination_class = Pagination
 
     def get_queryset(self):
-        queryset = Poster.objects.select_related("job", "collection")
-        collection = self.request.query_params.get("collection")
-        if collection:
-            queryset = queryset.filter(collection_id=_int_param("collection", collection))
-        return queryset
+        return _listed(self, Poster.objects.select_related("job", "collection"), CollectionFilter)
 
-    @extend_schema(request=PosterRequestSerializer, responses=started(PosterSerializer, "poster"))
+    @extend_schema(request=PosterRequestSerializer, responses=started(PosterSerializer, "poster", **{409: NO_MAP}))
     def create(self, request):
         """Render a poster of a region of the collection's map; poll its job. Impossible
         parameters get 400 with every reason."""
         from workers.pipeline.posters import PosterError
 
-        collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
+        collection, params = _poster_request(request)
         try:
             poster = start_poster(collection, params)
         except PosterError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise exceptions.ValidationError(str(exc)) from None  # the fields together: no one field
+        except NotReady as exc:
+            raise Conflict(str(exc)) from None
         return _started_response(PosterSerializer, poster)
 
-    @extend_schema(request=PosterRequestSerializer, responses={200: dict})
+    @extend_schema(request=PosterRequestSerializer, responses={200: PosterPlanSerializer, 409: NO_MAP})
     @action(detail=False, methods=["post"])
     def plan(self, request):
-        """What a poster would be, without rendering it: its size, and which frame each cell
-        would show (up to 2,500 cells), for a preview of the grid."""
+        """What a poster would be, without rendering it: its size, and for a preview which
+        frame each cell would show. Solving that assignment grows fast with the cells, so
+        larger posters get only how many cells at most show a frame."""
         from django.urls import reverse
 
-        from explorer.maps import snapshot
-        from workers.pipeline.posters import PosterError, PosterSpec, assign_frames
+        from workers.pipeline.posters import PosterError, assign_frames, cells_in_reach
 
-        collection, params = PosterRequestSerializer(data=request.data).spec_and_collection()
-        current = snapshot(collection)
+        collection, params = _poster_request(request)
         try:
-            spec = PosterSpec.from_dict(params).validate(settings.POSTER_MAX_PIXELS)
-            if current is None:
-                raise PosterError(f"collection {collection.name!r} has no map yet")
+            spec = poster_spec(params)
+            current = current_map(collection)
         except PosterError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        assignment = assign_frames(spec, current.layout)
-        cells = None
-        if assignment.size <= 2500:
+            raise exceptions.ValidationError(str(exc)) from None  # the fields together: no one field
+        except NotReady as exc:
+            raise Conflict(str(exc)) from None
+        cell_count = spec.columns * spec.rows
+        cells, preview = None, None
+        if cell_count <= PLAN_PREVIEW_CELLS:
+            assignment = assign_frames(spec, current.layout)
+
             def cell(row):
                 if row < 0:
                     return None
@@ -225,86 +335,60 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
                 return {"source": frame["source"], "frame": frame["frame"], "time": frame["time"],
                         "image": reverse("frame-image", args=[frame["source"], frame["position"]])}
             cells = [[cell(int(row)) for row in line] for line in assignment]
-        filled = int((assignment >= 0).sum())
+            filled = int((assignment >= 0).sum())
+        else:
+            filled = cells_in_reach(spec, current.layout)
+            preview = (f"{cell_count:,} cells: only posters of up to {PLAN_PREVIEW_CELLS:,} cells are previewed "
+                       "cell by cell")
         return Response({"width": spec.pixel_size[0], "height": spec.pixel_size[1],
-                         "size_mm": [round(v, 1) for v in spec.size_mm], "filled": filled,
-                         "blank": int(assignment.size - filled), "corners": spec.corners().tolist(),
-                         "cells": cells})
+                         "size_mm": [round(v, 1) for v in spec.size_mm], "cell_count": cell_count,
+                         "filled": filled, "blank": cell_count - filled, "exact": cells is not None,
+                         "corners": spec.corners().tolist(), "cells": cells, "preview": preview})
 
-    @extend_schema(request=None, responses=started(PosterSerializer, "poster"))
+    @extend_schema(request=NO_PARAMETERS, responses=started(PosterSerializer, "poster", **{409: error_response(
+        "The collection's current map or this server's limits no longer allow this poster: `detail` says why.")}))
     @action(detail=True, methods=["post"])
     def again(self, request, pk=None):
         """Render this poster again from its saved parameters, on the collection's current map."""
         from workers.pipeline.posters import PosterError
 
         poster = self.get_object()
-        refused = _unless_json(request)
-        if refused:
-            return refused
+        json_body(request)
         try:
             again = start_poster(poster.collection, poster.params, again=poster.pk)
-        except PosterError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except (PosterError, NotReady) as exc:  # the request had no say: the state changed
+            raise Conflict(str(exc)) from None
         return _started_response(PosterSerializer, again)
 
 
+@extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))
 class SourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SourceSerializer
-    pagination_class = Pagination
 
     def get_queryset(self):
-        queryset = Source.objects.all()
-        collection = self.request.query_params.get("collection")
-        if collection:
-            queryset = queryset.filter(collection_id=_int_param("collection", collection))
-        return queryset
+        return _listed(self, Source.objects.all(), CollectionFilter)
 
 
+@extend_schema_view(list=extend_schema(parameters=[JobFilter]))
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
-    pagination_class = Pagination
 
     def get_queryset(self):
-        queryset = Job.objects.all()
-        params = self.request.query_params
-        if params.get("collection"):
-            queryset = queryset.filter(collection_id=_int_param("collection", params["collection"]))
-        if params.get("active") in ("1", "true"):
-            queryset = queryset.exclude(status__in=Job.FINISHED)
-        return queryset
+        return _listed(self, Job.objects.all(), JobFilter)
 
-    @extend_schema(request=None, responses={
+    @extend_schema(request=NO_PARAMETERS, responses={
         200: OpenApiResponse(JobSerializer, description="Cancelled: the job, with status `cancelled`."),
-        409: OpenApiResponse(description="The job had finished already; nothing was changed."),
-    })
+        409: error_response("The job had finished already; nothing was changed.")})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a queued or running job. What it has not begun is never run, a running stage
         stops at its next progress report (within seconds), and the map being served stays as
         it is. Files it had not sampled yet stay pending for the next ingest."""
         job = self.get_object()
-        refused = _unless_json(request)
-        if refused:
-            return refused
-        cancelled = cancel(job)
+        json_body(request)
+        if not cancel(job):
+            job.refresh_from_db()
+            raise Conflict(f"job {job.pk} has finished already ({job.status})")
         job.refresh_from_db()
-        if not cancelled:
-            return Response({"detail": f"job {job.pk} has finished already ({job.status})"},
-                            status=status.HTTP_409_CONFLICT)
         return Response(JobSerializer(job).data)
 
-
-def _unless_json(request):
-    """415 for a bodiless POST that is not JSON: a form or plain-text POST from another site
-    cannot set this content type, so no other site can start work here."""
-    if request.content_type != "application/json":
-        return Response({"detail": "send Content-Type: application/json"},
-                        status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
-    return None
-
-
-def _int_param(name, value):
-    try:
-        return int(value)
-    except ValueError:
-        raise serializers.ValidationError({name: f"{value!r} is not a whole number"}) from None

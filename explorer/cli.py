@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from explorer.jobs import start_ingest
-from explorer.models import Collection, Job, Source, WorkerHeartbeat
+from explorer.models import COLLECTION_NAME, Collection, Job, Source, WorkerHeartbeat
 from explorer.sampling import sampling_params
 
 
@@ -36,6 +37,12 @@ def collection_for(name, paths, every, fps):
     if fps is not None and fps <= 0:
         raise CommandError("--fps must be positive")
     wanted = sampling_params(every=every, fps=fps).as_dict()
+    if not Collection.objects.filter(name=name).exists():
+        try:
+            COLLECTION_NAME(name)
+        except ValidationError as exc:
+            raise CommandError(f"{name!r} cannot name a collection: {exc.messages[0]}; "
+                               "give another with --collection") from None
     collection, created = Collection.objects.get_or_create(name=name, defaults={"sampling": wanted})
     if not created and (every is not None or fps is not None) and collection.sampling != wanted:
         raise CommandError(

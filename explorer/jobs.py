@@ -16,6 +16,11 @@ from workers.celery import app as celery_app
 
 log = logging.getLogger(__name__)
 
+
+class NotReady(ValueError):
+    """The collection cannot do this yet (no frames to train on, no map for a poster)."""
+
+
 RUN_STAGE_TASK = "workers.tasks.run_stage"  # (job id, stage): begins or resumes a stage
 SAMPLE_TASK = "workers.tasks.sample"  # (job id, source id)
 FEATURES_TASK = "workers.tasks.features"  # (job id, work item id)
@@ -41,27 +46,41 @@ def start_training(collection):
     params = {"embed": True}
     with _one_start_at_a_time(collection):
         if not collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists():
-            raise ValueError(f"collection {collection.name!r} has no sampled frames to train on: "
-                             "ingest media first")
+            raise NotReady(f"collection {collection.name!r} has no sampled frames to train on: "
+                           "ingest media first")
         return _open_identical(collection, Job.Kind.TRAIN, params) or _create(
             collection, Job.Kind.TRAIN, "features", params)
 
 
-def start_poster(collection, params, again=None):
-    """Render a poster of the collection's current map. `params` are PosterSpec's fields;
-    raises PosterError (a ValueError) with every reason when they cannot make a poster.
-    Returns the poster, or the identical one (same parameters, same map) already queued or
-    being rendered."""
+def poster_spec(params):
+    """The PosterSpec of `params` within this server's limits, or PosterError with every reason."""
     from django.conf import settings
 
-    from explorer.maps import snapshot
-    from explorer.models import Poster
-    from workers.pipeline.posters import PosterError, PosterSpec, fills_a_cell
+    from workers.pipeline.posters import PosterSpec
 
-    spec = PosterSpec.from_dict(params).validate(settings.POSTER_MAX_PIXELS)
+    return PosterSpec.from_dict(params).validate(settings.POSTER_MAX_PIXELS, settings.POSTER_MAX_CELLS)
+
+
+def current_map(collection):
+    """The map a poster of the collection is made from, or NotReady."""
+    from explorer.maps import snapshot
+
     current = snapshot(collection)
     if current is None:
-        raise PosterError(f"collection {collection.name!r} has no map yet")
+        raise NotReady(f"collection {collection.name!r} has no map yet")
+    return current
+
+
+def start_poster(collection, params, again=None):
+    """Render a poster of the collection's current map. `params` are PosterSpec's fields;
+    raises PosterError (a ValueError) with every reason when they cannot make a poster, and
+    NotReady when the collection has no map. Returns the poster, or the identical one (same
+    parameters, same map) already queued or being rendered."""
+    from explorer.models import Poster
+    from workers.pipeline.posters import PosterError, fills_a_cell
+
+    spec = poster_spec(params)
+    current = current_map(collection)
     if not fills_a_cell(spec, current.layout):
         raise PosterError("no frame lies in this window of the map: move or widen it, or use empty=nearest")
     with _one_start_at_a_time(collection):

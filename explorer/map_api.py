@@ -6,7 +6,6 @@ from pathlib import Path
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
@@ -14,9 +13,13 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from explorer.api import JobSerializer
+from explorer.api_errors import error_response
+from explorer.api_params import INT64_MAX, QuerySerializer, validated_query
 from explorer.maps import no_map_reason, require_snapshot, snapshot
 from explorer.models import Collection, Job, Source
 from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
+
+MAX_ZOOM = 30  # past any map's deepest level (tiles.py: a few levels past one frame per cell)
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -27,26 +30,31 @@ class FiniteFloatField(serializers.FloatField):
         return value
 
 
-class PointQuery(serializers.Serializer):
-    x = FiniteFloatField(required=False, min_value=-1.0, max_value=1.0, help_text="Map x, -1 (left) to 1.")
-    y = FiniteFloatField(required=False, min_value=-1.0, max_value=1.0, help_text="Map y, -1 (bottom) to 1.")
-    zoom = serializers.IntegerField(required=False, min_value=0, help_text="Zoom level whose thumbnails are shown.")
-    source = serializers.IntegerField(required=False, min_value=1)
-    frame = serializers.IntegerField(required=False, min_value=0, help_text="Frame number in the source.")
-
-    def validate(self, data):
-        if {"x", "y", "zoom"} <= data.keys() or {"source", "frame"} <= data.keys():
-            return data
-        raise serializers.ValidationError("give either x, y and zoom, or source and frame")
+def _source_id():
+    return serializers.IntegerField(min_value=1, max_value=INT64_MAX)
 
 
-class SourceQuery(serializers.Serializer):
-    source = serializers.IntegerField(min_value=1)
+def _frame_number():
+    return serializers.IntegerField(min_value=0, max_value=INT64_MAX, help_text="Frame number in the source.")
 
 
-class SimilarQuery(serializers.Serializer):
-    source = serializers.IntegerField(min_value=1)
-    frame = serializers.IntegerField(min_value=0)
+class PointQuery(QuerySerializer):
+    x = FiniteFloatField(min_value=-1.0, max_value=1.0, help_text="Map x, -1 (left) to 1.")
+    y = FiniteFloatField(min_value=-1.0, max_value=1.0, help_text="Map y, -1 (bottom) to 1.")
+    zoom = serializers.IntegerField(min_value=0, max_value=MAX_ZOOM,
+                                    help_text="Zoom level whose thumbnails are shown (a map has 0 to its max_zoom).")
+
+
+class FrameQuery(QuerySerializer):
+    source = _source_id()
+    frame = _frame_number()
+
+
+class SourceQuery(QuerySerializer):
+    source = _source_id()
+
+
+class SimilarQuery(FrameQuery):
     seconds = FiniteFloatField(required=False, min_value=0.1, max_value=600.0,
                                help_text="Length of the clip around the frame (default: CLIP_SECONDS).")
     top = serializers.IntegerField(required=False, min_value=1, max_value=50, default=10)
@@ -77,18 +85,12 @@ class ClipSchema(serializers.Serializer):
     frames = FrameSchema(many=True)
 
 
-NOT_FOUND = OpenApiResponse(description="Unknown collection, no map yet (the reason says what is running), "
-                                        "or nothing at that place.")
+NOT_FOUND = OpenApiResponse(description="Unknown collection, or nothing at that place.")
+NO_MAP = error_response("The collection has no map yet: `detail` says what is running.")
 
 
 def _collection(pk):
     return get_object_or_404(Collection, pk=pk)
-
-
-def _params(serializer_class, request):
-    params = serializer_class(data=request.query_params)
-    params.is_valid(raise_exception=True)
-    return params.validated_data
 
 
 def _source_info(ids):
@@ -117,7 +119,7 @@ def _clip(current, rows, score, info):
     "max_zoom": serializers.IntegerField(), "tile_url": serializers.CharField(),
     "tile_size": serializers.ListField(child=serializers.IntegerField()),
     "clip_seconds": serializers.FloatField(), "random_weights": serializers.BooleanField(),
-    "jobs": serializers.ListField(child=serializers.DictField())}), 404: NOT_FOUND})
+    "jobs": JobSerializer(many=True)}), 404: NOT_FOUND})
 @api_view(["GET"])
 def map_state(request, pk):
     """The collection's map: whether there is one yet, how to fetch its tiles, and the jobs
@@ -136,23 +138,31 @@ def map_state(request, pk):
                      "clip_seconds": current.clip_seconds})
 
 
-@extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 400: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+@extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
+@api_view(["GET"])
+def map_point(request, pk):
+    """The frame drawn at a point of the map at a zoom level (what a hover or a click hits):
+    where it is on the map, its time, image and video."""
+    current = require_snapshot(_collection(pk))
+    params = validated_query(request, PointQuery)
+    if params["zoom"] > current.grid.max_zoom:
+        raise NotFound(f"nothing is drawn at zoom {params['zoom']}: this map has zoom levels 0 to "
+                       f"{current.grid.max_zoom}")
+    row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
+    if row is None:
+        raise NotFound("no frame is drawn there")
+    return Response(_frame(current, row, _source_info([int(current.index["source"][row])])))
+
+
+@extend_schema(parameters=[FrameQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_frame(request, pk):
-    """The frame drawn at a point of the map at a zoom level (what a hover or a click hits),
-    or a given frame of a source: where it is on the map, its time, image and video."""
+    """A given frame of a source: where it is on the map, its time, image and video."""
     current = require_snapshot(_collection(pk))
-    params = _params(PointQuery, request)
-    if "source" in params:
-        row = current.row_of(params["source"], params["frame"])
-        if row is None:
-            raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
-    else:
-        if params["zoom"] > current.grid.max_zoom:
-            raise serializers.ValidationError({"zoom": f"this map has zoom levels 0 to {current.grid.max_zoom}"})
-        row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
-        if row is None:
-            raise NotFound("no frame is drawn there")
+    params = validated_query(request, FrameQuery)
+    row = current.row_of(params["source"], params["frame"])
+    if row is None:
+        raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
     return Response(_frame(current, row, _source_info([int(current.index["source"][row])])))
 
 
@@ -161,12 +171,12 @@ def map_frame(request, pk):
     "frames": serializers.ListField(child=serializers.IntegerField()),
     "times": serializers.ListField(child=serializers.FloatField()),
     "points": serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))}),
-    404: NOT_FOUND})
+    404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_path(request, pk):
     """A source's frames on the map in time order: its path across the map."""
     current = require_snapshot(_collection(pk))
-    source = _params(SourceQuery, request)["source"]
+    source = validated_query(request, SourceQuery)["source"]
     path = current.path(source)
     if path is None:
         raise NotFound(f"source {source} is not on this map")
@@ -178,13 +188,13 @@ def map_path(request, pk):
 
 @extend_schema(parameters=[SimilarQuery], responses={200: inline_serializer("SimilarClips", {
     "query": ClipSchema(), "clips": ClipSchema(many=True), "seconds": serializers.FloatField()}),
-    400: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+    404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_similar(request, pk):
     """The clips of the whole collection whose frames best follow the clip around a frame,
     best first, each with its score (1 = identical, 0 = no closer than chance)."""
     current = require_snapshot(_collection(pk))
-    params = _params(SimilarQuery, request)
+    params = validated_query(request, SimilarQuery)
     row = current.row_of(params["source"], params["frame"])
     if row is None:
         raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
@@ -197,7 +207,7 @@ def map_similar(request, pk):
 
 
 @extend_schema(responses={200: inline_serializer("DissimilarClips", {"clips": ClipSchema(many=True)}),
-                          404: NOT_FOUND})
+                          404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_dissimilar(request, pk):
     """A handful of clips chosen to be as different from each other as possible."""

@@ -4,8 +4,6 @@ old one is served, so a retraining never interrupts the map."""
 import functools
 import re
 
-from django.http import Http404
-
 from explorer.models import Job
 from workers.pipeline.mapstore import MapSnapshot
 
@@ -29,10 +27,13 @@ def snapshot(collection, version=None):
 
 
 def require_snapshot(collection):
-    """The current map, or a 404 that says what is being done about it."""
+    """The current map, or a 409 (the collection is there, its map not yet) that says what
+    is being done about it."""
+    from explorer.api_errors import Conflict
+
     current = snapshot(collection)
     if current is None:
-        raise Http404(no_map_reason(collection))
+        raise Conflict(no_map_reason(collection))
     return current
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from explorer.maps import snapshot
@@ -120,7 +121,9 @@ def poster_file(request, poster_id):
         response["X-Accel-Redirect"] = settings.DATA_ACCEL_REDIRECT.rstrip("/") + "/" + str(relative)
     else:
         response = FileResponse(open(path, "rb"), content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{poster.collection.name}-{path.name}"'
+    # Django's helper quotes or percent-encodes the name (RFC 6266): a collection name with
+    # quotes, line breaks or non-ASCII letters can neither break the header nor add to it.
+    response["Content-Disposition"] = content_disposition_header(True, f"{poster.collection.name}-{path.name}")
     return response
 
 

@@ -8,8 +8,15 @@ one row per source with its frame count.
 from pathlib import Path
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+# A collection's name shows on pages, in file names and headers: 1 to 200 characters, no
+# control characters, no space at either end. The API (and its schema) and the CLI check it.
+COLLECTION_NAME = RegexValidator(r"\A[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,198}[^\x00-\x20\x7f])?\Z",
+                                 "a collection name is 1 to 200 characters, with no control characters "
+                                 "and no space at either end")
 
 
 class Collection(models.Model):

@@ -70,6 +70,9 @@ MEDIA_ACCEL_REDIRECT = env_str("MEDIA_ACCEL_REDIRECT", "")
 DATA_ACCEL_REDIRECT = env_str("DATA_ACCEL_REDIRECT", "")  # nginx's location for DATA_DIR (posters)
 # Posters larger than this many pixels are refused (20,000 x 20,000 is 400 million).
 POSTER_MAX_PIXELS = env_int("POSTER_MAX_PIXELS", 1_000_000_000, minimum=1)
+# Posters of more cells than this are refused: assigning frames to cells costs the worker
+# about 20 s for 40,000 cells of a 200,000-frame map, and grows faster than the cells.
+POSTER_MAX_CELLS = env_int("POSTER_MAX_CELLS", 40_000, minimum=1)
 
 INSTALLED_APPS = [
     "explorer",  # first: its runserver (explorer/management/commands) replaces staticfiles' own
@@ -137,7 +140,9 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/leaflet", BASE_DIR / "node_mod
 STATIC_ROOT = env_dir("STATIC_ROOT", BASE_DIR / "staticfiles")
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # One error shape for the whole API, documented on every operation (explorer/api_errors.py).
+    "DEFAULT_SCHEMA_CLASS": "explorer.api_errors.ErrorDocumentingSchema",
+    "EXCEPTION_HANDLER": "explorer.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # Who may do what is decided for every URL by explorer.access.AccessControlMiddleware;
@@ -145,12 +150,15 @@ REST_FRAMEWORK = {
     # challenge makes an anonymous API call a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication",
                                        "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PAGINATION_CLASS": "explorer.api_params.Pagination",  # every list, with checked limit and offset
+    "URL_FORMAT_OVERRIDE": None,  # JSON only: no ?format= that would answer 404
     "DEFAULT_PERMISSION_CLASSES": [],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Embedding explorer API",
     "DESCRIPTION": "Collections, sources, ingest jobs and their progress.",
     "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema describes the API, not itself
 }
 
 # --- Celery -------------------------------------------------------------------

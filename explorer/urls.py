@@ -25,6 +25,7 @@ urlpatterns = [
     path("sources/<int:source_id>/file", media.source_file, name="source-file"),
     path("posters/<int:poster_id>/file", media.poster_file, name="poster-file"),
     path("api/collections/<int:pk>/map/", map_api.map_state, name="api-map"),
+    path("api/collections/<int:pk>/map/point/", map_api.map_point, name="api-map-point"),
     path("api/collections/<int:pk>/map/frame/", map_api.map_frame, name="api-map-frame"),
     path("api/collections/<int:pk>/map/path/", map_api.map_path, name="api-map-path"),
     path("api/collections/<int:pk>/map/similar/", map_api.map_similar, name="api-map-similar"),
@@ -35,11 +36,24 @@ urlpatterns = [
 
 
 def handler404(request, exception=None):
-    """JSON for the API, Django's page for the rest."""
+    """JSON in the API's error shape under /api/, the product's own page (templates/404.html)
+    elsewhere."""
     if request.path.startswith("/api/"):
-        from django.http import JsonResponse
+        from explorer.api_errors import json_error
 
-        return JsonResponse({"detail": f"no API endpoint at {request.path}"}, status=404)
+        return json_error(404, f"no API endpoint at {request.path}")
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+def handler500(request):
+    """JSON under /api/; elsewhere templates/500.html, rendered without the request, so no
+    context processor (nor the database) can fail it again."""
+    if request.path.startswith("/api/"):
+        from explorer.api_errors import json_error
+
+        return json_error(500, "the server failed to answer this request; the error is in its log")
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,6 +1,7 @@
 """Test set-up: a real Redis (127.0.0.1:6379, database 15), a real Celery worker
 process, and the real test database (SQLite file, or PostgreSQL when DATABASE_URL
 points there). The environment itself is set in tests/environment.py."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -146,12 +147,14 @@ def viewer_client():
     return signed_in
 
 
-@pytest.fixture
-def api_auth_headers():
-    """Headers of an editor's API token, for clients that are not Django's test client."""
+@pytest.fixture(scope="module")
+def api_auth_headers(django_db_setup, django_db_blocker):
+    """Headers of an editor's API token, for clients that are not Django's test client
+    (a server process sees it: it is committed, outside any test's transaction)."""
     from rest_framework.authtoken.models import Token
 
-    key = Token.objects.get_or_create(user=make_user("api-editor", "editor"))[0].key
+    with django_db_blocker.unblock():
+        key = Token.objects.get_or_create(user=make_user("api-editor", "editor"))[0].key
     return {"Authorization": f"Token {key}"}
 
 
@@ -254,31 +257,67 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-@pytest.fixture(scope="session")
-def web_server(django_db_setup, django_db_blocker):
+@contextlib.contextmanager
+def running_web_server(log_name="web-server.log", **env):
     """The real web process (`manage.py runserver`, static files included) on the test
-    database, as a browser would reach it. Unlike pytest-django's live_server, it does
-    not make a test transactional, so data made by a module's fixture stays."""
+    database, with `env` added to the test run's environment; yields its base URL."""
     import urllib.request
 
     port = free_port()
-    with django_db_blocker.unblock():
-        env = worker_env()
-    log = TEST_LOGS / "web-server.log"
+    log = TEST_LOGS / log_name
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=worker_env(**env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/collections/", timeout=2)
-            break
-        except OSError:
-            assert process.poll() is None, f"web server exited; see {log}"
-            assert time.monotonic() < deadline, f"web server did not start; see {log}"
-            time.sleep(0.2)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/collections/", timeout=2)
+                break
+            except urllib.error.HTTPError:  # it answers (a login may be asked for): it is up
+                break
+            except OSError:
+                assert process.poll() is None, f"web server exited; see {log}"
+                assert time.monotonic() < deadline, f"web server did not start; see {log}"
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker):
+    """The real web process on the test database, as a browser would reach it. Unlike
+    pytest-django's live_server, it does not make a test transactional, so data made by a
+    module's fixture stays."""
+    with django_db_blocker.unblock(), running_web_server() as url:
+        yield url
+
+
+
+@pytest.fixture(scope="module")
+def map_collection(worker, media_root, django_db_blocker):
+    """A collection ingested and mapped by the real worker (random Xception weights): a
+    video of three scenes, a re-encoded copy of it, and a video of two other scenes. The
+    collection and its three sources by file name; one per test module, deleted after it."""
+    from explorer.jobs import start_ingest
+    from explorer.models import Collection, Job
+    from explorer.sampling import sampling_params
+    from tests.media import make_scenes, reencode
+
+    folder = media_root / "map"
+    original = make_scenes(folder / "original.mp4", ["mandelbrot", "sierpinski", "gradients"])
+    reencode(original, folder / "copy.mp4")
+    make_scenes(folder / "other.mp4", ["life=seed=3", "testsrc2"])
+    with django_db_blocker.unblock():
+        collection = Collection.objects.create(name="map", sampling=sampling_params(every=10).as_dict())
+        job = wait_for_job(start_ingest(collection, [folder]), timeout=300)
+        assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
+        collection.refresh_from_db()
+        sources = {source.path.rsplit("/", 1)[1]: source for source in collection.sources.all()}
+    yield collection, sources
+    with django_db_blocker.unblock():
+        collection.delete()

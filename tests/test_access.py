@@ -15,6 +15,7 @@ import pytest
 
 from explorer.models import Collection
 from tests.conftest import ROOT, free_port, make_user, worker_env
+from tests.environment import TEST_DATA
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +24,7 @@ SEEN_BY_VIEWERS = ["/", "/collections/{id}/", "/collections/{id}/map/", "/api/co
                    "/api/jobs/", "/api/posters/", "/api/collections/{id}/map/", "/api/openapi.json"]
 # Every change a viewer must not make: (path, JSON body).
 EDITOR_ACTIONS = [("/api/collections/", {"name": "new"}),
-                  ("/api/collections/{id}/ingest/", {"paths": ["/nowhere"]}),
+                  ("/api/collections/{id}/ingest/", {"paths": [str(TEST_DATA / "media" / "nowhere")]}),
                   ("/api/collections/{id}/train/", {}),
                   ("/api/posters/", {"collection": "{id}"}),
                   ("/api/posters/plan/", {"collection": "{id}"})]

@@ -8,32 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from explorer.jobs import start_ingest, start_training
+from explorer.jobs import start_training
 from explorer.models import Collection, Job
-from explorer.sampling import sampling_params
-from tests.conftest import wait_for_job
-from tests.media import make_scenes, reencode
 from workers.pipeline.tiles import BACKGROUND
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db]
 
 
 @pytest.fixture(scope="module")
-def mapped(worker, media_root, django_db_blocker):
-    """The collection, its three sources by name, and the finished ingest job."""
-    folder = media_root / "map"
-    original = make_scenes(folder / "original.mp4", ["mandelbrot", "sierpinski", "gradients"])
-    reencode(original, folder / "copy.mp4")
-    make_scenes(folder / "other.mp4", ["life=seed=3", "testsrc2"])
-    with django_db_blocker.unblock():
-        collection = Collection.objects.create(name="map", sampling=sampling_params(every=10).as_dict())
-        job = wait_for_job(start_ingest(collection, [folder]), timeout=300)
-        assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
-        collection.refresh_from_db()
-        sources = {source.path.rsplit("/", 1)[1]: source for source in collection.sources.all()}
-    yield collection, sources
-    with django_db_blocker.unblock():
-        collection.delete()
+def mapped(map_collection):
+    """The collection (tests/conftest.py) and its three sources by name."""
+    return map_collection
 
 
 def get_json(client, url, status=200):
@@ -77,7 +62,7 @@ def test_the_frame_under_a_point_is_the_one_its_tile_draws(client, mapped):
     path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={sources['original.mp4'].pk}")
     x, y = path["points"][18]
     zoom = state["max_zoom"]
-    hit = get_json(client, f"/api/collections/{collection.pk}/map/frame/?x={x}&y={y}&zoom={zoom}")
+    hit = get_json(client, f"/api/collections/{collection.pk}/map/point/?x={x}&y={y}&zoom={zoom}")
     # At the deepest zoom the frame fills its own tile; it is the one drawn at (x, y).
     column, row = math.floor((x + 1) / 2 * 2 ** zoom), math.floor((1 - y) / 2 * 2 ** zoom)
     tile = decode(client.get(state["tile_url"].format(z=zoom, x=column, y=row)))
@@ -88,10 +73,12 @@ def test_the_frame_under_a_point_is_the_one_its_tile_draws(client, mapped):
     assert same == hit
     assert hit["name"] in ("original.mp4", "copy.mp4") and hit["video"] == f"/sources/{hit['source']}/file"
 
-    base = f"/api/collections/{collection.pk}/map/frame/"
-    for bad in ("x=nan&y=0&zoom=1", "x=2&y=0&zoom=1", "x=0&zoom=1", f"x=0&y=0&zoom={zoom + 1}", "source=1"):
-        assert get_json(client, f"{base}?{bad}", 400)
-    assert "not on this map" in get_json(client, f"{base}?source={hit['source']}&frame=99999", 404)["detail"]
+    base = f"/api/collections/{collection.pk}/map/"
+    for bad in ("point/?x=nan&y=0&zoom=1", "point/?x=2&y=0&zoom=1", "point/?x=0&zoom=1", "point/?x=0&x=0&y=0&zoom=1",
+                "frame/?source=1", f"frame/?source={hit['source']}&frame=-1"):
+        assert get_json(client, f"{base}{bad}", 400)
+    assert "this map has zoom levels 0 to" in get_json(client, f"{base}point/?x=0&y=0&zoom={zoom + 1}", 404)["detail"]
+    assert "not on this map" in get_json(client, f"{base}frame/?source={hit['source']}&frame=99999", 404)["detail"]
 
 
 def test_a_videos_path_is_its_frames_in_time_order(client, mapped):
@@ -169,7 +156,7 @@ def test_a_collection_without_a_map_reports_its_progress(client, mapped):
     state = get_json(client, f"/api/collections/{waiting.pk}/map/")
     assert not state["ready"] and state["jobs"][0]["id"] == job.pk
     assert "stage features (40%" in state["status"]
-    detail = get_json(client, f"/api/collections/{waiting.pk}/map/similar/?source=1&frame=0", 404)["detail"]
+    detail = get_json(client, f"/api/collections/{waiting.pk}/map/similar/?source=1&frame=0", 409)["detail"]
     assert "no map yet" in detail and f"job {job.pk}" in detail
     assert client.get(f"/collections/{waiting.pk}/map/").status_code == 200
 
@@ -235,7 +222,7 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={sources['original.mp4'].pk}")
     x, y = path["points"][path["frames"].index(180)]
     zoom = state["max_zoom"] - 2
-    hit = get_json(client, f"/api/collections/{collection.pk}/map/frame/?x={x}&y={y}&zoom={zoom}")
+    hit = get_json(client, f"/api/collections/{collection.pk}/map/point/?x={x}&y={y}&zoom={zoom}")
     browser.get(f"{page}#z={zoom}&x={x}&y={y}")
     browser.refresh()  # a new hash alone does not reload the page
     wait_for(browser, "document.querySelectorAll('img.leaflet-tile-loaded').length > 0")

@@ -71,24 +71,34 @@ def test_impossible_posters_get_400_with_the_reason(client, settings):
         assert response.status_code == 400, response.content
         return str(response.json())
 
-    assert "columns and rows must be 1 to 2000 (got 0 x 4)" in refused(columns=0)
+    # Each field on its own, as the schema states it; then what the fields make together.
+    assert "'columns': ['Ensure this value is greater than or equal to 1.']" in refused(columns=0)
+    assert "'format': ['\"gif\" is not a valid choice.']" in refused(format="gif")
+    assert "'centre_y': ['A valid number is required.']" in refused(centre_y="0.5")
     assert "lies outside the map" in refused(centre_x=5.0, window_width=1.0)
-    assert "format must be one of png, tiff, pdf (got 'gif')" in refused(format="gif")
+    # A poster over the cell cap, planned or rendered: refused before any frame is assigned.
+    for url in ("/api/posters/", "/api/posters/plan/"):
+        response = client.post(url, whole_map(collection, columns=2000, rows=2000), content_type="application/json")
+        assert response.status_code == 400
+        assert "2000 x 2000 cells is more than the limit of 40,000 (POSTER_MAX_CELLS)" in str(response.json())
     assert "A valid number is required" in refused(centre_y="middle")
     settings.POSTER_MAX_PIXELS = 1000
     assert "535 x 240 pixels is more than the limit of 1,000 (POSTER_MAX_PIXELS)" in refused()
     assert client.post("/api/posters/", {**whole_map(collection), "collection": 999999},
                        content_type="application/json").status_code == 404
     settings.POSTER_MAX_PIXELS = 10**9
-    assert "has no map yet" in refused()
+    no_map = client.post("/api/posters/", whole_map(collection), content_type="application/json")
+    assert no_map.status_code == 409 and "has no map yet" in no_map.json()["detail"]
     assert not Poster.objects.filter(collection=collection).exists()
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.worker
-def test_posters_end_to_end(client, mapped, tmp_path):
+def test_posters_end_to_end(client, mapped, tmp_path, settings, monkeypatch):
     """One ingest for all of it (a transactional test empties the database when it ends)."""
     preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapped)
+    a_large_plan_gives_the_size_and_a_bound_without_assigning_frames(client, mapped, monkeypatch)
+    downloads_are_named_after_the_collection_whatever_its_name(client, mapped, settings)
     print_poster_from_the_command_line_takes_each_frame_from_its_source_at_its_time(mapped, tmp_path)
     vanished_source_leaves_its_cells_blank_with_a_warning(client, mapped)
     source_swapped_for_a_named_pipe_is_not_opened(client, mapped)
@@ -134,6 +144,57 @@ def preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapp
     assert np.array_equal(read_image(second.file_path), pixels) and second.params == poster.params
     listed = client.get(f"/api/posters/?collection={collection.pk}").json()["results"]
     assert [p["id"] for p in listed][:2] == [second.pk, poster.pk] and listed[0]["download"]
+
+
+def a_large_plan_gives_the_size_and_a_bound_without_assigning_frames(client, mapped, monkeypatch):
+    """Over PLAN_PREVIEW_CELLS cells the request does not solve the assignment (whose cost
+    grows fast with the cells): it answers the size and how many cells at most show a frame."""
+    from explorer.api import PLAN_PREVIEW_CELLS
+    from workers.pipeline import posters
+
+    collection, _ = mapped
+    assigned = []
+    real_assign = posters.assign_frames
+    monkeypatch.setattr(posters, "assign_frames", lambda spec, xy: assigned.append(spec.columns * spec.rows)
+                        or real_assign(spec, xy))
+    small = client.post("/api/posters/plan/", whole_map(collection), content_type="application/json").json()
+    assert small["exact"] and small["cells"] and small["preview"] is None and assigned == [20]
+    large = client.post("/api/posters/plan/", whole_map(collection, columns=60, rows=48),
+                        content_type="application/json")
+    assert large.status_code == 200, large.content
+    plan = large.json()
+    assert assigned == [20] and 60 * 48 > PLAN_PREVIEW_CELLS
+    assert plan["cells"] is None and not plan["exact"] and "only posters of up to 2,500 cells" in plan["preview"]
+    assert (plan["width"], plan["height"], plan["cell_count"]) == (60 * 107, 48 * 60, 2880)
+    frames = sum(source.frame_count for source in collection.sources.all())
+    assert small["filled"] <= plan["filled"] <= frames and plan["filled"] + plan["blank"] == 2880
+
+
+def downloads_are_named_after_the_collection_whatever_its_name(client, mapped, settings):
+    """Line breaks, quotes and non-ASCII letters in a collection's name: the download answers,
+    its Content-Disposition has exactly one file name, and that name reads back whole."""
+    import email.message
+
+    collection, _ = mapped
+    poster = Poster.objects.filter(collection=collection, file_size__gt=0).first()
+    original = collection.name
+    try:
+        for name in ["two\r\nlines", 'quoted"; filename="evil.exe', "Ünïcødé 日本 poster"]:
+            Collection.objects.filter(pk=collection.pk).update(name=name)
+            for accel in ("", "/protected/data/"):  # served by Django, or handed to nginx
+                settings.DATA_ACCEL_REDIRECT = accel
+                download = client.get(f"/posters/{poster.pk}/file")
+                assert download.status_code == 200, (name, accel)
+                header = download["Content-Disposition"]
+                assert "\r" not in header and "\n" not in header and header.isascii()
+                parsed = email.message.Message()
+                parsed["Content-Disposition"] = header
+                params = parsed.get_params(header="content-disposition")
+                assert params[0] == ("attachment", "") and [key for key, _ in params[1:]] == ["filename"], header
+                assert parsed.get_filename() == f"{name}-poster-{poster.pk}.png", header
+    finally:
+        settings.DATA_ACCEL_REDIRECT = ""
+        Collection.objects.filter(pk=collection.pk).update(name=original)
 
 
 def print_poster_from_the_command_line_takes_each_frame_from_its_source_at_its_time(mapped, tmp_path):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.media import ffmpeg
-from workers.pipeline.posters import (BACKGROUND, PosterError, PosterSpec, assign_frames, fills_a_cell,
-                                      render_poster)
+from workers.pipeline.posters import (BACKGROUND, LIMITS, PosterError, PosterSpec, assign_frames, cells_in_reach,
+                                      fills_a_cell, render_poster)
 from workers.pipeline.sampling import MediaError, full_resolution_frames
 
 
@@ -34,6 +34,23 @@ def test_impossible_parameters_are_refused_with_every_reason():
         PosterSpec.from_dict({"centre_x": 0, "centre_y": 0, "window_width": 1, "rows": 2})
     # Rotated by 45 degrees, a window beside the map still reaches into it.
     assert spec(centre_x=1.6, window_width=1.0, columns=1, rows=1, rotation=45).problems(10**9) == []
+
+
+def test_every_number_has_a_range_and_the_cells_a_cap():
+    # Found by the fuzzer: 1 mm at 10 dpi is no pixel at all (and its size in mm divided by zero).
+    assert spec(width_mm=1.0, dpi=10.0).problems(10**9) == [
+        "0 x 1 pixels cannot hold 4 x 3 cells (width_mm and dpi make it that small)"]
+    assert spec(columns=200, rows=200).problems(10**12, max_cells=40_000) == []
+    assert spec(columns=201, rows=200).problems(10**12, max_cells=40_000) == [
+        "201 x 200 cells is more than the limit of 40,000 (POSTER_MAX_CELLS)"]
+    for name, (low, high) in LIMITS.items():
+        step = 1 if isinstance(low, int) else (high - low) * 1e-3
+        base = dict(window_width=20.0, columns=1, rows=1) if name.startswith("centre") else {}  # reaching the map
+        for value in (low, high):
+            assert spec(**{**base, name: value}).problems(10**15) == [], (name, value)
+        for value in (low - step, high + step):
+            [reason] = spec(**{**base, name: value}).problems(10**15)
+            assert reason.startswith((name, "tiles", "columns and rows")), reason
 
 
 def test_the_article_poster_and_a_print_size_in_pixels():
@@ -70,6 +87,13 @@ def test_each_cell_gets_the_frame_at_its_centre_and_no_frame_twice():
     assert fills_a_cell(poster, xy) and fills_a_cell(poster, crowd)
     assert not fills_a_cell(poster, far) and (assign_frames(poster, far) < 0).all()
     assert fills_a_cell(spec(columns=5, rows=4, empty="nearest"), far)
+
+    # Without solving the assignment, an upper bound of the cells it fills.
+    nearest = spec(columns=5, rows=4, empty="nearest")
+    for poster_, frames in [(poster, xy), (poster, crowd), (poster, far), (nearest, crowd)]:
+        assert cells_in_reach(poster_, frames) >= int((assign_frames(poster_, frames) >= 0).sum())
+    assert cells_in_reach(poster, xy) == 20 and cells_in_reach(poster, far) == 0
+    assert cells_in_reach(nearest, far) == 20
 
 
 def colour_frames(n):

@@ -49,7 +49,7 @@ function sourceCard(source) {
 async function refresh() {
   const [collection, sources, jobs, posters] = await Promise.all([
     getJSON(`/api/collections/${collectionId}/`),
-    getJSON(`/api/sources/?collection=${collectionId}&limit=${shown}`),
+    getPages(`/api/sources/?collection=${collectionId}&limit=${Math.min(shown, 1000)}`, shown),
     getJSON(`/api/jobs/?collection=${collectionId}&limit=3`),
     getJSON(`/api/posters/?collection=${collectionId}&limit=50`),
   ]);
@@ -57,7 +57,7 @@ async function refresh() {
   document.getElementById("posters-heading").hidden = posters.count === 0;
   document.getElementById("jobs").replaceChildren(
     embeddingElement(collection.embedding), ...jobs.results.map(jobElement));
-  list.replaceChildren(...sources.results.map(sourceCard));
+  list.replaceChildren(...sources.rows.map(sourceCard));
   document.getElementById("more").hidden = sources.count <= shown;
   const busy = jobs.results.some((job) => !job.finished_at);
   setTimeout(() => refresh().catch(console.error), busy ? 1000 : 10000);

@@ -4,7 +4,7 @@
 
 async function refresh() {
   const [collections, jobs] = await Promise.all([
-    getJSON("/api/collections/"), getJSON("/api/jobs/?limit=200"),
+    getPages("/api/collections/?limit=1000").then((found) => found.rows), getJSON("/api/jobs/?limit=200"),
   ]);
   const body = document.querySelector("#collections tbody");
   body.replaceChildren();

@@ -26,6 +26,20 @@ function textElement(text) {
   return span;
 }
 
+// The rows of a paginated list (the API answers { count, next, previous, results } a page
+// of at most 1000 at a time), following `next` until there is none or `atMost` are read.
+// Returns { rows, count }, count being the whole list's.
+async function getPages(url, atMost = Infinity) {
+  const rows = [];
+  let count = 0;
+  for (let next = url; next && rows.length < atMost;) {
+    const page = await getJSON(next);
+    rows.push(...page.results);
+    ({ count, next } = page);
+  }
+  return { rows: rows.slice(0, atMost), count };
+}
+
 function jobElement(job) {
   const div = document.createElement("div");
   div.className = `job status-${job.status}`;

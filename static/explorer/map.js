@@ -97,7 +97,7 @@ function cellAt(latlng) {
   return { key: `${level}/${column}/${row}`, box: L.latLngBounds(corner(column, row), corner(column + 1, row + 1)) };
 }
 
-function frameQuery(latlng) {
+function pointQuery(latlng) {
   const { x, y } = fromLatLng(latlng);
   return `x=${x.toFixed(6)}&y=${y.toFixed(6)}&zoom=${map.getZoom()}`;
 }
@@ -110,7 +110,7 @@ async function hoverAt(latlng) {
   const request = ++hover.request;
   await new Promise((resolve) => setTimeout(resolve, 60)); // wait until the pointer rests a moment
   if (request !== hover.request) return;
-  const response = await fetch(`${api}frame/?${frameQuery(latlng)}`);
+  const response = await fetch(`${api}point/?${pointQuery(latlng)}`);
   if (request !== hover.request || !response.ok) return;
   const frame = await response.json();
   hover.box = L.rectangle(cell.box, { weight: 1, color: "#fff", fill: false, interactive: false })
@@ -127,7 +127,7 @@ function clearHover() {
 }
 
 async function selectAt(latlng) {
-  const response = await fetch(`${api}frame/?${frameQuery(latlng)}`);
+  const response = await fetch(`${api}point/?${pointQuery(latlng)}`);
   if (response.ok) select(null, await response.json());
 }
 

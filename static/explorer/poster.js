@@ -68,7 +68,8 @@ async function previewPoster(form) {
       { color: "#ffb000", weight: 2, fill: false, interactive: false }).addTo(map);
     summary.className = "";
     summary.textContent = `${plan.width} × ${plan.height} px · ${(plan.size_mm[0] / 10).toFixed(1)} × ` +
-      `${(plan.size_mm[1] / 10).toFixed(1)} cm · ${plan.filled} frame(s), ${plan.blank} blank cell(s)`;
+      `${(plan.size_mm[1] / 10).toFixed(1)} cm · ` + (plan.exact ? `${plan.filled} frame(s), ${plan.blank} blank cell(s)`
+        : `${plan.cell_count} cells, up to ${plan.filled} with a frame`);
     grid.replaceChildren();
     if (plan.cells) {
       grid.style.gridTemplateColumns = `repeat(${plan.cells[0].length}, 1fr)`;
@@ -76,7 +77,7 @@ async function previewPoster(form) {
         grid.append(cell ? element("img", { src: cell.image, loading: "lazy", alt: "" }) : element("span"));
       }
     } else {
-      grid.append(element("p", { className: "message", textContent: "too many cells to preview one by one" }));
+      grid.append(element("p", { className: "message", textContent: plan.preview }));
     }
     document.getElementById("render-poster").disabled = false;
   } catch (error) {

@@ -187,7 +187,7 @@ def child_serve(collection_id, n_frames, n_tiles, n_queries):
     hover = []
     for row in rng.integers(0, n_frames, 300):
         x, y = current.layout[row]
-        response_ms = timed(f"/api/collections/{collection.pk}/map/frame/?x={x}&y={y}"
+        response_ms = timed(f"/api/collections/{collection.pk}/map/point/?x={x}&y={y}"
                             f"&zoom={int(rng.integers(0, grid.max_zoom + 1))}")
         hover.append(response_ms)
     similar = []

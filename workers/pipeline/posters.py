@@ -26,6 +26,14 @@ QUALITIES = ("preview", "print")
 EMPTY_CELLS = ("blank", "nearest")
 BACKGROUND = (255, 255, 255)  # paper
 MAX_CELLS_PER_SIDE = 2000
+# The range of each number a poster may ask for (the API's schema states the same). The
+# map spans -1 to 1: a window may reach past it, but not be ten times its size.
+LIMITS = {
+    "centre_x": (-10.0, 10.0), "centre_y": (-10.0, 10.0), "window_width": (0.0001, 20.0),
+    "columns": (1, MAX_CELLS_PER_SIDE), "rows": (1, MAX_CELLS_PER_SIDE),
+    "tile_width": (8, 20_000), "tile_height": (8, 20_000), "rotation": (-360.0, 360.0),
+    "width_mm": (1.0, 100_000.0), "dpi": (10.0, 2400.0),
+}
 CANDIDATES_PER_CELL = 32
 
 
@@ -84,7 +92,7 @@ class PosterSpec:
             return float(self.width_mm), self.width_mm * height / width
         return width / self.dpi * 25.4, height / self.dpi * 25.4
 
-    def problems(self, max_pixels):
+    def problems(self, max_pixels, max_cells=None):
         """Everything wrong with these parameters, as sentences (empty when they are fine)."""
         found = []
         numbers = {"centre_x": self.centre_x, "centre_y": self.centre_y, "window_width": self.window_width,
@@ -100,21 +108,27 @@ class PosterSpec:
             return found
         if not 1 <= self.columns <= MAX_CELLS_PER_SIDE or not 1 <= self.rows <= MAX_CELLS_PER_SIDE:
             found.append(f"columns and rows must be 1 to {MAX_CELLS_PER_SIDE} (got {self.columns} x {self.rows})")
-        if self.tile_width < 8 or self.tile_height < 8:
-            found.append(f"tiles must be at least 8x8 pixels (got {self.tile_width}x{self.tile_height})")
-        if self.window_width <= 0:
-            found.append(f"window_width must be positive (got {self.window_width})")
+        elif max_cells and self.columns * self.rows > max_cells:
+            found.append(f"{self.columns} x {self.rows} cells is more than the limit of {max_cells:,} "
+                         "(POSTER_MAX_CELLS)")
+        low, high = LIMITS["tile_width"]
+        if not (low <= self.tile_width <= high and low <= self.tile_height <= high):
+            found.append(f"tiles must be {low}x{low} to {high}x{high} pixels "
+                         f"(got {self.tile_width}x{self.tile_height})")
+        for name in ("centre_x", "centre_y", "window_width", "rotation", "dpi"):
+            low, high = LIMITS[name]
+            if not low <= getattr(self, name) <= high:
+                found.append(f"{name} must be {low:g} to {high:g} (got {getattr(self, name):g})")
         if self.format not in FORMATS:
             found.append(f"format must be one of {', '.join(FORMATS)} (got {self.format!r})")
         if self.quality not in QUALITIES:
             found.append(f"quality must be one of {', '.join(QUALITIES)} (got {self.quality!r})")
         if self.empty not in EMPTY_CELLS:
             found.append(f"empty must be one of {', '.join(EMPTY_CELLS)} (got {self.empty!r})")
-        if not 10 <= self.dpi <= 2400:
-            found.append(f"dpi must be 10 to 2400 (got {self.dpi})")
-        if self.width_mm is not None and (not isinstance(self.width_mm, (int, float)) or not self.width_mm > 0
-                                          or not math.isfinite(self.width_mm)):
-            found.append(f"width_mm must be a positive number of millimetres (got {self.width_mm!r})")
+        low, high = LIMITS["width_mm"]
+        if self.width_mm is not None and (not isinstance(self.width_mm, (int, float)) or isinstance(self.width_mm, bool)
+                                          or not low <= self.width_mm <= high):
+            found.append(f"width_mm must be {low:g} to {high:,g} millimetres, or none (got {self.width_mm!r})")
         if found:
             return found
         corners = self.corners()
@@ -123,13 +137,16 @@ class PosterSpec:
             found.append(f"the window ({self.window_width:g} wide around {self.centre_x:g}, {self.centre_y:g}) "
                          "lies outside the map, which spans -1 to 1 on both axes")
         width, height = self.pixel_size
+        if width < self.columns or height < self.rows:
+            found.append(f"{width} x {height} pixels cannot hold {self.columns} x {self.rows} cells "
+                         "(width_mm and dpi make it that small)")
         if width * height > max_pixels:
             found.append(f"{width} x {height} pixels is more than the limit of {max_pixels:,} "
                          "(POSTER_MAX_PIXELS)")
         return found
 
-    def validate(self, max_pixels):
-        found = self.problems(max_pixels)
+    def validate(self, max_pixels, max_cells=None):
+        found = self.problems(max_pixels, max_cells)
         if found:
             raise PosterError("; ".join(found))
         return self
@@ -173,6 +190,20 @@ def fills_a_cell(spec, xy):
         return len(candidates) > 0
     distances, _ = cKDTree(spec.cell_centres().reshape(-1, 2)).query(xy[candidates], distance_upper_bound=radius)
     return bool(np.isfinite(distances).any())
+
+
+def cells_in_reach(spec, xy):
+    """How many cells have a frame within reach: at most that many are filled, without
+    solving the assignment (whose cost grows much faster with the cells)."""
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(xy, dtype=np.float64)
+    candidates, radius = _candidates(spec, xy)
+    n_cells = spec.columns * spec.rows
+    if len(candidates) == 0 or not np.isfinite(radius):
+        return min(n_cells, len(candidates))
+    distances, _ = cKDTree(xy[candidates]).query(spec.cell_centres().reshape(-1, 2), distance_upper_bound=radius)
+    return min(int(np.isfinite(distances).sum()), len(candidates))
 
 
 def assign_frames(spec, xy):

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from explorer.cli import LocalWorkers, collection_named, follow, summarize
-from explorer.jobs import start_poster
+from explorer.jobs import NotReady, start_poster
 from explorer.models import Poster
 from workers.pipeline.posters import PosterError
 
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         with LocalWorkers(options["workers"], self.stdout):
             try:
                 poster = start_poster(collection, params, again=options["again"])
-            except PosterError as exc:
+            except (PosterError, NotReady) as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"{'Already rendering' if poster.reused else 'Rendering'} poster {poster.pk} "
                               f"of {collection.name!r} (job {poster.job_id})\n")
