@@ -178,14 +178,14 @@ class PosterRequestSerializer(ExactFields, serializers.Serializer):
     dpi = _limited(StrictFloatField, "dpi", default=300.0)
 
 
-def started(serializer, what, **errors):
+def started(serializer, what, errors=None):
     """The answers to a request that starts a job: 202 with the new job (or poster), or 200
     with the identical one that was queued or running already (explorer/jobs.py); and the
     request's own error answers."""
     return {202: OpenApiResponse(serializer, description=f"Started: the new {what}; poll its job."),
             200: OpenApiResponse(serializer, description=(
                 f"An identical {what} (same kind, collection and parameters) was queued or running already: "
-                "that one, and no new job.")), **errors}
+                "that one, and no new job.")), **(errors or {})}
 
 
 def _started_response(serializer, started_object):
@@ -257,8 +257,8 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=IngestRequestSerializer, responses=started(
         JobSerializer, "ingest job",
-        **{403: error_response("A path outside MEDIA_ROOTS (or none is set): `errors` says which."),
-           404: error_response("No such collection, or no such file or folder: `detail` says which.")}))
+        {403: error_response("A path outside MEDIA_ROOTS (or none is set): `errors` says which."),
+         404: error_response("No such collection, or no such file or folder: `detail` says which.")}))
     @action(detail=True, methods=["post"])
     def ingest(self, request, pk=None):
         """Start ingesting files and folders into this collection; poll the returned job."""
@@ -269,7 +269,7 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return _started_response(JobSerializer, job)
 
     @extend_schema(request=NO_PARAMETERS, responses=started(
-        JobSerializer, "training job", **{409: error_response("The collection has no frames to train on yet.")}))
+        JobSerializer, "training job", {409: error_response("The collection has no frames to train on yet.")}))
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
         """Refit PCA and retrain the autoencoder on the whole collection, then re-place every frame.
@@ -290,7 +290,7 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return _listed(self, Poster.objects.select_related("job", "collection"), CollectionFilter)
 
-    @extend_schema(request=PosterRequestSerializer, responses=started(PosterSerializer, "poster", **{409: NO_MAP}))
+    @extend_schema(request=PosterRequestSerializer, responses=started(PosterSerializer, "poster", {409: NO_MAP}))
     def create(self, request):
         """Render a poster of a region of the collection's map; poll its job. Impossible
         parameters get 400 with every reason."""
@@ -345,7 +345,7 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
                          "filled": filled, "blank": cell_count - filled, "exact": cells is not None,
                          "corners": spec.corners().tolist(), "cells": cells, "preview": preview})
 
-    @extend_schema(request=NO_PARAMETERS, responses=started(PosterSerializer, "poster", **{409: error_response(
+    @extend_schema(request=NO_PARAMETERS, responses=started(PosterSerializer, "poster", {409: error_response(
         "The collection's current map or this server's limits no longer allow this poster: `detail` says why.")}))
     @action(detail=True, methods=["post"])
     def again(self, request, pk=None):

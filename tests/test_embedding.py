@@ -229,6 +229,7 @@ def test_the_web_process_loads_no_heavy_library():
             "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'cv2', 'av', 'scipy', 'workers.tasks')"
             " if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                            env=dict(os.environ, DJANGO_SETTINGS_MODULE="explorer.settings"))
+                            env=dict(os.environ, DJANGO_SETTINGS_MODULE="explorer.settings",
+                                     DJANGO_SECRET_KEY="as-deployed-" + "k" * 50))  # wsgi refuses the dev key
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
