@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET
 from explorer.maps import snapshot
 from explorer.models import Collection, Job, Source
 from workers.pipeline.arrays import open_array
-from workers.pipeline.files import is_inside
+from workers.pipeline.files import is_inside, open_regular
 
 
 @require_GET
@@ -68,17 +68,23 @@ def source_file(request, source_id):
         response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = accel
         return response
-    size = path.stat().st_size
+    try:
+        handle = open_regular(path)  # checked again on the open file: a swap cannot hang the server
+    except OSError:  # NotRegularFile included
+        raise Http404(f"source {source_id}'s file is no longer a regular file") from None
+    size = os.fstat(handle.fileno()).st_size
     wanted = _byte_range(request.headers.get("Range"), size)
     if wanted is None:
-        response = FileResponse(open(path, "rb"), content_type=content_type)
+        response = FileResponse(handle, content_type=content_type)
     elif wanted == "unsatisfiable":
+        handle.close()
         response = HttpResponse(status=416)
         response["Content-Range"] = f"bytes */{size}"
         return response
     else:
         start, end = wanted
-        response = StreamingHttpResponse(_read(path, start, end - start + 1), status=206, content_type=content_type)
+        response = StreamingHttpResponse(_read(handle, start, end - start + 1), status=206,
+                                         content_type=content_type)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
         response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
@@ -149,8 +155,8 @@ def _byte_range(header, size):
     return first, last
 
 
-def _read(path, offset, length, block=1 << 16):
-    with open(path, "rb") as handle:
+def _read(handle, offset, length, block=1 << 16):
+    with handle:
         handle.seek(offset)
         while length > 0:
             data = handle.read(min(block, length))
