@@ -43,7 +43,7 @@ def test_html_in_file_and_collection_names_is_shown_as_text(browser, web_server,
     path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={source.pk}")
     x, y = path["points"][0]
     zoom = state["max_zoom"] - 2
-    hit = get_json(client, f"/api/collections/{collection.pk}/map/frame/?x={x}&y={y}&zoom={zoom}")
+    hit = get_json(client, f"/api/collections/{collection.pk}/map/point/?x={x}&y={y}&zoom={zoom}")
     browser.get(f"{web_server}/collections/{collection.pk}/map/#z={zoom}&x={x}&y={y}")
     browser.refresh()
     wait_for(browser, "document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
