@@ -120,15 +120,32 @@ def make_user(name, role):
     return user
 
 
+def token_client(name, role):
+    """Django's test client, signed in with the user's API token: no session is written, so
+    a test in a transaction (pytest-django's `django_db`) holds no write lock on the test
+    database that a server or worker process would then wait on."""
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    key = Token.objects.get_or_create(user=make_user(name, role))[0].key
+    return Client(headers={"Authorization": f"Token {key}"})
+
+
+@pytest.fixture(scope="session")
+def known_users(django_db_setup, django_db_blocker):
+    """The test users and their tokens, committed once: the tests in a transaction (which
+    pytest-django runs first) then only read them. Tests that flush the database after
+    themselves make them again as they run."""
+    with django_db_blocker.unblock():
+        for name, role in (("test-editor", "editor"), ("test-viewer", "viewer")):
+            token_client(name, role)
+
+
 @pytest.fixture
-def client():
+def client(known_users):
     """The test client signed in as an editor: tests of features act as the people who use
     them; tests of the access rules themselves use `anonymous_client` and `viewer_client`."""
-    from django.test import Client
-
-    signed_in = Client()
-    signed_in.force_login(make_user("test-editor", "editor"))
-    return signed_in
+    return token_client("test-editor", "editor")
 
 
 @pytest.fixture
@@ -139,12 +156,8 @@ def anonymous_client():
 
 
 @pytest.fixture
-def viewer_client():
-    from django.test import Client
-
-    signed_in = Client()
-    signed_in.force_login(make_user("test-viewer", "viewer"))
-    return signed_in
+def viewer_client(known_users):
+    return token_client("test-viewer", "viewer")
 
 
 @pytest.fixture(scope="module")

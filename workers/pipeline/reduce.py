@@ -41,16 +41,22 @@ class StreamingPCA:
                 progress(min(0.99, seen / n_rows))
         mean = total / seen
         covariance = (outer - seen * np.outer(mean, mean)) / max(seen - 1, 1)
-        variances, vectors = np.linalg.eigh(covariance)  # ascending order
         self.n_fitted_components_ = min(self.n_components, seen - 1, len(mean))
-        top = np.argsort(variances)[::-1][:self.n_fitted_components_]
+        # Only the top eigenpairs (LAPACK's evr): about twice as fast as all 4096 of them.
+        from scipy.linalg import eigh
+
+        dim = len(mean)
+        variances, vectors = eigh(covariance, subset_by_index=[dim - self.n_fitted_components_, dim - 1],
+                                  driver="evr")  # ascending order
+        top = np.argsort(variances)[::-1]
         components = vectors[:, top].T
         # A deterministic sign per component (as scikit-learn does): the same data, the same map.
         signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
         self.components_ = (components * signs[:, None]).astype(np.float32)
         self.mean_ = mean.astype(np.float32)
+        # The total variance is the covariance's trace: no need for the other eigenvalues.
         self.explained_variance_ratio_ = (np.clip(variances[top], 0, None)
-                                          / max(np.clip(variances, 0, None).sum(), 1e-12)).astype(np.float32)
+                                          / max(float(np.trace(covariance)), 1e-12)).astype(np.float32)
         self.n_features_in_ = len(mean)
         if progress:
             progress(1.0)
