@@ -115,7 +115,9 @@ def make_user(name, role):
     from explorer.access import EDITOR, EDITORS_GROUP
 
     user, _ = get_user_model().objects.get_or_create(username=name)
-    if role == EDITOR:
+    # Only when missing: add() writes (INSERT OR IGNORE) even then, and a write inside a
+    # test's transaction holds SQLite's write lock that server and worker processes wait on.
+    if role == EDITOR and not user.groups.filter(name=EDITORS_GROUP).exists():
         user.groups.add(Group.objects.get_or_create(name=EDITORS_GROUP)[0])
     return user
 
