@@ -1,29 +1,20 @@
 """Starting and cancelling jobs, for the command line and the API alike. Tasks are sent
 by name after the transaction commits, so a worker never looks for a row that is not
-there yet, and the web process never imports the pipeline. Starting a job identical to
+there yet, and the web process never imports the pipeline's workers (a test checks). Starting a job identical to
 one that is queued or running (same kind, collection and parameters) returns that job,
 marked `reused`, instead of queuing another."""
-import logging
-import time
 from contextlib import contextmanager
 
 from django.db import transaction
 from django.db.models import F
-from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from explorer.models import Collection, Job, Source
-from workers.celery import app as celery_app
-
-log = logging.getLogger(__name__)
+from workers import lifecycle, stages
+from workers.celery import send
 
 
 class NotReady(ValueError):
     """The collection cannot do this yet (no frames to train on, no map for a poster)."""
-
-
-RUN_STAGE_TASK = "workers.tasks.run_stage"  # (job id, stage): begins or resumes a stage
-SAMPLE_TASK = "workers.tasks.sample"  # (job id, source id)
-FEATURES_TASK = "workers.tasks.features"  # (job id, work item id)
 
 
 def start_ingest(collection, paths, embed=True, roots=None):
@@ -36,8 +27,9 @@ def start_ingest(collection, paths, embed=True, roots=None):
     if roots is not None:
         params["roots"] = [str(r) for r in roots]
     with _one_start_at_a_time(collection):
-        return _open_identical(collection, Job.Kind.INGEST, params, stages=("scan",)) or _create(
-            collection, Job.Kind.INGEST, "scan", params)
+        # Only one that has not left its first stage: see above.
+        return _open_identical(collection, Job.Kind.INGEST, params, at_first_stage=True) or _create(
+            collection, Job.Kind.INGEST, params)
 
 
 def start_training(collection):
@@ -48,8 +40,7 @@ def start_training(collection):
         if not collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists():
             raise NotReady(f"collection {collection.name!r} has no sampled frames to train on: "
                            "ingest media first")
-        return _open_identical(collection, Job.Kind.TRAIN, params) or _create(
-            collection, Job.Kind.TRAIN, "features", params)
+        return _open_identical(collection, Job.Kind.TRAIN, params) or _create(collection, Job.Kind.TRAIN, params)
 
 
 def poster_spec(params):
@@ -90,7 +81,7 @@ def start_poster(collection, params, again=None):
         if rendering is not None:
             rendering.reused = rendering.job.reused = True
             return rendering
-        job = _create(collection, Job.Kind.POSTER, "poster", {"again": again} if again else {})
+        job = _create(collection, Job.Kind.POSTER, {"again": again} if again else {})
         poster = Poster.objects.create(collection=collection, job=job, params=spec.as_dict(),
                                        map_version=current.version)
         poster.reused = False
@@ -112,57 +103,36 @@ def _open_jobs(collection, kind):
     return Job.objects.filter(collection=collection, kind=kind, status__in=(Job.Status.QUEUED, Job.Status.RUNNING))
 
 
-def _open_identical(collection, kind, params, stages=None):
+def _open_identical(collection, kind, params, at_first_stage=False):
     """The job of this kind and these parameters that is queued or running on the collection
-    (at one of `stages`, when given), marked `reused`; None when there is none. Parameters
-    are compared here, not in SQL, where JSON equality differs between databases (and a
-    collection has few open jobs)."""
+    (still at its first stage, if so asked), marked `reused`; None when there is none.
+    Parameters are compared here, not in SQL, where JSON equality differs between databases
+    (and a collection has few open jobs)."""
     jobs = _open_jobs(collection, kind)
-    if stages:
-        jobs = jobs.filter(stage__in=stages)
+    if at_first_stage:
+        jobs = jobs.filter(stage=stages.first_for(kind))
     job = next((job for job in jobs if job.params == params), None)
     if job is not None:
         job.reused = True
     return job
 
 
-def _create(collection, kind, stage, params):
-    job = Job.objects.create(collection=collection, kind=kind, stage=stage, params=params,
+def _create(collection, kind, params):
+    job = Job.objects.create(collection=collection, kind=kind, stage=stages.first_for(kind), params=params,
                              message="waiting for a worker")
     job.reused = False
-    enqueue(RUN_STAGE_TASK, job.pk, job.stage)
+    enqueue(stages.RUN_STAGE_TASK, job.pk, job.stage)
     return job
 
 
 def cancel(job):
     """Cancel a queued or running job; False when it had finished already. What it has not
     begun is never run, a running stage stops at its next progress report, and the map being
-    served stays as it is (workers/jobflow.py)."""
-    from workers.jobflow import cancel as cancel_job
-
-    return cancel_job(job.pk)
+    served stays as it is (workers/lifecycle.py)."""
+    return lifecycle.cancel(job.pk)
 
 
 def enqueue(task_name, *args, countdown=None, patience=0.0):
-    """Send the task once the current transaction commits (at once outside one); see send."""
+    """Send the task once the current transaction commits (at once outside one); see
+    workers.celery.send."""
     transaction.on_commit(lambda: send(task_name, *args, countdown=countdown, patience=patience))
-
-
-def send(task_name, *args, countdown=None, patience=0.0):
-    """Send a task message; returns whether it went. The Job rows are the truth and a message
-    only wakes a worker, so a broker that cannot be reached fails nothing: the send is tried
-    again with backoff for up to `patience` seconds, then given up with a warning. The job,
-    whose row still says what comes next, stops reporting, and the recovery in every worker
-    (workers/recovery.py) resumes it once the broker is back."""
-    deadline, pause = time.monotonic() + patience, 0.5
-    while True:
-        try:
-            celery_app.send_task(task_name, args=list(args), countdown=countdown)
-            return True
-        except BrokerUnreachable as exc:
-            if time.monotonic() + pause > deadline:
-                log.warning("%s%s not sent, the broker is unreachable (%s): recovery resends it once it is back",
-                            task_name, tuple(args), exc)
-                return False
-            time.sleep(pause)
-            pause = min(2 * pause, 10.0)

@@ -24,7 +24,7 @@ class Collection(models.Model):
     # Sampling parameters shared by every source of the collection (SamplingParams).
     sampling = models.JSONField(default=dict)
     # The trained embedding, once there is one: model version, weights, PCA variance,
-    # frame count of the layout... (see workers/tasks.py, stage "layout").
+    # frame count of the layout... (see workers/stages/embed.py).
     embedding = models.JSONField(default=dict, blank=True)
     # The job that holds the collection's models while it refits or places frames (pca,
     # train, layout): one at a time, so two jobs never interleave their models.
@@ -116,28 +116,36 @@ class Job(models.Model):
         TRAIN = "train"  # refit PCA and retrain the autoencoder on the whole collection
         POSTER = "poster"  # render a poster of a region of the map
 
-    # The stages in order; a job skips those it does not need (see workers/jobflow.py).
-    STAGES = ("scan", "sample", "features", "pca", "train", "layout", "poster", "done")
-
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
         SUCCEEDED = "succeeded"  # everything asked for was done
         PARTIAL = "partial"  # finished, but some files failed or were skipped
         FAILED = "failed"  # nothing usable came out, or the job itself broke
-        CANCELLED = "cancelled"  # stopped on request (workers/jobflow.py cancel)
+        CANCELLED = "cancelled"  # stopped on request (workers/lifecycle.py cancel)
 
     FINISHED = (Status.SUCCEEDED, Status.PARTIAL, Status.FAILED, Status.CANCELLED)
+
+    class Skip(models.TextChoices):
+        """Why a file was passed over: the `kind` of each entry of `skipped`."""
+        NOT_MEDIA = "not_media"  # inside a folder, without a video or photo extension
+        DUPLICATE = "duplicate"  # the same content as a file the collection has
+        UNUSABLE = "unusable"  # missing, unreadable, not a regular file, an empty folder, outside the roots
+        LEFT_OFF_MAP = "left_off_map"  # sampled, but its features are incomplete
+        WARNING = "warning"  # used in part: a poster's cells left blank, or made from a newer map
+
+    # Skips that are information, not failure: a job with only these still succeeds.
+    BENIGN_SKIPS = (Skip.NOT_MEDIA, Skip.DUPLICATE)
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INGEST)
     params = models.JSONField(default=dict)  # e.g. {"paths": [...]}
-    stage = models.CharField(max_length=32, default="scan")
+    stage = models.CharField(max_length=32)  # a stage of the registry (workers/stages), or "done"
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)  # of the current stage, 0-1
     message = models.TextField(blank=True)
     error = models.TextField(blank=True)
-    # Files passed over and why: [{"path": ..., "reason": ...}].
+    # Files passed over and why: [{"path": ..., "reason": ..., "kind": a Skip}].
     skipped = models.JSONField(default=list)
     sources = models.ManyToManyField(Source, related_name="jobs", blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)  # the task running its current stage

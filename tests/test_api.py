@@ -137,7 +137,7 @@ def test_a_symlink_inside_a_root_cannot_lead_a_web_ingest_outside(client, worker
     paths = [s["path"] for s in client.get(f"/api/sources/?collection={collection_id}").json()["results"]]
     assert paths == [str(inside)]
     assert {"path": str(media_root / "linked" / "innocent.mp4"),
-            "reason": "a link that leads outside the folders ingested from"} in job.skipped
+            "reason": "a link that leads outside the folders ingested from", "kind": "unusable"} in job.skipped
 
 
 def test_training_asks_for_json_and_for_frames(client, collection_id):
@@ -292,6 +292,6 @@ def test_only_sampled_files_inside_the_allowed_folders_are_served(client, worker
 
     cli_job = wait_for_job(start_ingest(Collection.objects.get(pk=collection_id), [str(cli_folder)], embed=False))
     assert {"path": str(cli_folder / "passwd.mp4"),
-            "reason": "a link that leads outside the folders ingested from"} in cli_job.skipped
+            "reason": "a link that leads outside the folders ingested from", "kind": "unusable"} in cli_job.skipped
     mine = Source.objects.get(collection_id=collection_id, path=str(cli_folder / "mine.mp4"))
     assert client.get(f"/sources/{mine.pk}/file").status_code == 200

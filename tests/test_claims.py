@@ -3,7 +3,7 @@ whose worker keeps dying is given up on."""
 import pytest
 
 from explorer.models import Collection, Source
-from workers.tasks import claim
+from workers.pieces import claim
 
 pytestmark = pytest.mark.django_db
 

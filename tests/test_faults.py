@@ -121,7 +121,7 @@ def test_redis_away_at_a_stage_hand_off_and_the_job_still_finishes(
 def test_a_worker_survives_redis_restarting_twice_while_it_works(media_root, private_redis, spawn_worker):
     """A long task runs while the worker, one pool process free, waits on Redis for more work:
     the state in which a lost connection used to kill the worker process on its way to
-    reconnecting (celery 5.7.0; see workers/celery.py). The long task is one features chunk
+    reconnecting (celery 5.7.0; see workers/worker_side.py). The long task is one features chunk
     of 240 Xception crops: tens of seconds on any CPU, where two restarts take a few."""
     from explorer.jobs import cancel
     from explorer.models import WorkItem

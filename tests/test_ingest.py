@@ -55,8 +55,12 @@ def test_a_messy_folder_ingests_what_it_can_and_says_why_not_the_rest(worker, fo
     assert truncated.status == "ready" and 0 < truncated.frame_count < 12 and truncated.warning
     reasons = {os.path.basename(s["path"]): s["reason"] for s in job.skipped}
     assert reasons["notes.txt"].startswith("not a video or photo")
-    assert reasons["copy of holiday.mp4"].startswith("same content as ")
+    assert reasons["copy of holiday.mp4"] == f"same content as {sources['holiday clip ü.mp4'].path}"
     assert reasons["dangling.mp4"].startswith("cannot read the file")
+    # Each says its kind: what is merely not media or a copy does not make the job partial.
+    kinds = {os.path.basename(s["path"]): s["kind"] for s in job.skipped}
+    assert kinds["notes.txt"] == Job.Skip.NOT_MEDIA and kinds["copy of holiday.mp4"] == Job.Skip.DUPLICATE
+    assert kinds["dangling.mp4"] == Job.Skip.UNUSABLE
     # The frame store holds what the source row says.
     frames = open_array(sources["holiday clip ü.mp4"].frames_dir, "frames")
     index = open_array(sources["holiday clip ü.mp4"].frames_dir, "index")
@@ -94,7 +98,8 @@ def test_unchanged_files_ingested_again_are_a_no_op(worker, folder):
 def test_an_empty_folder_fails_the_job_with_the_reason(worker, folder):
     job = wait_for_job(start_ingest(new_collection(), [folder], embed=False))
     assert job.status == Job.Status.FAILED
-    assert job.skipped == [{"path": str(folder), "reason": "folder holds no video or photo files"}]
+    assert job.skipped == [{"path": str(folder), "reason": "folder holds no video or photo files",
+                            "kind": Job.Skip.UNUSABLE}]
 
 
 def test_photos_and_decompression_bombs(worker, folder):

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from explorer.models import Collection, Job, Source, WorkItem
+from workers import stages
 from tests.conftest import ROOT, worker_env
 from tests.media import make_video
 
@@ -250,4 +251,4 @@ def test_two_identical_requests_at_once_make_one_job(monkeypatch):
         thread.join(60)
     assert results["second"].pk == results["first"].pk and results["second"].reused
     assert Job.objects.filter(collection=collection).count() == 1
-    assert sent == [(jobs.RUN_STAGE_TASK, results["first"].pk, "features")]
+    assert sent == [(stages.RUN_STAGE_TASK, results["first"].pk, "features")]

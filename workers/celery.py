@@ -1,53 +1,45 @@
-"""The Celery application. Configuration comes from Django settings (CELERY_*)."""
+"""The Celery application, and sending a task message. Configuration comes from Django
+settings (CELERY_*).
+
+Both sides import this module, and the web process only sends messages by task name: what
+only a worker needs is named here by strings that only a worker resolves (the modules that
+declare the tasks, from the stage registry; the consumer and the recovery timer, in
+workers/worker_side.py).
+"""
+import logging
 import os
+import time
 
 from celery import Celery
-from celery.worker.consumer import Consumer
+from kombu.exceptions import OperationalError as BrokerUnreachable
+
+from workers import stages
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "explorer.settings")
 
-app = Celery("explorer")
+log = logging.getLogger(__name__)
+
+app = Celery("explorer", include=stages.task_modules())
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"])
+app.conf.worker_consumer = "workers.worker_side:ReconnectingConsumer"
+app.steps["worker"].add("workers.worker_side:RecoveryStep")
 
 
-class ReconnectingConsumer(Consumer):
-    """Celery's consumer, made to survive the loss of its Redis connection while a task runs.
-
-    On a lost connection, celery 5.7.0 (the latest release; 5.6 did not) collect()s the
-    connection and then close()s it again. collect() detaches the transport (its `client`
-    becomes None) but keeps the connection's default channel, and when that channel's first
-    close stopped early (it re-raises the error of the BRPOP it was waiting on: a pool process
-    was free), the second close finishes it and restores the unacknowledged messages through
-    a new Redis pool made from the detached transport: AttributeError "'NoneType' object has
-    no attribute 'hostname'", which no handler expects, and the worker process exits.
-    Forgetting the default channel once collect() has run leaves the second close nothing to
-    do, as in 5.6: the running tasks acknowledge their messages through the channel's own
-    pool when they end. Harmless once celery fixes it; tests/test_faults.py restarts Redis
-    twice under a working worker."""
-
-    def on_connection_error_after_connected(self, exc):
-        connection = self.connection
-        if connection is not None:
-            collect = connection.collect
-
-            def collect_and_forget_the_channel(*args, **kwargs):
-                try:
-                    return collect(*args, **kwargs)
-                finally:
-                    connection._default_channel = None
-
-            connection.collect = collect_and_forget_the_channel
-        super().on_connection_error_after_connected(exc)
-
-
-app.conf.worker_consumer = f"{__name__}:ReconnectingConsumer"
-
-
-def _install_steps():
-    from workers.recovery import RecoveryStep
-
-    app.steps["worker"].add(RecoveryStep)
-
-
-_install_steps()
+def send(task_name, *args, countdown=None, patience=0.0):
+    """Send a task message; returns whether it went. The Job rows are the truth and a message
+    only wakes a worker, so a broker that cannot be reached fails nothing: the send is tried
+    again with backoff for up to `patience` seconds, then given up with a warning. The job,
+    whose row still says what comes next, stops reporting, and the recovery in every worker
+    (workers/recovery.py) resumes it once the broker is back."""
+    deadline, pause = time.monotonic() + patience, 0.5
+    while True:
+        try:
+            app.send_task(task_name, args=list(args), countdown=countdown)
+            return True
+        except BrokerUnreachable as exc:
+            if time.monotonic() + pause > deadline:
+                log.warning("%s%s not sent, the broker is unreachable (%s): recovery resends it once it is back",
+                            task_name, tuple(args), exc)
+                return False
+            time.sleep(pause)
+            pause = min(2 * pause, 10.0)

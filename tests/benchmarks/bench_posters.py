@@ -5,7 +5,7 @@ In a temporary DATA_DIR with its own SQLite database, one child process:
    sources, H.264 with a key frame every 250 frames, as cameras often write), ingests them
    with the real sampling code (1 frame in 20), gives each frame a random place on the map
    (the layout's quality does not matter here), and publishes the map as the layout stage does;
-2. renders, through the worker's own poster stage (`workers.tasks._poster`: assignment,
+2. renders, through the worker's own poster stage (`workers.stages.render.render_poster`: assignment,
    reading, rendering, PNG encoding):
    - the article's poster: 11x18 cells of 534x300 from the frame store, 5874x5400 pixels;
    - a print-quality poster 20,000 pixels wide (width_mm and 300 dpi), 18x32 cells of
@@ -109,10 +109,10 @@ def render(collection, params):
     """Through the worker's poster stage, in this process."""
     from explorer.jobs import start_poster
     from explorer.models import Job
-    from workers import tasks
+    from workers.stages.render import render_poster
 
     poster = start_poster(collection, params)
-    tasks._poster(Job.objects.select_related("collection").get(pk=poster.job_id))
+    render_poster(Job.objects.select_related("collection").get(pk=poster.job_id))
     poster.refresh_from_db()
     return poster
 

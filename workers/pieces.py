@@ -1,0 +1,196 @@
+"""The work-piece framework that every stage shares: claiming a stage or a piece for one
+task, a heartbeat while it runs, progress written at a bounded rate, fanning a stage out
+into pieces, and moving the job on when its stage is done.
+
+A single-task stage is claimed by its `run_stage` task (workers/tasks.py). A fanned-out
+stage (a FanOut: sampling one task per source, features one per chunk of frames) runs one
+task per piece, and the last piece to finish moves the job on. Every claim is a
+conditional update, so a redelivered or re-sent message is harmless.
+"""
+import logging
+import threading
+import time
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import OperationalError
+from django.db.models import Avg, Count, F, Q
+from django.utils import timezone
+
+from explorer.models import Job
+from workers import lifecycle, stages
+from workers.celery import send
+
+log = logging.getLogger(__name__)
+
+
+class Throttle:
+    """Calls `write` at most every `interval` seconds (and always for the final 1.0)."""
+
+    def __init__(self, write, interval=0.5):
+        self.write, self.interval, self.last = write, interval, 0.0
+
+    def __call__(self, fraction):
+        now = time.monotonic()
+        if fraction >= 1.0 or now - self.last >= self.interval:
+            self.last = now
+            self.write(fraction)
+
+
+def job_progress(job_id, start=0.0, span=1.0, interval=0.5, **fields):
+    """A progress callback for a single-task stage: the job's progress, as `start + span * f`."""
+    return Throttle(lambda f: lifecycle.update(job_id, progress=start + span * f, **fields), interval)
+
+
+def begin_next(job_id, finished_stage):
+    """Move the job on and send its next stage as a message of its own: a stage never runs
+    inside another's task, so each has its own retries, time limit and failure record.
+    The move is recorded first: with the broker away, the message waits for it (up to
+    STALE_AFTER), and past that the job, silent, is resumed at its new stage by recovery."""
+    stage = lifecycle.advance(job_id, finished_stage)
+    if stage and stage != stages.DONE:
+        send(stages.RUN_STAGE_TASK, job_id, stage, patience=settings.STALE_AFTER)
+
+
+class FanOut:
+    """A stage done as many pieces, one task each (the registry names the stage's FanOut).
+    `task` is the name of the task that does one piece (declared with
+    `workers.tasks.job_task(task, pieces=this)`). `model` holds the pieces (Source, WorkItem), `all_pieces` selects those
+    of this stage, `job_link` is the lookup from a piece to its jobs; `done_label` is what
+    the progress message counts; `wanted(job_id, piece_id)` says whether some open job
+    still needs the piece (cancelling a job stops its pieces that no other job needs)."""
+
+    def __init__(self, task, model, all_pieces, job_link, done_label, wanted=None):
+        self.task, self.model, self.all_pieces = task, model, all_pieces
+        self.job_link, self.done_label = job_link, done_label
+        self.wanted = wanted or (lambda job_id, piece_id: lifecycle.is_open(job_id))
+        self.terminal = model.TERMINAL
+
+    @property
+    def stage(self):
+        """The registry's stage that this FanOut does."""
+        return next(stage for stage in stages.FANNED_OUT if stage.load("pieces") is self)
+
+    def all(self):
+        return self.all_pieces()
+
+    def of_job(self, job):
+        return self.all_pieces().filter(**{self.job_link: job})
+
+    def open_jobs_of(self, piece):
+        return Job.objects.exclude(status__in=Job.FINISHED).filter(
+            pk__in=self.model.objects.filter(pk=piece.pk).values(self.job_link))
+
+    def run(self, task_id, job_id, piece_id, work):
+        """One piece's task: claim it, do `work(job_id, piece)` with a heartbeat, then move
+        the job on if it was the last piece."""
+        if lifecycle.is_open(job_id) and claim(self.model, piece_id, task_id):
+            try:
+                with heartbeat(self.model, piece_id, "heartbeat"):
+                    work(job_id, self.model.objects.get(pk=piece_id))
+            except lifecycle.JobCancelled:
+                # Neither done nor failed: pending again for a later job, and this attempt
+                # does not count towards MAX_ATTEMPTS.
+                self.model.objects.filter(pk=piece_id, claimed_by=task_id).update(
+                    status="pending", claimed_by="", progress=0.0, attempts=F("attempts") - 1)
+                log.info("%s %s stopped: job %s was cancelled", self.model.__name__, piece_id, job_id)
+                return
+        self.finish_if_done(job_id)
+
+    def fail(self, job_id, piece_id, error):
+        """Record an unexpected failure of a piece's task on the piece; the job goes on."""
+        self.model.objects.filter(pk=piece_id).exclude(status__in=self.terminal).update(
+            status="failed", error=error, progress=1.0)
+        self.finish_if_done(job_id)
+
+    def progress_writer(self, job_id, piece_id):
+        """A progress callback for one piece: its own progress, then the job's. Raises
+        JobCancelled once no open job wants the piece."""
+        def write(fraction):
+            self.model.objects.filter(pk=piece_id).update(progress=fraction, heartbeat=timezone.now())
+            if not self.wanted(job_id, piece_id):
+                raise lifecycle.JobCancelled(job_id)
+            self.report(job_id)
+
+        return Throttle(write)
+
+    def enqueue_unfinished(self, job):
+        # Pending pieces only: a running one has a live worker, or recovery makes it
+        # pending again once its heartbeat stops.
+        for piece_id in self.of_job(job).filter(status="pending").values_list("pk", flat=True):
+            if not send(self.task, job.pk, piece_id, patience=settings.STALE_AFTER):
+                return  # the broker is away: recovery resumes the stage, which sends the rest
+        self.finish_if_done(job.pk)
+
+    def report(self, job_id):
+        """Write the job's progress over the pieces (one aggregate query). Best effort: a
+        busy database must not stop the work it reports on."""
+        try:
+            figures = self.of_job(Job.objects.get(pk=job_id)).aggregate(
+                mean=Avg("progress"), total=Count("pk"), done=Count("pk", filter=Q(status__in=self.terminal)))
+            if figures["total"]:
+                lifecycle.update(job_id, progress=figures["mean"],
+                                 message=f"{figures['done']} of {figures['total']} {self.done_label}")
+        except OperationalError:
+            log.warning("progress of job %s not written (database busy)", job_id)
+        except lifecycle.JobCancelled:
+            pass  # the piece goes on for another open job that needs it (see `wanted`)
+
+    def finish_if_done(self, job_id):
+        """Move the job on when its last piece is finished (any worker may call this)."""
+        job = Job.objects.get(pk=job_id)
+        if job.stage != self.stage.name:
+            return
+        self.report(job_id)
+        if not self.of_job(job).exclude(status__in=self.terminal).exists():
+            begin_next(job_id, job.stage)
+
+
+def claim(model, pk, task_id):
+    """Take a piece (a Source or a WorkItem) for this task: it must be pending, or already
+    this task's (a redelivery of the same message after its process died). A duplicate
+    message finds it taken and does nothing. A piece taken MAX_ATTEMPTS times already
+    (its worker kept dying: out of memory, the time limit) is failed instead."""
+    taken = model.objects.filter(pk=pk).filter(Q(status="pending") | Q(status="running", claimed_by=task_id)).update(
+        status="running", claimed_by=task_id, heartbeat=timezone.now(), progress=0.0, attempts=F("attempts") + 1)
+    if taken and model.objects.get(pk=pk).attempts > settings.MAX_ATTEMPTS:
+        model.objects.filter(pk=pk).update(status="failed", progress=1.0, error=(
+            f"gave up after {settings.MAX_ATTEMPTS} attempts: its worker stopped each time "
+            "(out of memory? the task time limit?)"))
+        return False
+    return bool(taken)
+
+
+def claim_stage(job_id, stage, task_id):
+    """Take a single-task stage (or a fan-out stage's kick-off) for this task, unless a
+    live task has it: one that is not this one and has reported within STALE_AFTER."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.STALE_AFTER)
+    return bool(Job.objects.filter(pk=job_id, stage=stage).exclude(status__in=Job.FINISHED).filter(
+        Q(claimed_by="") | Q(claimed_by=task_id) | Q(updated_at__lt=cutoff)
+    ).update(claimed_by=task_id, updated_at=timezone.now()))
+
+
+@contextmanager
+def heartbeat(model, pk, field):
+    """Touch `field` of the row every STALE_AFTER/4 seconds while the block runs, whatever
+    its progress reports do: a long training epoch or a huge file to hash is not a dead worker."""
+    from django.db import connection
+
+    stop = threading.Event()
+
+    def beat():
+        try:
+            while not stop.wait(settings.STALE_AFTER / 4):
+                model.objects.filter(pk=pk).update(**{field: timezone.now()})
+        except Exception:  # a missed beat only risks a duplicate, never a wrong result
+            log.exception("heartbeat of %s %s failed", model.__name__, pk)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
