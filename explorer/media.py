@@ -3,7 +3,6 @@ sources' own files for playback. Only ids and numbers reach the disk: every path
 built from the collection's own folders or a source's recorded path, so no parameter
 can point elsewhere; and a source's file is served only while it is a regular file
 inside the allowed folders, checked at every request on its real path."""
-import io
 import mimetypes
 import os
 import re
@@ -20,13 +19,12 @@ from explorer.maps import snapshot
 from explorer.models import Collection, Job, Source
 from workers.pipeline.arrays import open_array
 from workers.pipeline.files import is_inside, open_regular
+from workers.pipeline.images import encode_jpeg
 
 
 @require_GET
 def frame_image(request, source_id, number):
     """Frame `number` of a source as JPEG, at frame-store resolution."""
-    from PIL import Image
-
     source = get_object_or_404(Source, pk=source_id, status=Source.Status.READY)
     try:
         frames = open_array(source.frames_dir, "frames")
@@ -34,9 +32,7 @@ def frame_image(request, source_id, number):
         raise Http404(f"source {source_id} has no frames on disk") from None
     if not 0 <= number < frames.shape[0]:
         raise Http404(f"source {source_id} has frames 0 to {frames.shape[0] - 1}, not {number}")
-    buffer = io.BytesIO()
-    Image.fromarray(frames[number]).save(buffer, format="JPEG", quality=85)
-    response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
+    response = HttpResponse(encode_jpeg(frames[number]), content_type="image/jpeg")
     response["Cache-Control"] = "public, max-age=86400"  # a source's frames never change in place
     return response
 
