@@ -17,8 +17,9 @@ from django.views.decorators.http import require_GET
 
 from explorer.maps import snapshot
 from explorer.models import Collection, Job, Source
+from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
 from workers.pipeline.arrays import open_array
-from workers.pipeline.files import is_inside, open_regular
+from workers.pipeline.files import open_regular
 from workers.pipeline.images import encode_jpeg
 
 
@@ -97,12 +98,12 @@ def _servable_path(source):
     folders = list(settings.MEDIA_ROOTS)
     for job in source.jobs.filter(kind=Job.Kind.INGEST).only("params"):
         folders += job.allowed_folders
-    real = Path(os.path.realpath(source.path))
     try:
+        real = allowed_real_path(source.path, folders)
         regular = stat.S_ISREG(real.stat().st_mode)
-    except OSError:
+    except (OutsideAllowedFolders, OSError):
         regular = False
-    if not (regular and is_inside(real, folders)):
+    if not regular:
         raise Http404(f"source {source.pk}'s file is no longer a file inside the allowed folders")
     return real
 
@@ -169,7 +170,9 @@ def _accel_path(path):
 
     if not settings.MEDIA_ACCEL_REDIRECT or not settings.MEDIA_ROOTS:
         return None
-    root = settings.MEDIA_ROOTS[0]
-    if not is_inside(path, [root]):
+    root = Path(os.path.realpath(settings.MEDIA_ROOTS[0]))
+    try:
+        real = allowed_real_path(path, [root])
+    except OutsideAllowedFolders:
         return None  # allowed, but not where nginx's location points: Django sends it
-    return settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(str(path.relative_to(root)))
+    return settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(str(real.relative_to(root)))
