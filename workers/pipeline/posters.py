@@ -9,9 +9,10 @@ one frame never covers a whole region. A cell with no frame within one cell's wi
 centre stays blank, or, with `empty="nearest"`, takes the nearest frame still unused.
 
 Rendering keeps memory bounded whatever the poster's size: each cell's pixels, fitted and
-centred on the paper colour (images.letterbox), go to a scratch file as they arrive (in whatever order the source videos are best read), then the
-canvas is assembled one row of cells at a time into a raw file on disk, which libvips
-streams into PNG, TIFF, or JPEG wrapped in a PDF page of the requested size (img2pdf).
+centred on the paper colour (images.letterbox), go to a scratch file as they arrive (in
+whatever order the source videos are best read), then the canvas is assembled one row of
+cells at a time into a raw file on disk, which libvips streams into PNG, TIFF, or JPEG
+wrapped in a PDF page of the requested size (img2pdf).
 """
 import math
 import os
