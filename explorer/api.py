@@ -15,7 +15,7 @@ from explorer.api_params import (
 )
 from explorer.jobs import NotReady, cancel, current_map, poster_spec, start_ingest, start_poster, start_training
 from explorer.models import COLLECTION_NAME, Collection, Job, Poster, Source
-from explorer.sampling import sampling_params
+from explorer.sampling_settings import sampling_params
 from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
 from workers.pipeline.posters import EMPTY_CELLS, FORMATS, LIMITS, QUALITIES
 

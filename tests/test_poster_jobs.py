@@ -11,7 +11,7 @@ import pytest
 
 from explorer.jobs import start_ingest
 from explorer.models import Collection, Job, Poster
-from explorer.sampling import sampling_params
+from explorer.sampling_settings import sampling_params
 from tests.conftest import ROOT, wait_for_job, worker_env
 from tests.media import ffmpeg, make_video
 from tests.test_posters import grey_of, numbered_video
@@ -56,7 +56,7 @@ def render(client, params):
 def cells_of(poster):
     """{(row, column): map row} as the plan says, and the frame of each map row."""
     spec = PosterSpec.from_dict(poster.params)
-    from workers.pipeline.mapstore import MapSnapshot
+    from workers.pipeline.map_versions import MapSnapshot
     from workers.pipeline.posters import assign_frames
 
     snapshot = MapSnapshot(poster.collection.maps_dir / poster.map_version, poster.collection.sources_dir)

@@ -15,8 +15,8 @@ from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from explorer.maps import snapshot
 from explorer.models import Collection, Job, Source
+from explorer.served_maps import snapshot
 from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
 from workers.pipeline.arrays import open_array
 from workers.pipeline.files import open_regular
