@@ -188,9 +188,9 @@ def main():
     timed("t-SNE (scikit-learn)", lambda: TSNE(2, init="pca", random_state=0).fit_transform(reduced))
     variants = {
         # The article read plainly: reconstruction, regularizer and random triplets only.
-        "autoencoder, article's terms": dict(neighborhood_weight=0.0, regularizer_weight=1.0),
-        "autoencoder, article's + neighbour triplets": dict(neighborhood_weight=0.0, regularizer_weight=1.0,
-                                                            triplets="neighbors"),
+        "autoencoder, article's terms": dict(neighbourhood_weight=0.0, regularizer_weight=1.0),
+        "autoencoder, article's + neighbour triplets": dict(neighbourhood_weight=0.0, regularizer_weight=1.0,
+                                                            triplets="neighbours"),
         "autoencoder, product default": {},  # + the neighbourhood (parametric t-SNE) term
     }
     for name, params in variants.items():
