@@ -80,26 +80,20 @@ def test_letterbox_photo_pads_with_black_using_pillows_lanczos():
     assert (frame[150, 10:-10] == RED).all()
 
 
-def test_the_squares_of_a_16_9_frame_are_its_left_and_right_ends():
-    frame = np.zeros((300, 533, 3), np.uint8)
-    frame[:, :233] = RED  # only in the left square
-    frame[:, 300:] = BLUE  # only in the right square
-    left, right = left_and_right_squares(frame, 299)
-    assert left.shape == right.shape == (299, 299, 3)
-    assert np.array_equal(left, resize(frame[:, :300], 299, 299))
-    assert np.array_equal(right, resize(frame[:, 233:], 299, 299))
-    assert left[..., 0].mean() > 150 and left[..., 2].max() == 0
-    assert right[..., 2].mean() > 150 and right[..., 0].max() == 0
-
-
-def test_the_squares_of_a_portrait_frame_are_its_top_and_bottom():
-    frame = np.zeros((300, 169, 3), np.uint8)
-    frame[:100] = RED
-    frame[200:] = BLUE
-    top, bottom = left_and_right_squares(frame, 299)  # small frames are enlarged to the network's size
-    assert top.shape == bottom.shape == (299, 299, 3)
-    assert top[..., 0].mean() > 150 and top[..., 2].max() == 0
-    assert bottom[..., 2].mean() > 150 and bottom[..., 0].max() == 0
+@pytest.mark.parametrize("shape, red, blue, first, last", [
+    # 16:9: the left and right ends, shrunk to 299; red only in the left, blue only in the right
+    ((300, 533), np.s_[:, :233], np.s_[:, 300:], np.s_[:, :300], np.s_[:, 233:]),
+    # portrait: the top and bottom, enlarged to 299
+    ((300, 169), np.s_[:100], np.s_[200:], np.s_[:169], np.s_[131:]),
+])
+def test_the_squares_of_a_frame_are_its_two_ends(shape, red, blue, first, last):
+    frame = np.zeros((*shape, 3), np.uint8)
+    frame[red], frame[blue] = RED, BLUE
+    one, other = left_and_right_squares(frame, 299)
+    assert one.shape == other.shape == (299, 299, 3)
+    assert np.array_equal(one, resize(frame[first], 299, 299)) and np.array_equal(other, resize(frame[last], 299, 299))
+    assert one[..., 0].mean() > 150 and one[..., 2].max() == 0
+    assert other[..., 2].mean() > 150 and other[..., 0].max() == 0
 
 
 def test_a_jpeg_decodes_to_the_same_size_and_colours():
