@@ -1,7 +1,5 @@
 """JSON API: collections, sources and jobs. The OpenAPI schema is generated from
 these views by drf-spectacular and served at /api/openapi.json."""
-from pathlib import Path
-
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
@@ -17,8 +15,8 @@ from explorer.api_params import (
 )
 from explorer.jobs import NotReady, cancel, current_map, poster_spec, start_ingest, start_poster, start_training
 from explorer.models import COLLECTION_NAME, Collection, Job, Poster, Source
-from explorer.sampling import sampling_params
-from workers.pipeline.files import is_inside
+from explorer.sampling_settings import sampling_params
+from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
 from workers.pipeline.posters import EMPTY_CELLS, FORMATS, LIMITS, QUALITIES
 
 PLAN_PREVIEW_CELLS = 2500  # a plan solves the assignment in the request only up to this many cells
@@ -95,14 +93,13 @@ def allowed_paths(paths):
     allowed = []
     for given in paths:
         try:
-            path = Path(given).resolve()
-            inside = is_inside(path, roots)
-            found = inside and path.exists()
-        except (OSError, RuntimeError):  # a name too long for the file system, a symlink loop
-            inside, found = True, False
-        if not inside:
-            raise exceptions.PermissionDenied({"paths": [
-                f"{given}: outside the folders this server may ingest from ({', '.join(str(r) for r in roots)})"]})
+            path = allowed_real_path(given, roots, "the folders this server may ingest from")
+        except OutsideAllowedFolders as exc:
+            raise exceptions.PermissionDenied({"paths": [f"{exc} ({', '.join(str(r) for r in roots)})"]}) from None
+        try:
+            found = path.exists()
+        except OSError:  # a name too long for the file system
+            found = False
         if not found:
             raise exceptions.NotFound({"paths": [f"{given}: no such file or folder"]})
         allowed.append(str(path))

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from explorer.jobs import start_ingest
 from explorer.models import COLLECTION_NAME, Collection, Job, Source, WorkerHeartbeat
-from explorer.sampling import sampling_params
+from explorer.sampling_settings import sampling_params
 
 
 def add_ingest_arguments(parser):

@@ -1,6 +1,6 @@
 """JSON API of the map: its state, the frame under a point, a video's path, similar and
 most dissimilar clips. Everything is read from the collection's published map
-(explorer/maps.py); ids and numbers are the only inputs, so no parameter reaches a file."""
+(explorer/served_maps.py); ids and numbers are the only inputs, so no parameter reaches a file."""
 import math
 from pathlib import Path
 
@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from explorer.api import JobSerializer
 from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, QuerySerializer, validated_query
-from explorer.maps import no_map_reason, require_snapshot, snapshot
 from explorer.models import Collection, Job, Source
+from explorer.served_maps import no_map_reason, require_snapshot, snapshot
 from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
 
 MAX_ZOOM = 30  # past any map's deepest level (tiles.py: a few levels past one frame per cell)

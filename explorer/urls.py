@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, map_api, media, views
+from explorer import api, file_views, map_api, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -18,12 +18,12 @@ urlpatterns = [
     path("", views.collection_list, name="collections"),
     path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
     path("collections/<int:collection_id>/map/", views.collection_map, name="map"),
-    path("frames/<int:source_id>/<int:number>.jpg", media.frame_image, name="frame-image"),
-    # The version is checked against the map folders' names (explorer/maps.py).
-    path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", media.tile,
+    path("frames/<int:source_id>/<int:number>.jpg", file_views.frame_image, name="frame-image"),
+    # The version is checked against the map folders' names (explorer/served_maps.py).
+    path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile,
          name="tile"),
-    path("sources/<int:source_id>/file", media.source_file, name="source-file"),
-    path("posters/<int:poster_id>/file", media.poster_file, name="poster-file"),
+    path("sources/<int:source_id>/file", file_views.source_file, name="source-file"),
+    path("posters/<int:poster_id>/file", file_views.poster_file, name="poster-file"),
     path("api/collections/<int:pk>/map/", map_api.map_state, name="api-map"),
     path("api/collections/<int:pk>/map/point/", map_api.map_point, name="api-map-point"),
     path("api/collections/<int:pk>/map/frame/", map_api.map_frame, name="api-map-frame"),

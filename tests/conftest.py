@@ -320,7 +320,7 @@ def map_collection(worker, media_root, django_db_blocker):
     collection and its three sources by file name; one per test module, deleted after it."""
     from explorer.jobs import start_ingest
     from explorer.models import Collection, Job
-    from explorer.sampling import sampling_params
+    from explorer.sampling_settings import sampling_params
     from tests.media import make_scenes, reencode
 
     folder = media_root / "map"

@@ -106,7 +106,7 @@ def test_frame_images_come_from_the_frame_store(client, worker, media_root):
     from PIL import Image
 
     from explorer.models import Collection, Job
-    from explorer.sampling import sampling_params
+    from explorer.sampling_settings import sampling_params
     from explorer.jobs import start_ingest
     from workers.pipeline.arrays import open_array
 

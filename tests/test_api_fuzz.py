@@ -76,7 +76,7 @@ def toml(value):
 def fuzz_config(map_collection):
     """schemathesis.toml. Integers come from the mapped collection's ids and frame numbers
     half the time, numbers from its frames' places on the map a third of the time."""
-    from explorer.maps import snapshot
+    from explorer.served_maps import snapshot
     from explorer.models import Collection
 
     collection, sources = map_collection

@@ -12,23 +12,12 @@ import pytest
 
 from explorer.jobs import start_ingest, start_training
 from explorer.models import Collection, Job, WorkItem
-from explorer.sampling import sampling_params
+from explorer.sampling_settings import sampling_params
 from tests.conftest import ROOT, wait_for_job, worker_env
 from tests.media import make_video
 from workers.pipeline.arrays import open_array, read_manifest
-from workers.pipeline.features import DIMENSIONS, XceptionFeatures, load_xception, square_crops
-
-
-def test_square_crops_are_the_left_and_right_squares():
-    frame = np.zeros((300, 533, 3), np.uint8)
-    frame[:, :233] = (255, 0, 0)  # only in the left square
-    frame[:, 300:] = (0, 0, 255)  # only in the right square
-    left, right = square_crops(frame)
-    assert left.shape == right.shape == (299, 299, 3)
-    assert left[..., 0].mean() > 150 and left[..., 2].max() == 0
-    assert right[..., 2].mean() > 150 and right[..., 0].max() == 0
-    portrait_top, portrait_bottom = square_crops(np.zeros((300, 169, 3), np.uint8))
-    assert portrait_top.shape == (299, 299, 3)
+from workers.pipeline.features import CROP, DIMENSIONS, XceptionFeatures, load_xception
+from workers.pipeline.images import left_and_right_squares
 
 
 def test_features_are_xception_of_each_half_side_by_side():
@@ -37,7 +26,7 @@ def test_features_are_xception_of_each_half_side_by_side():
     features = XceptionFeatures("random", batch_size=2, precision="float32").transform(frames)
     assert features.shape == (5, DIMENSIONS) and features.dtype == np.float16
     describe = load_xception("random", "float32")
-    left, right = square_crops(frames[3])
+    left, right = left_and_right_squares(frames[3], CROP)
     expected = describe(np.stack([left, right])).numpy().reshape(-1)
     assert np.allclose(features[3], expected, rtol=2e-3, atol=2e-3)
     assert not np.allclose(features[3], features[4])

@@ -4,7 +4,7 @@ import pytest
 
 from explorer.jobs import start_ingest
 from explorer.models import Collection, Job
-from explorer.sampling import sampling_params
+from explorer.sampling_settings import sampling_params
 from tests.conftest import wait_for_job
 from tests.media import make_video
 from tests.test_map_serving import clock, get_json, wait_for

@@ -9,7 +9,7 @@ import pytest
 
 from explorer.jobs import start_ingest
 from explorer.models import Collection, Job, WorkerHeartbeat
-from explorer.sampling import sampling_params
+from explorer.sampling_settings import sampling_params
 from tests.conftest import ROOT, wait_for_job, worker_env
 from tests.media import make_video
 from workers.pipeline.arrays import open_array

@@ -156,7 +156,7 @@ def with_a_map(collection):
     import numpy as np
 
     from tests.test_map import INDEX_DTYPE, collection_arrays, walks, write_embedding
-    from workers.pipeline.mapstore import map_version, publish_map
+    from workers.pipeline.map_versions import map_version, publish_map
 
     sources, times, vectors = collection_arrays(walks(3, 20, dims=16))
     index = np.array(list(zip(sources, np.arange(len(sources)), times)), dtype=INDEX_DTYPE)

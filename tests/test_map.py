@@ -7,7 +7,7 @@ import pytest
 
 from workers.pipeline.arrays import ArrayWriter, open_array
 from workers.pipeline.clips import Spans, clip_windows, most_dissimilar_clips, similar_clips
-from workers.pipeline.mapstore import MapSnapshot, map_version, publish_map, remove_old_maps
+from workers.pipeline.map_versions import MapSnapshot, map_version, publish_map, remove_old_maps
 from workers.pipeline.neighbours import NeighbourIndex
 from workers.pipeline.tiles import (BACKGROUND, TILE_HEIGHT, TILE_WIDTH, CellIndex, TileGrid, grid_levels_for,
                                     render_tile)

@@ -212,7 +212,7 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     wait_for(browser, f"new URLSearchParams(location.hash.slice(1)).get('z') === '{start_zoom + 1}'")
     wait_for(browser, f"[...document.querySelectorAll('img.leaflet-tile-loaded')].some("
                       f"(img) => img.src.includes('/{start_zoom + 1}/'))")
-    from workers.pipeline.mapstore import MapSnapshot
+    from workers.pipeline.map_versions import MapSnapshot
 
     snapshot = MapSnapshot(collection.maps_dir / state["version"], collection.sources_dir)
     levels = [snapshot.grid.level(z) for z in (start_zoom, start_zoom + 1)]

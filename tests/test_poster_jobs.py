@@ -11,12 +11,13 @@ import pytest
 
 from explorer.jobs import start_ingest
 from explorer.models import Collection, Job, Poster
-from explorer.sampling import sampling_params
+from explorer.sampling_settings import sampling_params
 from tests.conftest import ROOT, wait_for_job, worker_env
 from tests.media import ffmpeg, make_video
 from tests.test_posters import grey_of, numbered_video
 from workers.pipeline.arrays import open_array
-from workers.pipeline.posters import BACKGROUND, PosterSpec, cell_bounds, fit_into
+from workers.pipeline.images import letterbox
+from workers.pipeline.posters import BACKGROUND, PosterSpec, cell_bounds
 
 @pytest.fixture
 def mapped(worker, media_root):
@@ -55,7 +56,7 @@ def render(client, params):
 def cells_of(poster):
     """{(row, column): map row} as the plan says, and the frame of each map row."""
     spec = PosterSpec.from_dict(poster.params)
-    from workers.pipeline.mapstore import MapSnapshot
+    from workers.pipeline.map_versions import MapSnapshot
     from workers.pipeline.posters import assign_frames
 
     snapshot = MapSnapshot(poster.collection.maps_dir / poster.map_version, poster.collection.sources_dir)
@@ -135,7 +136,7 @@ def preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapp
         frame = snapshot.describe(map_row)
         assert plan["cells"][row][column]["frame"] == frame["frame"]
         stored = open_array(collection.sources_dir / str(frame["source"]), "frames")[frame["position"]]
-        expected = fit_into(stored, cell.shape[1], cell.shape[0]).astype(int)
+        expected = letterbox(stored, cell.shape[1], cell.shape[0], BACKGROUND).astype(int)
         assert np.abs(cell - expected).mean() < 1.0, (row, column)
 
     # Made again from its saved parameters: the same picture.

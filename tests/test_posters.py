@@ -2,7 +2,6 @@
 TIFF and PDF, and reading the source's own frames at exact timestamps."""
 import re
 
-import cv2
 import numpy as np
 import pytest
 
@@ -174,13 +173,3 @@ def test_full_resolution_frames_are_the_frames_at_those_exact_times(tmp_path):
     broken.write_bytes(b"not a video at all")
     with pytest.raises(MediaError, match="broken.mp4: no longer decodes"):
         list(full_resolution_frames(broken, [0.0]))
-
-
-def test_cells_of_a_poster_are_fitted_and_letterboxed():
-    from workers.pipeline.posters import fit_into
-
-    portrait = np.zeros((200, 100, 3), np.uint8)
-    cell = fit_into(portrait, 100, 50)
-    assert cell.shape == (50, 100, 3)
-    assert (cell[:, :30] == BACKGROUND).all() and (cell[:, 40:60] == 0).all()
-    assert cv2.resize(portrait, (25, 50)).shape == cell[:, 37:62].shape

@@ -72,7 +72,8 @@ from tests.benchmarks.procmem import reset_peak  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
 from workers.pipeline.arrays import open_array  # noqa: E402
-from workers.pipeline.features import CROP, DIMENSIONS, XceptionFeatures, load_xception, square_crops  # noqa: E402
+from workers.pipeline.features import CROP, DIMENSIONS, XceptionFeatures, load_xception  # noqa: E402
+from workers.pipeline.images import left_and_right_squares  # noqa: E402
 from workers.pipeline.sampling import SamplingParams, sample_source  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -152,7 +153,7 @@ def premade_batches(frames):
     batches = []
     for start in range(0, len(frames), BATCH_FRAMES):
         crops = np.stack([crop for frame in np.asarray(frames[start:start + BATCH_FRAMES])
-                          for crop in square_crops(frame)])
+                          for crop in left_and_right_squares(frame, CROP)])
         pixels = keras.applications.xception.preprocess_input(crops.astype(np.float32))
         batches.append(tf.constant(pixels))
     return batches

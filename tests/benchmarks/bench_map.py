@@ -130,7 +130,7 @@ def child_make(n_frames):
     setup_django()
     from django.core.management import call_command
 
-    from workers.pipeline.mapstore import map_version, publish_map
+    from workers.pipeline.map_versions import map_version, publish_map
 
     call_command("migrate", verbosity=0)
     made = time.perf_counter()
@@ -160,7 +160,7 @@ def child_serve(collection_id, n_frames, n_tiles, n_queries):
     state = client.get(f"/api/collections/{collection.pk}/map/").json()
     grid = TileGrid(state["max_zoom"] - 2)
     rng = np.random.default_rng(1)
-    from explorer.maps import snapshot
+    from explorer.served_maps import snapshot
 
     current = snapshot(collection)
     rows = rng.integers(0, n_frames, n_tiles)

@@ -69,7 +69,7 @@ def make_collection(folder, n_videos, seconds):
 
     from explorer.models import Collection, Source
     from workers.pipeline.arrays import ArrayWriter, open_array
-    from workers.pipeline.mapstore import map_version, publish_map
+    from workers.pipeline.map_versions import map_version, publish_map
     from workers.pipeline.sampling import SamplingParams, sample_source
 
     collection = Collection.objects.create(name="posters", sampling=SamplingParams().as_dict())
@@ -119,7 +119,7 @@ def render(collection, params):
 
 def read_alone(poster, quality):
     """The same frames read without rendering: the frame store, or decoding the sources."""
-    from explorer.maps import snapshot
+    from explorer.served_maps import snapshot
     from explorer.models import Source
     from workers.pipeline.posters import PosterSpec, assign_frames
     from workers.pipeline.sampling import full_resolution_frames

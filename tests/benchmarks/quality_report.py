@@ -101,6 +101,8 @@ def thumbnails_picture(path, panels, sources, size=1100, thumb=(48, 27)):
     """Frames drawn at their map positions, one panel per layout, side by side."""
     from PIL import Image, ImageDraw
 
+    from workers.pipeline.images import resize_area
+
     canvas = Image.new("RGB", (size * len(panels), size + 30), (20, 20, 20))
     draw = ImageDraw.Draw(canvas)
     frames = [(folder, i) for _, folder, count in sources for i in range(count)]
@@ -108,7 +110,7 @@ def thumbnails_picture(path, panels, sources, size=1100, thumb=(48, 27)):
         lo, hi = xy.min(axis=0), xy.max(axis=0)
         scaled = (xy - lo) / np.maximum(hi - lo, 1e-9) * (size - thumb[0] - 20) + 10
         for (folder, i), (x, y) in zip(frames, scaled):
-            image = Image.fromarray(np.asarray(open_array(folder, "frames")[i])).resize(thumb)
+            image = Image.fromarray(resize_area(open_array(folder, "frames")[i], *thumb))  # as the map's tiles
             canvas.paste(image, (panel * size + int(x), 30 + int(y)))
         draw.text((panel * size + 10, 8), title, fill=(230, 230, 230))
     canvas.save(path)
@@ -186,9 +188,9 @@ def main():
     timed("t-SNE (scikit-learn)", lambda: TSNE(2, init="pca", random_state=0).fit_transform(reduced))
     variants = {
         # The article read plainly: reconstruction, regularizer and random triplets only.
-        "autoencoder, article's terms": dict(neighborhood_weight=0.0, regularizer_weight=1.0),
-        "autoencoder, article's + neighbour triplets": dict(neighborhood_weight=0.0, regularizer_weight=1.0,
-                                                            triplets="neighbors"),
+        "autoencoder, article's terms": dict(neighbourhood_weight=0.0, regularizer_weight=1.0),
+        "autoencoder, article's + neighbour triplets": dict(neighbourhood_weight=0.0, regularizer_weight=1.0,
+                                                            triplets="neighbours"),
         "autoencoder, product default": {},  # + the neighbourhood (parametric t-SNE) term
     }
     for name, params in variants.items():

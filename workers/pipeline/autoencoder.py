@@ -29,7 +29,7 @@ MSE grows with the input variance, the other two terms do not.
 How the triplets are drawn is a parameter, because it decides what the map preserves:
   "random"     A, B, C independent random frames of the batch (the article). Random
                pairs are mostly far apart, so this mainly preserves the global layout.
-  "neighbors"  B random, A one of B's `neighbors` nearest neighbours in the input space,
+  "neighbours" B random, A one of B's `neighbours` nearest neighbours in the input space,
                C random: every triplet compares a near pair with a far one, which is what
                trustworthiness (are 2D neighbours real neighbours?) measures. The kNN
                indices are computed once over the whole training set in fit; each batch
@@ -56,11 +56,14 @@ import numpy as np
 
 from workers.pipeline.arrays import write_json_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 spells the neighbourhood parameters and history term the British way
+# Format 1's names ("neighbor") for format 2's: a model saved before still loads.
+FORMAT_1_NAMES = {"neighbors": "neighbours", "neighborhood_weight": "neighbourhood_weight",
+                  "neighborhood_scale": "neighbourhood_scale", "neighborhood": "neighbourhood"}
 PARAMETERS_FILE = "autoencoder.json"
 ENCODER_FILE = "encoder.keras"
 DECODER_FILE = "decoder.keras"
-TRIPLET_MODES = ("random", "neighbors")
+TRIPLET_MODES = ("random", "neighbours")
 
 ENCODER_LAYERS = ((50, "elu"), (10, "elu"), (2, "tanh"))  # BatchNormalization between them
 DECODER_LAYERS = ((6, "elu"), (22, "elu"), (76, "elu"))  # each followed by BatchNormalization
@@ -82,7 +85,7 @@ def triplet_log_ratio(a, b, c, eps=1e-2):
     return tf.math.log(eps + near) - tf.math.log(eps + far)
 
 
-def neighborhood_divergence(x, z, perplexity=30.0, scale=10.0, steps=40):
+def neighbourhood_divergence(x, z, perplexity=30.0, scale=10.0, steps=40):
     """Parametric t-SNE's loss on one batch: KL(P || Q), where P are the batch's t-SNE
     affinities in the input space (each row's Gaussian width set by bisection so its
     perplexity is `perplexity`) and Q the Student-t affinities of the codes times `scale`.
@@ -195,10 +198,10 @@ class TripletAutoencoder:
     Learned state: `encoder_`, `decoder_` (Keras models), `history_` (per epoch: total
     `loss` and the unweighted `reconstruction`, `regularizer` and `triplet` terms, and the
     mean batch `code_std`), `n_parameters_` ({"encoder": ..., "decoder": ...}) and, for
-    `triplets="neighbors"`, `neighbor_indices_` (n_rows, neighbors).
+    `triplets="neighbours"`, `neighbour_indices_` (n_rows, neighbours).
 
     loss = reconstruction_weight * reconstruction + regularizer_weight * regularizer
-           + triplet_weight * triplet + neighborhood_weight * neighborhood
+           + triplet_weight * triplet + neighbourhood_weight * neighbourhood
 
     Inputs are multiplied by `input_scale_` (learned in fit: unit variance per dimension
     on average), so the weights balance the same way whatever the features' scale.
@@ -207,11 +210,11 @@ class TripletAutoencoder:
     # The defaults are the product's, chosen with tests/benchmarks/quality_report.py on
     # real media: the article's terms plus the neighbourhood term (parametric t-SNE),
     # which lifts trustworthiness from 0.92 to 0.98 there (medians over five seeds). The
-    # article's plain reading is neighborhood_weight=0, regularizer_weight=1.
+    # article's plain reading is neighbourhood_weight=0, regularizer_weight=1.
     def __init__(self, input_dim=256, epochs=60, batch_size=256, learning_rate=1e-3, code_std=0.3,
                  regularizer_weight=30.0, triplet_weight=1.0, reconstruction_weight=1.0,
-                 triplets="random", triplets_per_batch=1024, neighbors=10, eps=1e-2,
-                 neighborhood_weight=10.0, perplexity=30.0, neighborhood_scale=30.0,
+                 triplets="random", triplets_per_batch=1024, neighbours=10, eps=1e-2,
+                 neighbourhood_weight=10.0, perplexity=30.0, neighbourhood_scale=30.0,
                  buffer_rows=262_144, seed=0):
         self.input_dim = input_dim
         self.epochs = epochs
@@ -223,19 +226,19 @@ class TripletAutoencoder:
         self.reconstruction_weight = reconstruction_weight
         self.triplets = triplets
         self.triplets_per_batch = triplets_per_batch
-        self.neighbors = neighbors
+        self.neighbours = neighbours
         self.eps = eps
-        self.neighborhood_weight = neighborhood_weight
+        self.neighbourhood_weight = neighbourhood_weight
         self.perplexity = perplexity
-        self.neighborhood_scale = neighborhood_scale
+        self.neighbourhood_scale = neighbourhood_scale
         self.buffer_rows = buffer_rows
         self.seed = seed
 
     def get_params(self):
         return {name: getattr(self, name) for name in (
             "input_dim", "epochs", "batch_size", "learning_rate", "code_std", "regularizer_weight",
-            "triplet_weight", "reconstruction_weight", "triplets", "triplets_per_batch", "neighbors",
-            "eps", "neighborhood_weight", "perplexity", "neighborhood_scale", "buffer_rows", "seed")}
+            "triplet_weight", "reconstruction_weight", "triplets", "triplets_per_batch", "neighbours",
+            "eps", "neighbourhood_weight", "perplexity", "neighbourhood_scale", "buffer_rows", "seed")}
 
     def _check(self, X):
         if X.ndim != 2 or X.shape[1] != self.input_dim:
@@ -254,15 +257,15 @@ class TripletAutoencoder:
         n = len(X)
         if n < 3:
             raise ValueError(f"the autoencoder needs at least 3 rows, got {n}")
-        neighbor_mode = self.triplets == "neighbors"
-        if neighbor_mode:
+        neighbour_mode = self.triplets == "neighbours"
+        if neighbour_mode:
             from sklearn.neighbors import NearestNeighbors
 
-            k = min(self.neighbors, n - 1)
-            self.neighbor_indices_ = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(return_distance=False)
+            k = min(self.neighbours, n - 1)
+            self.neighbour_indices_ = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(return_distance=False)
             streamed = max(1, self.batch_size // 2)  # the other half: one neighbour per anchor
         else:
-            self.__dict__.pop("neighbor_indices_", None)  # from an earlier fit
+            self.__dict__.pop("neighbour_indices_", None)  # from an earlier fit
             streamed = self.batch_size
 
         rng = np.random.default_rng(self.seed)
@@ -276,8 +279,8 @@ class TripletAutoencoder:
         optimizer = keras.optimizers.Adam(learning_rate=self.learning_rate)
         optimizer.build(variables)
         weights = [float(self.reconstruction_weight), float(self.regularizer_weight), float(self.triplet_weight),
-                   float(self.neighborhood_weight)]
-        perplexity, scale = float(self.perplexity), float(self.neighborhood_scale)
+                   float(self.neighbourhood_weight)]
+        perplexity, scale = float(self.perplexity), float(self.neighbourhood_scale)
         code_std, eps = float(self.code_std), float(self.eps)
 
         @tf.function(input_signature=[tf.TensorSpec([None, self.input_dim], tf.float32),
@@ -296,21 +299,21 @@ class TripletAutoencoder:
                 triplet = tf.reduce_mean(tf.square(r_in - r_code))
                 loss = weights[0] * reconstruction + weights[1] * regularizer + weights[2] * triplet
                 if weights[3]:
-                    neighborhood = neighborhood_divergence(x, z, perplexity, scale)
-                    loss += weights[3] * neighborhood
+                    neighbourhood = neighbourhood_divergence(x, z, perplexity, scale)
+                    loss += weights[3] * neighbourhood
                 else:
-                    neighborhood = tf.constant(0.0)
+                    neighbourhood = tf.constant(0.0)
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return tf.stack([loss, reconstruction, regularizer, triplet, neighborhood, tf.reduce_mean(std)])
+            return tf.stack([loss, reconstruction, regularizer, triplet, neighbourhood, tf.reduce_mean(std)])
 
-        names = ("loss", "reconstruction", "regularizer", "triplet", "neighborhood", "code_std")
+        names = ("loss", "reconstruction", "regularizer", "triplet", "neighbourhood", "code_std")
         self.history_ = {name: [] for name in names}
         for epoch in range(self.epochs):
             totals, rows_seen = np.zeros(len(names)), 0
             for idx, rows in iter_shuffled_batches(X, streamed, rng, self.buffer_rows):
-                if neighbor_mode:
+                if neighbour_mode:
                     m = len(idx)
-                    partners = self.neighbor_indices_[idx, rng.integers(0, k, size=m)]
+                    partners = self.neighbour_indices_[idx, rng.integers(0, k, size=m)]
                     rows = np.concatenate([rows, _read_rows(X, partners)])
                     b = rng.integers(0, m, size=self.triplets_per_batch)  # anchor B
                     triplets = np.stack([m + b, b, rng.integers(0, len(rows), size=len(b))], axis=1)
@@ -379,10 +382,15 @@ class TripletAutoencoder:
         directory = Path(directory)
         with open(directory / PARAMETERS_FILE, encoding="utf-8") as handle:
             state = json.load(handle)
-        model = cls(**state["params"])
+        params, history = state["params"], state["history"]
+        if state.get("format_version") == 1:
+            params = {FORMAT_1_NAMES.get(name, name): value for name, value in params.items()}
+            params["triplets"] = FORMAT_1_NAMES.get(params["triplets"], params["triplets"])
+            history = {FORMAT_1_NAMES.get(term, term): values for term, values in history.items()}
+        model = cls(**params)
         model.encoder_ = keras.saving.load_model(directory / ENCODER_FILE, compile=False)
         model.decoder_ = keras.saving.load_model(directory / DECODER_FILE, compile=False)
-        model.history_ = state["history"]
+        model.history_ = history
         model.n_parameters_ = state["n_parameters"]
         model.input_scale_ = state["input_scale"]
         return model

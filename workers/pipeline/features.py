@@ -1,8 +1,8 @@
 """Stage 2, features: each frame becomes a 4096-d descriptor.
 
 A frame gives two square crops, its left and its right square (side min(w, h)),
-each resized to 299x299 and passed through Xception (ImageNet weights, no top,
-global average pooling): 2 x 2048 values, stored as float16.
+each resized to 299x299 (images.left_and_right_squares) and passed through Xception
+(ImageNet weights, no top, global average pooling): 2 x 2048 values, stored as float16.
 
 Cropping and resizing run in a background thread (OpenCV releases the GIL) while
 TensorFlow runs the previous batch, so the CPU's time goes to the network.
@@ -14,25 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from workers.pipeline.images import left_and_right_squares
+
 CROP = 299
 DIMENSIONS = 4096
 
 
 class WeightsError(Exception):
     """The Xception weights cannot be had; the message says what to set."""
-
-
-def square_crops(frame, size=CROP):
-    """The left and right squares of an (H, W, 3) frame, each resized to size x size."""
-    import cv2
-
-    height, width = frame.shape[:2]
-    side = min(height, width)
-    left = frame[:side, :side]
-    right = frame[height - side:, width - side:]
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return (cv2.resize(np.ascontiguousarray(left), (size, size), interpolation=interpolation),
-            cv2.resize(np.ascontiguousarray(right), (size, size), interpolation=interpolation))
 
 
 def weights_identity(weights):
@@ -152,7 +141,7 @@ class XceptionFeatures:
             try:
                 for start in range(0, len(frames), self.batch_size):
                     batch = np.asarray(frames[start:start + self.batch_size])
-                    crops = np.stack([crop for frame in batch for crop in square_crops(frame)])
+                    crops = np.stack([crop for frame in batch for crop in left_and_right_squares(frame, CROP)])
                     while not stop.is_set():
                         try:
                             prepared.put((start, crops), timeout=0.5)

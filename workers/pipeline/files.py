@@ -119,24 +119,3 @@ def file_checksum(path, chunk_size=1 << 20):
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def folders_of(paths):
-    """The folders that naming `paths` to an ingest allows files from: each folder named, and
-    the folder of each file named (a file's own name may be a link that leads elsewhere)."""
-    folders = []
-    for given in paths:
-        path = os.path.abspath(os.path.expanduser(given))
-        folders.append(path if os.path.isdir(path) else os.path.dirname(path))
-    return list(dict.fromkeys(folders))
-
-
-def is_inside(path, folders):
-    """Whether `path`, with every link and '..' resolved, lies inside one of `folders`: the one
-    check of "inside the allowed folders", for what is ingested and for what is served."""
-    real = os.path.realpath(path)
-    for folder in folders:
-        folder = os.path.realpath(folder)
-        if real == folder or real.startswith(folder.rstrip(os.sep) + os.sep):
-            return True
-    return False

@@ -8,10 +8,11 @@ squared distance (scipy's sparse bipartite matching over each cell's nearest fra
 one frame never covers a whole region. A cell with no frame within one cell's width of its
 centre stays blank, or, with `empty="nearest"`, takes the nearest frame still unused.
 
-Rendering keeps memory bounded whatever the poster's size: each cell's pixels go to a
-scratch file as they arrive (in whatever order the source videos are best read), then the
-canvas is assembled one row of cells at a time into a raw file on disk, which libvips
-streams into PNG, TIFF, or JPEG wrapped in a PDF page of the requested size (img2pdf).
+Rendering keeps memory bounded whatever the poster's size: each cell's pixels, fitted and
+centred on the paper colour (images.letterbox), go to a scratch file as they arrive (in
+whatever order the source videos are best read), then the canvas is assembled one row of
+cells at a time into a raw file on disk, which libvips streams into PNG, TIFF, or JPEG
+wrapped in a PDF page of the requested size (img2pdf).
 """
 import math
 import os
@@ -20,6 +21,8 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+from workers.pipeline.images import letterbox
 
 FORMATS = ("png", "tiff", "pdf")
 QUALITIES = ("preview", "print")
@@ -249,25 +252,6 @@ def cell_bounds(spec):
             np.round(np.linspace(0, height, spec.rows + 1)).astype(int))
 
 
-def fit_into(pixels, width, height):
-    """The picture scaled to fit width x height, centred on the background."""
-    import cv2
-
-    pixels = np.asarray(pixels)
-    h, w = pixels.shape[:2]
-    scale = min(width / w, height / h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    scaled = cv2.resize(pixels, size, interpolation=interpolation)
-    if size == (width, height):
-        return scaled
-    cell = np.empty((height, width, 3), np.uint8)
-    cell[:] = BACKGROUND
-    top, left = (height - size[1]) // 2, (width - size[0]) // 2
-    cell[top:top + size[1], left:left + size[0]] = scaled
-    return cell
-
-
 def render_poster(spec, assignment, fetch, out_path, work_dir, name="poster", progress=None):
     """Render the poster to `out_path`. `fetch(cells)` gets [(cell index, map row)] and
     yields (cell index, RGB pixels or None) in any order; a cell left None stays blank.
@@ -292,7 +276,7 @@ def render_poster(spec, assignment, fetch, out_path, work_dir, name="poster", pr
             for done, (cell, pixels) in enumerate(fetch(wanted), 1):
                 if pixels is not None:
                     w, h = sizes[cell]
-                    os.pwrite(cells.fileno(), np.ascontiguousarray(fit_into(pixels, w, h)).tobytes(),
+                    os.pwrite(cells.fileno(), np.ascontiguousarray(letterbox(pixels, w, h, BACKGROUND)).tobytes(),
                               int(offsets[cell]))
                     filled[cell] = True
                 report(0.8 * done / max(len(wanted), 1))

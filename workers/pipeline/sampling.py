@@ -22,6 +22,7 @@ from workers.pipeline.arrays import (
     ArrayWriter, is_current, read_manifest, remove_stale_temporaries, write_json_atomic,
 )
 from workers.pipeline.files import NotRegularFile, media_kind, open_regular
+from workers.pipeline.images import fit_size, letterbox_photo
 
 INDEX_DTYPE = np.dtype([("frame", "<i8"), ("time", "<f8")])
 SUMMARY = "sample"
@@ -62,12 +63,6 @@ class SampleResult:
     source_height: int | None = None
     warning: str = ""  # set when only part of the file decoded
     reused: bool = False  # True when the stored frames were already current
-
-
-def fit_size(width, height, box_width, box_height):
-    """The largest size with this aspect ratio that fits the box (at least 1x1)."""
-    scale = min(box_width / width, box_height / height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def sample_source(path, out_dir, params, checksum, progress=None, max_image_pixels=89_478_485):
@@ -138,15 +133,12 @@ def read_photo(path, max_image_pixels):
 
 
 def _sample_photo(path, out_dir, params, produced_by, max_image_pixels):
-    from PIL import Image, ImageOps
-
     image = read_photo(path, max_image_pixels)
     source_size = image.size
-    letterboxed = ImageOps.pad(image, (params.width, params.height), method=Image.Resampling.LANCZOS,
-                               color=(0, 0, 0))
+    letterboxed = letterbox_photo(image, params.width, params.height)
     with ArrayWriter(out_dir, "frames", (params.height, params.width, 3), np.uint8, produced_by) as frames, \
             ArrayWriter(out_dir, "index", (), INDEX_DTYPE, produced_by) as index:
-        frames.append(np.asarray(letterboxed)[None])
+        frames.append(letterboxed[None])
         index.append(np.array([(0, 0.0)], dtype=INDEX_DTYPE))
     return SampleResult(kind="photo", frames=1, width=params.width, height=params.height,
                         source_width=source_size[0], source_height=source_size[1])

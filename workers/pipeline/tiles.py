@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from workers.pipeline.images import JPEG_QUALITY, encode_jpeg, resize_area
+
 TILE_WIDTH, TILE_HEIGHT = 256, 144
 CELLS_PER_TILE = 4  # per side, at a tile's own grid level
 BACKGROUND = (24, 24, 27)  # RGB of empty cells; the page's map background matches it
@@ -122,26 +124,20 @@ class CellIndex:
         return self.offsets[level + 1] - self.offsets[level]
 
 
-def render_tile(cells, zoom, column, row, read_frame, quality=85):
+def render_tile(cells, zoom, column, row, read_frame, quality=JPEG_QUALITY):
     """JPEG bytes of one tile. `read_frame(map_row)` returns that frame's RGB pixels (any
     size; each is resized to its cell) or None when it cannot be read (the cell stays empty)."""
-    import cv2
-
     level, columns, rows = cells.grid.tile_cells(zoom, column, row)
     shown = cells.lookup(level, columns, rows)
     per_tile = shown.shape[0]
     width, height = TILE_WIDTH // per_tile, TILE_HEIGHT // per_tile
     tile = np.empty((TILE_HEIGHT, TILE_WIDTH, 3), np.uint8)
-    tile[:] = BACKGROUND[::-1]  # OpenCV encodes BGR
+    tile[:] = BACKGROUND
     for (i, j), map_row in np.ndenumerate(shown):
         if map_row < 0:
             continue
         frame = read_frame(int(map_row))
         if frame is None:
             continue
-        thumbnail = cv2.resize(np.asarray(frame), (width, height), interpolation=cv2.INTER_AREA)
-        tile[i * height:(i + 1) * height, j * width:(j + 1) * width] = thumbnail[..., ::-1]
-    ok, encoded = cv2.imencode(".jpg", tile, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding of a tile failed")
-    return encoded.tobytes()
+        tile[i * height:(i + 1) * height, j * width:(j + 1) * width] = resize_area(frame, width, height)
+    return encode_jpeg(tile, quality)

@@ -1,4 +1,4 @@
-"""Published maps: an immutable snapshot of a layout with the indexes that serve it.
+"""Map versions: each an immutable snapshot of a layout with the indexes that serve it.
 
 `publish_map` (run by the layout stage) makes `maps/<version>/` from the collection's
 current arrays: hard links to `index`, `pca` and `layout` (the stages replace those files

@@ -1,4 +1,5 @@
-"""The sampling parameters that the settings ask for."""
+"""The sampling parameters that the settings ask for (FRAME_WIDTH, FRAME_HEIGHT,
+SAMPLE_EVERY, SAMPLE_FPS): what a new collection is sampled with."""
 from django.conf import settings
 
 from workers.pipeline.sampling import SamplingParams

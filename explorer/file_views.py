@@ -3,7 +3,6 @@ sources' own files for playback. Only ids and numbers reach the disk: every path
 built from the collection's own folders or a source's recorded path, so no parameter
 can point elsewhere; and a source's file is served only while it is a regular file
 inside the allowed folders, checked at every request on its real path."""
-import io
 import mimetypes
 import os
 import re
@@ -16,17 +15,17 @@ from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from explorer.maps import snapshot
 from explorer.models import Collection, Job, Source
+from explorer.served_maps import snapshot
+from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
 from workers.pipeline.arrays import open_array
-from workers.pipeline.files import is_inside, open_regular
+from workers.pipeline.files import open_regular
+from workers.pipeline.images import encode_jpeg
 
 
 @require_GET
 def frame_image(request, source_id, number):
     """Frame `number` of a source as JPEG, at frame-store resolution."""
-    from PIL import Image
-
     source = get_object_or_404(Source, pk=source_id, status=Source.Status.READY)
     try:
         frames = open_array(source.frames_dir, "frames")
@@ -34,9 +33,7 @@ def frame_image(request, source_id, number):
         raise Http404(f"source {source_id} has no frames on disk") from None
     if not 0 <= number < frames.shape[0]:
         raise Http404(f"source {source_id} has frames 0 to {frames.shape[0] - 1}, not {number}")
-    buffer = io.BytesIO()
-    Image.fromarray(frames[number]).save(buffer, format="JPEG", quality=85)
-    response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
+    response = HttpResponse(encode_jpeg(frames[number]), content_type="image/jpeg")
     response["Cache-Control"] = "public, max-age=86400"  # a source's frames never change in place
     return response
 
@@ -101,12 +98,12 @@ def _servable_path(source):
     folders = list(settings.MEDIA_ROOTS)
     for job in source.jobs.filter(kind=Job.Kind.INGEST).only("params"):
         folders += job.allowed_folders
-    real = Path(os.path.realpath(source.path))
     try:
+        real = allowed_real_path(source.path, folders)
         regular = stat.S_ISREG(real.stat().st_mode)
-    except OSError:
+    except (OutsideAllowedFolders, OSError):
         regular = False
-    if not (regular and is_inside(real, folders)):
+    if not regular:
         raise Http404(f"source {source.pk}'s file is no longer a file inside the allowed folders")
     return real
 
@@ -173,7 +170,9 @@ def _accel_path(path):
 
     if not settings.MEDIA_ACCEL_REDIRECT or not settings.MEDIA_ROOTS:
         return None
-    root = settings.MEDIA_ROOTS[0]
-    if not is_inside(path, [root]):
+    root = Path(os.path.realpath(settings.MEDIA_ROOTS[0]))
+    try:
+        real = allowed_real_path(path, [root])
+    except OutsideAllowedFolders:
         return None  # allowed, but not where nginx's location points: Django sends it
-    return settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(str(path.relative_to(root)))
+    return settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(str(real.relative_to(root)))

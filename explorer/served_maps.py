@@ -1,11 +1,12 @@
-"""The published map a collection serves (workers/pipeline/mapstore.py), opened once per
-process and version. A new version appears when a layout stage finishes; until then the
-old one is served, so a retraining never interrupts the map."""
+"""The maps the web serves: a collection's current map version (or a still-kept one named
+in a tile's URL), each opened once per process (workers/pipeline/map_versions.py writes
+and reads them). A new version appears when a layout stage finishes; until then the old
+one is served, so a retraining never interrupts the map."""
 import functools
 import re
 
 from explorer.models import Job
-from workers.pipeline.mapstore import MapSnapshot
+from workers.pipeline.map_versions import MapSnapshot
 
 VERSION = re.compile(r"^[0-9a-f]{16}$")
 
