@@ -54,7 +54,7 @@ def poster_spec(params):
 
 def current_map(collection):
     """The map a poster of the collection is made from, or NotReady."""
-    from explorer.maps import snapshot
+    from explorer.served_maps import snapshot
 
     current = snapshot(collection)
     if current is None:

@@ -170,7 +170,7 @@ class Job(models.Model):
         """The folders an ingest job may take files from, and its files may be served from:
         the server's MEDIA_ROOTS for a job started from the web, the folders named on the
         command line for one started there."""
-        from workers.pipeline.files import folders_of
+        from workers.pipeline.allowed_folders import folders_of
 
         return self.params.get("roots") or folders_of(self.params.get("paths", []))
 

@@ -8,7 +8,7 @@ Which folders are allowed is the job's business (Job.allowed_folders): the serve
 MEDIA_ROOTS for an ingest started from the web, `folders_of` the paths named on the
 command line for one started there. Who asks:
   explorer/api.py          each path named to an ingest from the web, before the job starts
-  workers/tasks.py (scan)  each file an ingest found (a link in the folders may lead out)
+  workers/stages/ingest.py (scan)  each file an ingest found (a link in the folders may lead out)
   explorer/file_views.py   a source's file at every request (it may have become a link)
 """
 import os

@@ -122,7 +122,7 @@ def place_frames(job):
     """Place every frame: encoder, then the stretch; publish the arrays and the state."""
     from workers.pipeline.autoencoder import TripletAutoencoder
     from workers.pipeline.layout import RadialStretch
-    from workers.pipeline.mapstore import map_version, publish_map, remove_old_maps
+    from workers.pipeline.map_versions import map_version, publish_map, remove_old_maps
 
     collection = job.collection
     models, out_dir = collection.models_dir, collection.embedding_dir

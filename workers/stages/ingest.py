@@ -10,7 +10,8 @@ from django.utils import timezone
 from explorer.models import Job, Source
 from workers import lifecycle
 from workers.pieces import FanOut, job_progress
-from workers.pipeline.files import NotRegularFile, file_checksum, find_media, is_inside, media_kind
+from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
+from workers.pipeline.files import NotRegularFile, file_checksum, find_media, media_kind
 from workers.pipeline.sampling import MediaError, SamplingParams, sample_source
 from workers.stages import Report
 from workers.tasks import job_task
@@ -24,14 +25,16 @@ def scan(job):
     files, passed_over = find_media(job.params["paths"])
     skipped = [_skip(path, reason, _kind_of_passed_over(path)) for path, reason in passed_over]
     # A link inside the allowed folders must not lead out of them: such files are never
-    # sampled, nor served (explorer/media.py checks the same at every request).
-    roots = job.allowed_folders
-    inside = {path: is_inside(path, roots) for path in files}
-    files = [path for path in files if inside[path]]
-    skipped += [_skip(path, "a link that leads outside the folders ingested from", Job.Skip.UNUSABLE)
-                for path, ok in inside.items() if not ok]
+    # sampled, nor served (explorer/file_views.py checks the same at every request).
+    roots, inside = job.allowed_folders, []
+    for path in files:
+        try:
+            allowed_real_path(path, roots, "the folders ingested from")
+            inside.append(path)
+        except OutsideAllowedFolders as exc:
+            skipped.append(_skip(path, exc.reason, Job.Skip.UNUSABLE))
     report = job_progress(job.pk, message="identifying files")
-    for number, path in enumerate(files):
+    for number, path in enumerate(inside):
         try:
             source, same_as = _source_for(job.collection, path)
         except NotRegularFile as exc:  # turned into a pipe or a device since it was found
@@ -42,7 +45,7 @@ def scan(job):
             job.sources.add(source)
             if same_as:
                 skipped.append(_skip(path, f"same content as {same_as}", Job.Skip.DUPLICATE))
-        report((number + 1) / len(files))
+        report((number + 1) / len(inside))
     lifecycle.add_skipped(job, skipped)
 
 

@@ -13,7 +13,7 @@ def render_poster(job):
     """Render the job's poster from the map version it was asked of: frames assigned to
     cells, read from the frame store (preview) or the source files at their exact
     timestamps (print). A source that is gone leaves its cells blank, with a warning."""
-    from workers.pipeline.mapstore import MapSnapshot
+    from workers.pipeline.map_versions import MapSnapshot
     from workers.pipeline.posters import PosterSpec, assign_frames, render_poster
 
     collection, poster = job.collection, job.posters.get()
