@@ -209,11 +209,13 @@ RECOVERY_INTERVAL = env_float("RECOVERY_INTERVAL", 10.0, minimum=0.5)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
 STALE_AFTER = env_float("STALE_AFTER", 120.0, minimum=1.0)
 
+# The log's level (web process and workers, on standard error).
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # faiss reports at INFO each CPU build it tries before the one that loads.
     "loggers": {"faiss.loader": {"level": "WARNING"}},
 }
