@@ -87,6 +87,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the pages' JS and CSS, Leaflet) from the app's own process, so gunicorn
+    # alone serves complete pages; behind nginx (docker/) nginx serves them first. Before
+    # access control: they hold nothing private, and the login page needs its CSS.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -137,7 +141,12 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 # Front-end libraries come from the npm registry (package.json; `npm ci`), never a CDN.
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/leaflet", BASE_DIR / "node_modules" / "leaflet" / "dist")]
+# Where `collectstatic` copies them all, for nginx (docker/: a volume it shares with web).
 STATIC_ROOT = env_dir("STATIC_ROOT", BASE_DIR / "staticfiles")
+# WhiteNoise serves what STATIC_ROOT holds and, found once at start, what Django's finders
+# find (the folders above, the apps' static/), so gunicorn needs no `collectstatic` first;
+# a file in both is served from where the finders found it (the current one).
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     # One error shape for the whole API, documented on every operation (explorer/api_errors.py).
@@ -200,11 +209,13 @@ RECOVERY_INTERVAL = env_float("RECOVERY_INTERVAL", 10.0, minimum=0.5)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
 STALE_AFTER = env_float("STALE_AFTER", 120.0, minimum=1.0)
 
+# The log's level (web process and workers, on standard error).
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # faiss reports at INFO each CPU build it tries before the one that loads.
     "loggers": {"faiss.loader": {"level": "WARNING"}},
 }

@@ -24,8 +24,11 @@ END_TO_END_FIXTURES = {"worker", "spawn_worker", "web_server", "browser"}
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if END_TO_END_FIXTURES & fixtures:
             item.add_marker(pytest.mark.worker)
+        if "browser" in fixtures:  # `-m "not browser"` where there is no Chromium to drive
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -257,7 +260,8 @@ def browser(tmp_path_factory):
 
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver_path):
-        pytest.fail("browser tests need chromium and chromedriver: apt-get install chromium chromium-driver")
+        pytest.fail("browser tests need chromium and chromedriver: apt-get install chromium chromium-driver, "
+                    "or leave them out with -m 'not browser' (README, Tests and benchmarks)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -209,6 +209,36 @@ def test_any_other_server_requires_login_and_a_real_secret_key(tmp_path, command
         stop(process)
 
 
+
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
+
+
+def test_gunicorn_alone_serves_the_pages_static_files(tmp_path, client, anonymous_client, collection):
+    """No nginx in front and no `collectstatic` (an empty STATIC_ROOT): the app's own process
+    (WhiteNoise) serves every script and style sheet the pages name, Leaflet included, to
+    anyone, so the login page has its CSS before anyone signs in."""
+    from django.contrib.staticfiles import finders
+
+    pages = [anonymous_client.get("/accounts/login/")] + [
+        client.get(path) for path in ("/", f"/collections/{collection.pk}/", f"/collections/{collection.pk}/map/")]
+    named = set()
+    for page in pages:
+        assert page.status_code == 200, page
+        named |= set(re.findall(r'(?:src|href)="(/static/[^"]+)"', page.content.decode()))
+    assert {"/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css",
+            "/static/explorer/explorer.css"} <= named
+
+    process, url = serve(GUNICORN, tmp_path / "static.log", STATIC_ROOT=str(tmp_path / "static-root"), **SECRET)
+    try:
+        for path in sorted(named):
+            with urllib.request.urlopen(url + path, timeout=10) as response:
+                assert response.status == 200, path
+                assert response.headers["Content-Type"].startswith(STATIC_TYPES[Path(path).suffix]), path
+                assert response.read() == Path(finders.find(path.removeprefix("/static/"))).read_bytes(), path
+    finally:
+        stop(process)
+    assert not any((tmp_path / "static-root").iterdir())  # served from where the files are, not a copy
+
 def test_the_compose_settings_pass_djangos_deployment_checks():
     """`manage.py check --deploy` with the environment docker/compose.yaml gives web and workers."""
     import yaml

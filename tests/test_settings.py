@@ -41,6 +41,7 @@ def test_helpers_accept_good_values(monkeypatch, tmp_path):
     ("XCEPTION_WEIGHTS", "/missing.h5", "XCEPTION_WEIGHTS='/missing.h5' is neither"),
     ("MEDIA_ROOTS", "/no/such/root", "MEDIA_ROOTS names '/no/such/root'"),
     ("FEATURE_PRECISION", "fast", "FEATURE_PRECISION='fast' is not one of"),
+    ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' is not one of: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
 ])
 def test_a_bad_setting_stops_the_program_with_its_name(variable, value, message):
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
