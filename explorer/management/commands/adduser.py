@@ -6,13 +6,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from explorer.access import EDITOR, EDITORS_GROUP, VIEWER
+from explorer.database import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Create a user who signs in to the explorer, or change one: viewers browse, play and download; "
             "editors also ingest, train, label, render posters and delete.")
 

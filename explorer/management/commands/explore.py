@@ -4,12 +4,13 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from explorer.cli import LocalWorkers, add_ingest_arguments, follow, run_ingest, summarize
+from explorer.database import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Ingest folders, then serve the explorer in the browser until interrupted (Ctrl-C)."
 
     def add_arguments(self, parser):

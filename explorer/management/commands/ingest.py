@@ -1,9 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from explorer.cli import LocalWorkers, add_ingest_arguments, follow, run_ingest, summarize
+from explorer.database import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Ingest video and photo files and folders into a collection, showing progress until done."
 
     def add_arguments(self, parser):

@@ -1,9 +1,10 @@
 import shutil
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from explorer.cli import LocalWorkers, collection_named, follow, summarize
+from explorer.database import DatabaseCommand
 from explorer.jobs import NotReady, start_poster
 from explorer.models import Poster
 from workers.pipeline.posters import PosterError
@@ -20,7 +21,7 @@ def pair(kind, separator):
     return parse
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Render a poster of a region of a collection's map: PNG, TIFF or PDF, from the frame store "
             "(preview) or the source files (print). Without --centre and --width, the whole map.")
 

@@ -1,12 +1,15 @@
 """Django's development server (static files included), with the product's access rule:
 bound to a loopback address it is login-free for its one local user and says so; bound to
-anything else it requires login and a real DJANGO_SECRET_KEY (explorer/access.py)."""
+anything else it requires login and a real DJANGO_SECRET_KEY (explorer/access.py). Like the
+other commands it sets up a fresh SQLite database (explorer/database.py)."""
 import os
 
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticFilesRunserver
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
 
 from explorer import access
+from explorer.database import prepare_database
 
 
 class Command(StaticFilesRunserver):
@@ -19,3 +22,11 @@ class Command(StaticFilesRunserver):
             os._exit(1)  # as Django's own runserver does: sys.exit does not stop the reloader's thread
         access.announce(self.stdout)
         super().inner_run(*args, **options)
+
+    def check_migrations(self):
+        # Called by inner_run, in the reloader's thread: an exception would not stop the process.
+        try:
+            prepare_database(self.stderr.write)
+        except CommandError as exc:
+            self.stderr.write(f"Error: {exc}")
+            os._exit(1)

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from explorer.cli import LocalWorkers, collection_named, follow, summarize, warn_about_random_weights
+from explorer.database import DatabaseCommand
 from explorer.jobs import start_training
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Refit PCA and retrain the autoencoder on a whole collection, then place every frame again."
 
     def add_arguments(self, parser):
