@@ -18,8 +18,11 @@ class Command(DatabaseCommand):
             "editors also ingest, train, label, render posters and delete.")
 
     def add_arguments(self, parser):
-        parser.add_argument("name")
-        parser.add_argument("--role", choices=(VIEWER, EDITOR), default=VIEWER)
+        parser.add_argument("name", help="the user name to sign in with")
+        parser.add_argument("--role", choices=(VIEWER, EDITOR), default=VIEWER,
+                            help=f"{VIEWER}: browse, play and download; {EDITOR}: also ingest, train, label, "
+                                 f"render posters and delete (default {VIEWER}: an existing user is given the role "
+                                 f"named here, so give --role {EDITOR} again to keep an {EDITOR} one)")
         password = parser.add_mutually_exclusive_group()
         password.add_argument("--password-stdin", action="store_true",
                               help="read the password from standard input (for scripts)")

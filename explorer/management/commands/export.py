@@ -14,7 +14,7 @@ class Command(DatabaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("collection", help="collection name or id")
-        parser.add_argument("--csv", required=True, help="output file, or - for standard output")
+        parser.add_argument("--csv", required=True, metavar="FILE", help="the file to write, or - for standard output")
 
     def handle(self, *args, **options):
         collection = collection_named(options["collection"])

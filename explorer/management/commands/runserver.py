@@ -1,8 +1,11 @@
 """Django's development server (static files included), with the product's access rule:
 bound to a loopback address it is login-free for its one local user and says so; bound to
 anything else it requires login and a real DJANGO_SECRET_KEY (explorer/access.py). Like the
-other commands it sets up a fresh SQLite database (explorer/database.py)."""
+other commands it sets up a fresh SQLite database (explorer/database.py). Its log of
+requests for JSON, tiles, frames and files goes to DATA_DIR/logs/web.log only; pages are
+logged on the terminal too (explorer/logs.py)."""
 import os
+import sys
 
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticFilesRunserver
 from django.core.exceptions import ImproperlyConfigured
@@ -20,7 +23,7 @@ class Command(StaticFilesRunserver):
         except ImproperlyConfigured as exc:
             self.stderr.write(f"Error: {exc}")
             os._exit(1)  # as Django's own runserver does: sys.exit does not stop the reloader's thread
-        access.announce(self.stdout)
+        access.announce(sys.stderr)  # with the errors: `explore` sends the server's chatter to its log
         super().inner_run(*args, **options)
 
     def check_migrations(self):

@@ -1,6 +1,8 @@
 from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, collection_named, follow, summarize, warn_about_random_weights
+from explorer.cli import (
+    LocalWorkers, add_workers_argument, collection_named, follow, summarize, warn_about_random_weights,
+)
 from explorer.database import DatabaseCommand
 from explorer.jobs import start_training
 
@@ -10,7 +12,7 @@ class Command(DatabaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("collection", help="collection name or id")
-        parser.add_argument("--workers", type=int, default=1)
+        add_workers_argument(parser)
 
     def handle(self, *args, **options):
         collection = collection_named(options["collection"])
@@ -24,5 +26,5 @@ class Command(DatabaseCommand):
                 self.stdout.write(f"A retraining of {collection.name!r} is already queued or running "
                                   f"(job {job.pk}): following it\n")
             job = follow(job, self.stderr)
-        if not summarize(job, self.stdout):
+        if not summarize(job, self.stdout, options["verbosity"]):
             raise CommandError(f"training {job.status}")
