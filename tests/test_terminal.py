@@ -147,7 +147,7 @@ def test_on_a_terminal_each_stage_is_one_bar_redrawn_in_place(worker, media_root
 
 
 @pytest.mark.django_db
-def test_the_summary_names_the_first_files_and_counts_the_rest():
+def test_the_summary_names_the_first_files_and_counts_the_rest_the_api_lists_all(client):
     collection = Collection.objects.create(name="summary")
     job = Job.objects.create(collection=collection, status=Job.Status.PARTIAL, stage="done", message="m",
                              skipped=[{"path": f"/m/{i:02d}.txt", "reason": "not media"} for i in range(LISTED + 3)])
@@ -166,3 +166,9 @@ def test_the_summary_names_the_first_files_and_counts_the_rest():
     summarize(job, everything, verbosity=2)
     assert everything.getvalue().count("  skipped ") == LISTED + 3 and "more skipped" not in everything.getvalue()
 
+    body = client.get(f"/api/jobs/{job.pk}/").json()
+    assert len(body["skipped"]) == LISTED + 3
+    assert [(f["path"], f["error"]) for f in body["failed"]] == [("/m/bad0.mp4", "decoder said no"),
+                                                                  ("/m/bad1.mp4", "decoder said no")]
+    [listed] = [j for j in client.get(f"/api/jobs/?collection={collection.pk}").json()["results"]]
+    assert listed["failed"] == body["failed"]
