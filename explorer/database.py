@@ -67,4 +67,7 @@ class DatabaseCommand(BaseCommand):
     requires_migrations_checks = True
 
     def check_migrations(self):
-        prepare_database(self.stderr.write)
+        prepare_database(self.note)
+
+    def note(self, text):
+        self.stderr.write(text, style_func=str)  # a note, not in the red of errors

@@ -29,7 +29,7 @@ class Command(StaticFilesRunserver):
     def check_migrations(self):
         # Called by inner_run, in the reloader's thread: an exception would not stop the process.
         try:
-            prepare_database(self.stderr.write)
+            prepare_database(lambda text: self.stderr.write(text, style_func=str))
         except CommandError as exc:
             self.stderr.write(f"Error: {exc}")
             os._exit(1)
