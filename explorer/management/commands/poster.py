@@ -40,7 +40,8 @@ class Command(DatabaseCommand):
         parser.add_argument("--format", default="png", help="png, tiff or pdf (default png)")
         parser.add_argument("--quality", default="preview",
                             help="preview: cells from the frame store (fast); print: frames decoded again from "
-                                 "the source files at full resolution (default preview)")
+                                 "the source files, sharper for cells larger than the stored frames "
+                                 "(default preview)")
         parser.add_argument("--empty", default="blank",
                             help="cells with no frame near their centre: blank, or nearest (the nearest frame "
                                  "not used elsewhere) (default blank)")
@@ -48,8 +49,8 @@ class Command(DatabaseCommand):
                             help="width on paper in millimetres: with --dpi it sets the pixel size, instead of "
                                  "--tile")
         parser.add_argument("--dpi", type=float, default=300.0,
-                            help="dots per inch on paper: the size written in the file, and with --width-mm the "
-                                 "pixel size (default 300)")
+                            help="dots per inch on paper: the resolution written in the file, and with --width-mm "
+                                 "the pixel size (default 300)")
         parser.add_argument("--again", type=int, metavar="POSTER",
                             help="render poster POSTER again with its parameters (on the current map)")
         parser.add_argument("--out", metavar="FILE",
