@@ -3,6 +3,7 @@ these views by drf-spectacular and served at /api/openapi.json."""
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -68,12 +69,35 @@ class SourceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class FailedFileSerializer(serializers.Serializer):
+    source = serializers.IntegerField(help_text="The source's id (/api/sources/ID/).")
+    path = serializers.CharField()
+    error = serializers.CharField(help_text="Why it could not be read.")
+
+
+def failed_sources(lookup="sources"):
+    """The prefetch of each job's failed files (JobSerializer's `failed`): one query for a list."""
+    return Prefetch(lookup, queryset=Source.objects.filter(status=Source.Status.FAILED).order_by("path"),
+                    to_attr="failed_sources")
+
+
 class JobSerializer(serializers.ModelSerializer):
+    failed = serializers.SerializerMethodField(help_text="Every file of the job that failed, by path, with why.")
+
     class Meta:
         model = Job
         fields = ["id", "collection", "kind", "params", "stage", "status", "progress", "message", "error",
-                  "skipped", "created_at", "started_at", "finished_at", "updated_at"]
+                  "skipped", "failed", "created_at", "started_at", "finished_at", "updated_at"]
         read_only_fields = fields
+        extra_kwargs = {"skipped": {"help_text": "Every file passed over, by path, with why: "
+                                                 "[{\"path\": ..., \"reason\": ...}]."}}
+
+    @extend_schema_field(FailedFileSerializer(many=True))
+    def get_failed(self, job):
+        found = getattr(job, "failed_sources", None)
+        if found is None:
+            found = job.sources.filter(status=Source.Status.FAILED).order_by("path")
+        return [{"source": source.pk, "path": source.path, "error": source.error} for source in found]
 
 
 class IngestRequestSerializer(ExactFields, serializers.Serializer):
@@ -285,7 +309,8 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PosterSerializer
 
     def get_queryset(self):
-        return _listed(self, Poster.objects.select_related("job", "collection"), CollectionFilter)
+        return _listed(self, Poster.objects.select_related("job", "collection").prefetch_related(
+            failed_sources("job__sources")), CollectionFilter)
 
     @extend_schema(request=PosterRequestSerializer, responses=started(PosterSerializer, "poster", {409: NO_MAP}))
     def create(self, request):
@@ -371,7 +396,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
 
     def get_queryset(self):
-        return _listed(self, Job.objects.all(), JobFilter)
+        return _listed(self, Job.objects.prefetch_related(failed_sources()), JobFilter)
 
     @extend_schema(request=NO_PARAMETERS, responses={
         200: OpenApiResponse(JobSerializer, description="Cancelled: the job, with status `cancelled`."),

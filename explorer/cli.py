@@ -10,23 +10,40 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
-from tqdm import tqdm
 
 from explorer.jobs import start_ingest
 from explorer.models import COLLECTION_NAME, Collection, Job, Source, WorkerHeartbeat
+from explorer.progress import follow  # noqa: F401 (the commands' import)
 from explorer.sampling_settings import sampling_params
 
 
 def add_ingest_arguments(parser):
-    parser.add_argument("paths", nargs="+", help="video or photo files and folders (searched recursively)")
-    parser.add_argument("--collection", help="collection name (default: the first folder's name)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="video or photo files, and folders searched recursively for them")
+    parser.add_argument("--collection", metavar="NAME",
+                        help="the collection to add the files to, made if it does not exist "
+                             "(default: the name of the first PATH)")
     rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--every", type=int, help="keep one frame in EVERY (default: SAMPLE_EVERY, 20)")
-    rate.add_argument("--fps", type=float, help="keep this many frames per second instead")
+    rate.add_argument("--every", type=int, metavar="N",
+                      help="keep one video frame in N (default: the SAMPLE_FPS setting when set, else "
+                           "SAMPLE_EVERY, 20); a collection keeps the rate it was made with")
+    rate.add_argument("--fps", type=float,
+                      help="keep this many video frames per second instead (e.g. 1); a collection keeps the "
+                           "rate it was made with")
     parser.add_argument("--sample-only", action="store_true",
-                        help="stop after sampling frames; do not place them on the map")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="local worker processes to start when no worker is running (default: CPU count)")
+                        help="only sample the frames (they show on the collection's page); leave the map as it "
+                             "is: no features, PCA, training or layout. Ingest again without it (files "
+                             "already sampled are not sampled again) or run `manage.py train` to map them")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="local worker processes to start when no worker is running (default: the number "
+                             "of CPUs; their log: DATA_DIR/logs/worker.log). With workers running, the job "
+                             "goes to them")
+
+
+def add_workers_argument(parser, default=1):
+    parser.add_argument("--workers", type=int, default=default, metavar="N",
+                        help=f"local worker processes to start when no worker is running (default: {default}; "
+                             "their log: DATA_DIR/logs/worker.log). With workers running, the job goes to them")
 
 
 def collection_for(name, paths, every, fps):
@@ -64,9 +81,8 @@ class LocalWorkers:
         if WorkerHeartbeat.alive().exists():
             self.out.write("Workers are running: the job goes to them.\n")
             return self
-        log_dir = Path(settings.DATA_DIR) / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / "worker.log"
+        settings.LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log_path = settings.LOG_DIR / "worker.log"
         self.out.write(f"Starting {self.count} local worker process(es); log: {log_path}\n")
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -94,50 +110,45 @@ class LocalWorkers:
         return False
 
 
-def follow(job, out, poll=0.3):
-    """Show a progress bar per stage until the job finishes; returns the finished job."""
-    bar, stage = None, None
-    while True:
-        job.refresh_from_db()
-        if job.stage != stage and job.stage not in ("queued", "done"):
-            if bar:
-                bar.update(bar.total - bar.n)
-                bar.close()
-            stage = job.stage
-            # In a log file rather than a terminal, a line every few seconds is plenty.
-            bar = tqdm(total=1000, desc=f"{stage:>8}", file=out, dynamic_ncols=True,
-                       mininterval=0.2 if out.isatty() else 5,
-                       bar_format="{desc} |{bar}| {percentage:3.0f}% {elapsed}{postfix}")
-        if bar:
-            bar.update(int(job.progress * 1000) - bar.n)
-            bar.set_postfix_str(job.message[:60], refresh=True)
-        if job.finished:
-            if bar:
-                bar.update(bar.total - bar.n)
-                bar.close()
-            return job
-        time.sleep(poll)
+LISTED = 10  # files named in the summary of each kind (failed, partial, skipped); -v 2 names them all
 
 
-def summarize(job, out):
-    """Print what happened to every file; returns True when everything succeeded."""
+def summarize(job, out, verbosity=1):
+    """Print the job's outcome and name the files that failed, came out partial or were
+    skipped: the first LISTED of each, then how many more (all of them at verbosity 2, and
+    always in the job's JSON at /api/jobs/ID/ and on the collection's page). Returns True
+    when everything succeeded."""
     out.write(f"\nJob {job.pk} {job.status}: {job.message}\n")
     if job.error:
         out.write(f"  error: {job.error}\n")
-    failed = job.sources.filter(status=Source.Status.FAILED)
-    warned = job.sources.filter(status=Source.Status.READY).exclude(warning="")
-    for source in failed:
-        out.write(f"  FAILED  {source.error}\n")
-    for source in warned:
-        out.write(f"  PARTIAL {source.path}: {source.warning}\n")
-    for skip in job.skipped:
-        out.write(f"  skipped {skip['path']}: {skip['reason']}\n")
+    failed = job.sources.filter(status=Source.Status.FAILED).order_by("path")
+    warned = job.sources.filter(status=Source.Status.READY).exclude(warning="").order_by("path")
+    limit = None if verbosity >= 2 else LISTED
+    in_job = f"the collection's page and /api/jobs/{job.pk}/"
+    _listed(out, "failed", [f"  FAILED  {failure(source)}" for source in failed[:limit]], failed.count(), in_job)
+    _listed(out, "partial", [f"  PARTIAL {source.path}: {source.warning}" for source in warned[:limit]],
+            warned.count(), "the collection's page")
+    _listed(out, "skipped", [f"  skipped {skip['path']}: {skip['reason']}" for skip in job.skipped[:limit]],
+            len(job.skipped), in_job)
     return job.status == Job.Status.SUCCEEDED
+
+
+def failure(source):
+    """What went wrong with a source, naming it (its error does, most of the time)."""
+    return source.error if source.error.startswith(source.path) else f"{source.path}: {source.error}"
+
+
+def _listed(out, kind, lines, total, also_in):
+    for line in lines:
+        out.write(line + "\n")
+    if total > len(lines):
+        out.write(f"  ... and {total - len(lines)} more {kind} (-v 2 lists them all; so do {also_in})\n")
 
 
 def run_ingest(options, out):
     collection = collection_for(options["collection"], options["paths"], options["every"], options["fps"])
-    warn_about_random_weights(out)
+    if not options["sample_only"]:
+        warn_about_random_weights(out)
     job = start_ingest(collection, [os.path.abspath(os.path.expanduser(p)) for p in options["paths"]],
                        embed=not options["sample_only"])
     if job.reused:

@@ -211,11 +211,27 @@ STALE_AFTER = env_float("STALE_AFTER", 120.0, minimum=1.0)
 
 # The log's level (web process and workers, on standard error).
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+# Log files of the processes the commands start (local workers: worker.log) and of the
+# development server (web.log: every request; the terminal shows only those for pages).
+LOG_DIR = DATA_DIR / "logs"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"pages_only": {"()": "explorer.logs.PagesOnly"},
+                "broker_noise": {"()": "explorer.logs.FilesystemBrokerNoise"}},
+    "formatters": {"django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}",
+                                     "style": "{"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "web_log": {"class": "explorer.logs.LogFile", "filename": str(LOG_DIR / "web.log"),
+                    "formatter": "django.server"},
+        "pages": {"class": "logging.StreamHandler", "filters": ["pages_only"], "formatter": "django.server"},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # faiss reports at INFO each CPU build it tries before the one that loads.
-    "loggers": {"faiss.loader": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"handlers": ["web_log", "pages"], "level": "INFO", "propagate": False},
+        # faiss reports at INFO each CPU build it tries before the one that loads.
+        "faiss.loader": {"level": "WARNING"},
+        "kombu.connection": {"filters": ["broker_noise"]},
+    },
 }

@@ -6,6 +6,7 @@ import time
 import urllib.request
 
 import pytest
+from django.conf import settings
 
 from tests.conftest import ROOT, free_port, worker_env
 from tests.media import make_video
@@ -45,6 +46,18 @@ def test_explore_ends_with_the_map_open_in_the_browser(worker, media_root, tmp_p
             assert time.monotonic() < deadline, "no browser was opened"
             time.sleep(0.2)
         assert opened.read_text().strip() == map_url
+        # Off a terminal: a few lines, none redrawn. The server logs the page on the terminal,
+        # and the polled JSON in its log file only.
+        page_path, state_path = map_url.split(str(port), 1)[1], map_url.split(str(port), 1)[1].replace(
+            "/collections/", "/api/collections/")
+        web_log = settings.LOG_DIR / "web.log"
+        deadline = time.monotonic() + 10
+        while f"GET {state_path} " not in (web_log.read_text() if web_log.exists() else ""):
+            assert time.monotonic() < deadline, "the request for the map's state is not in the web log"
+            time.sleep(0.2)
+        printed = log.read_text()
+        assert f"GET {page_path} " in printed and "GET /api/" not in printed, printed
+        assert "\r" not in printed and len(printed.splitlines()) < 40, printed
     finally:
         explore.terminate()  # SIGTERM to explore alone: it stops its server (and workers) itself
         explore.wait(timeout=30)

@@ -56,7 +56,7 @@ def advance(job_id, finished_stage):
     stage = next_stage(job, finished_stage)
     done = stage == stages.DONE
     moved = Job.objects.filter(pk=job_id, stage=finished_stage).exclude(status__in=Job.FINISHED).update(
-        stage=stage, progress=0.0, message="" if done else f"{stage}: waiting for a worker",
+        stage=stage, progress=0.0, message="" if done else "waiting for a worker",
         claimed_by="", updated_at=timezone.now())
     if not moved:
         return None

@@ -54,6 +54,11 @@ class RecoveryStep(bootsteps.StartStopStep):
         self.hostname = getattr(worker, "hostname", None) or socket.gethostname()
 
     def start(self, worker):
+        # A worker started by hand on a fresh data folder sets up its SQLite database like
+        # the commands do, or stops with what to run (another database).
+        from explorer.database import prepare_database
+
+        prepare_database(lambda text: log.warning("%s", text.strip()))
         self.tref = worker.timer.call_repeatedly(settings.RECOVERY_INTERVAL, self.tick, (worker,), priority=10)
         self.tick(worker)
 

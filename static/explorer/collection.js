@@ -56,7 +56,7 @@ async function refresh() {
   document.getElementById("posters").replaceChildren(...posters.results.map((poster) => posterElement(poster)));
   document.getElementById("posters-heading").hidden = posters.count === 0;
   document.getElementById("jobs").replaceChildren(
-    embeddingElement(collection.embedding), ...jobs.results.map(jobElement));
+    embeddingElement(collection.embedding), ...jobs.results.map((job) => jobElement(job, { files: true })));
   list.replaceChildren(...sources.rows.map(sourceCard));
   document.getElementById("more").hidden = sources.count <= shown;
   const busy = jobs.results.some((job) => !job.finished_at);

@@ -40,7 +40,10 @@ async function getPages(url, atMost = Infinity) {
   return { rows: rows.slice(0, atMost), count };
 }
 
-function jobElement(job) {
+// A job: its kind, status, stage and message, a progress bar and a cancel button while it
+// runs, its error. With `files`, the files that failed and those skipped, by name (the job's
+// page; a list of jobs gives their number in the message only).
+function jobElement(job, { files = false } = {}) {
   const div = document.createElement("div");
   div.className = `job status-${job.status}`;
   div.dataset.job = job.id;
@@ -61,7 +64,39 @@ function jobElement(job) {
     error.textContent = job.error;
     div.append(error);
   }
+  if (files) {
+    // A file's error names it already, most of the time.
+    const failed = (job.failed || []).map((f) => (f.error.startsWith(f.path) ? f.error : `${f.path}: ${f.error}`));
+    if (failed.length) div.append(fileList(job, "failed", failed));
+    const skipped = (job.skipped || []).map((s) => `${s.path}: ${s.reason}`);
+    if (skipped.length) div.append(fileList(job, "skipped", skipped));
+  }
   return div;
+}
+
+const FILES_SHOWN = 10; // then "and N more", which opens the rest
+const openFileLists = new Set(); // those the user opened stay open as the page redraws the job
+
+function fileList(job, kind, lines) {
+  const box = document.createElement("div");
+  box.className = `files ${kind}`;
+  const item = (text) => Object.assign(document.createElement("li"), { textContent: text });
+  const first = document.createElement("ul");
+  first.append(...lines.slice(0, FILES_SHOWN).map(item));
+  box.append(`${lines.length} file(s) ${kind}:`, first);
+  if (lines.length > FILES_SHOWN) {
+    const key = `${job.id}/${kind}`;
+    const more = document.createElement("details");
+    more.open = openFileLists.has(key);
+    more.addEventListener("toggle", () => (more.open ? openFileLists.add(key) : openFileLists.delete(key)));
+    const summary = document.createElement("summary");
+    summary.textContent = `and ${lines.length - FILES_SHOWN} more`;
+    const rest = document.createElement("ul");
+    rest.append(...lines.slice(FILES_SHOWN).map(item));
+    more.append(summary, rest);
+    box.append(more);
+  }
+  return box;
 }
 
 // Cancels the job; the job then shows as it ended (the pages redraw it as they poll).
@@ -94,10 +129,18 @@ function embeddingElement(embedding) {
     div.textContent = "no map yet";
     return div;
   }
-  const variance = (embedding.explained_variance * 100).toFixed(0);
-  div.textContent = `map of ${embedding.frames} frame(s) · PCA keeps ${variance}% of the variance`;
+  div.textContent = `map of ${embedding.frames} frame(s) · PCA keeps ${sharePercent(embedding.explained_variance)} ` +
+    "of the variance";
   if (embedding.random_weights) div.append(" ", randomWeightsBadge());
   return div;
+}
+
+// A share (0 to 1) as a percentage that does not round up to a claim: 0.9996 is "more than
+// 99.9%", not "100%" (PCA keeps all of the variance only when there are fewer frames than
+// components, and then float sums still land a hair under or over 1).
+function sharePercent(share) {
+  if (share >= 0.9995) return "more than 99.9%";
+  return `${(Math.floor(share * 1000 + 1e-9) / 10).toFixed(1)}%`; // down: never more than it is
 }
 
 // A poster: its size and format, its job's progress while it renders, then a download link.

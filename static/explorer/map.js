@@ -260,20 +260,23 @@ async function showDissimilar() {
 
 // --- waiting for a map, and noticing a new one ---
 
+// No map yet: the jobs under way (their stage, progress and message) fill the map's place,
+// said once: not in the toolbar too, nor again in the reason (the API's status repeats them).
 function showWaiting(current) {
   const waiting = document.getElementById("waiting");
   waiting.hidden = false;
-  waiting.querySelector(".reason").textContent = current.status;
-  waiting.querySelector(".jobs").replaceChildren(...current.jobs.map(jobElement));
+  waiting.querySelector(".reason").textContent = current.jobs.length
+    ? "No map yet: it is being made." : current.status;
+  waiting.querySelector(".jobs").replaceChildren(...current.jobs.map((job) => jobElement(job, { files: true })));
 }
 
 async function poll() {
   let delay = 5000;
   try {
     const current = await getJSON(api);
-    document.getElementById("map-status").replaceChildren(current.status,
-      ...(current.random_weights ? [" ", randomWeightsBadge()] : []),
-      ...current.jobs.map((job) => jobElement(job)));
+    const badge = current.random_weights ? [randomWeightsBadge()] : [];
+    document.getElementById("map-status").replaceChildren(...(current.ready
+      ? [current.status, " ", ...badge, ...current.jobs.map((job) => jobElement(job))] : badge));
     if (!current.ready) {
       showWaiting(current);
       delay = 1000;

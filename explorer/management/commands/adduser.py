@@ -6,19 +6,23 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from explorer.access import EDITOR, EDITORS_GROUP, VIEWER
+from explorer.database import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Create a user who signs in to the explorer, or change one: viewers browse, play and download; "
             "editors also ingest, train, label, render posters and delete.")
 
     def add_arguments(self, parser):
-        parser.add_argument("name")
-        parser.add_argument("--role", choices=(VIEWER, EDITOR), default=VIEWER)
+        parser.add_argument("name", help="the user name to sign in with")
+        parser.add_argument("--role", choices=(VIEWER, EDITOR), default=VIEWER,
+                            help=f"{VIEWER}: browse, play and download; {EDITOR}: also ingest, train, label, "
+                                 f"render posters and delete (default {VIEWER}: an existing user is given the role "
+                                 f"named here, so give --role {EDITOR} again to keep an {EDITOR} one)")
         password = parser.add_mutually_exclusive_group()
         password.add_argument("--password-stdin", action="store_true",
                               help="read the password from standard input (for scripts)")

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from explorer.database import DatabaseCommand
 from explorer.jobs import cancel
 from explorer.models import Job
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Cancel a queued or running job: what it has not begun is never run, a running stage stops at "
             "its next progress report, and the map being served stays as it is.")
 

@@ -4,19 +4,28 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from explorer.cli import LocalWorkers, add_ingest_arguments, follow, run_ingest, summarize
+from explorer.database import DatabaseCommand
 
 
-class Command(BaseCommand):
-    help = "Ingest folders, then serve the explorer in the browser until interrupted (Ctrl-C)."
+class Command(DatabaseCommand):
+    help = ("Ingest files and folders (as `ingest` does), then serve the explorer and open its map in the "
+            "browser until interrupted (Ctrl-C). `make explore MEDIA=PATH ARGS='...'` runs it with ARGS "
+            "added, e.g. ARGS='--fps 1 --port 8001'. Progress shows as a bar per stage on a terminal, as a "
+            "line per stage otherwise; the web server's log of requests for JSON, tiles and frames goes to "
+            "DATA_DIR/logs/web.log.")
 
     def add_arguments(self, parser):
         add_ingest_arguments(parser)
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--no-browser", action="store_true", help="print the map's address, do not open it")
+        parser.add_argument("--host", default="127.0.0.1",
+                            help="address the web server listens on (default 127.0.0.1: this machine only, "
+                                 "login-free). Any other address requires login and DJANGO_SECRET_KEY")
+        parser.add_argument("--port", type=int, default=8000, help="port of the web server (default 8000)")
+        parser.add_argument("--no-browser", action="store_true",
+                            help="print the map's address, do not open a browser (none is opened anyway "
+                                 "without a display)")
 
     def handle(self, *args, **options):
         url = f"http://{options['host']}:{options['port']}/"
@@ -25,18 +34,23 @@ class Command(BaseCommand):
         roots = [str(p) for p in settings.MEDIA_ROOTS] + [
             os.path.abspath(p) for p in options["paths"] if os.path.isdir(p)]
         env["MEDIA_ROOTS"] = os.pathsep.join(dict.fromkeys(roots))
-        with LocalWorkers(options["workers"], self.stdout):
+        settings.LOG_DIR.mkdir(parents=True, exist_ok=True)
+        web_log = settings.LOG_DIR / "web.log"
+        with LocalWorkers(options["workers"], self.stdout), open(web_log, "ab") as log:
+            # Its banner goes to its log; its errors, its access rule and the pages it serves
+            # come here (explorer/logs.py), the requests pages make by themselves go to the log.
+            self.stdout.flush()
             server = subprocess.Popen(
                 [sys.executable, "manage.py", "runserver", "--noreload", "--insecure",
-                 f"{options['host']}:{options['port']}"], cwd=settings.BASE_DIR, env=env)
+                 f"{options['host']}:{options['port']}"], cwd=settings.BASE_DIR, env=env, stdout=log)
             try:
                 time.sleep(2)
                 if server.poll() is not None:
                     raise CommandError(f"the web server did not start on {options['host']}:{options['port']} "
-                                       "(is the port in use? choose another with --port)")
-                self.stdout.write(f"Serving the explorer at {url} (Ctrl-C stops)\n")
+                                       f"(is the port in use? choose another with --port; see {web_log})")
+                self.stdout.write(f"Serving the explorer at {url} (Ctrl-C stops); log: {web_log}\n")
                 collection, job = run_ingest(options, self.stdout)
-                summarize(follow(job, self.stderr), self.stdout)
+                summarize(follow(job, self.stderr), self.stdout, options["verbosity"])
                 map_url = f"{url}collections/{collection.pk}/map/"
                 self.stdout.write(f"\nThe map of {collection.name!r}: {map_url}\nCtrl-C stops.\n")
                 if not options["no_browser"]:

@@ -1,19 +1,20 @@
 import csv
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from explorer.cli import collection_named
+from explorer.database import DatabaseCommand
 from explorer.models import Source
 from workers.pipeline.arrays import open_array
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Write the collection's map as CSV: one row per frame (source, timestamp, x, y, ...)."
 
     def add_arguments(self, parser):
         parser.add_argument("collection", help="collection name or id")
-        parser.add_argument("--csv", required=True, help="output file, or - for standard output")
+        parser.add_argument("--csv", required=True, metavar="FILE", help="the file to write, or - for standard output")
 
     def handle(self, *args, **options):
         collection = collection_named(options["collection"])

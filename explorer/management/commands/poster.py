@@ -1,9 +1,10 @@
 import shutil
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, collection_named, follow, summarize
+from explorer.cli import LocalWorkers, add_workers_argument, collection_named, follow, summarize
+from explorer.database import DatabaseCommand
 from explorer.jobs import NotReady, start_poster
 from explorer.models import Poster
 from workers.pipeline.posters import PosterError
@@ -20,7 +21,7 @@ def pair(kind, separator):
     return parse
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Render a poster of a region of a collection's map: PNG, TIFF or PDF, from the frame store "
             "(preview) or the source files (print). Without --centre and --width, the whole map.")
 
@@ -28,20 +29,33 @@ class Command(BaseCommand):
         parser.add_argument("collection", help="collection name or id")
         parser.add_argument("--centre", type=pair(float, ","), default=(0.0, 0.0), metavar="X,Y",
                             help="centre of the window on the map, each -1 to 1 (default 0,0)")
-        parser.add_argument("--width", type=float, default=2.0, help="window width in map units (default 2: all)")
+        parser.add_argument("--width", type=float, default=2.0,
+                            help="width of the window in map units; the map spans -1 to 1 (default 2: all of it)")
         parser.add_argument("--grid", type=pair(int, "x"), default=(11, 18), metavar="COLSxROWS",
                             help="cells across and down (default 11x18, the article's poster)")
         parser.add_argument("--tile", type=pair(int, "x"), default=(534, 300), metavar="WxH",
                             help="pixels per cell (default 534x300)")
-        parser.add_argument("--rotation", type=float, default=0.0, help="degrees, counter-clockwise")
-        parser.add_argument("--format", default="png", help="png, tiff or pdf")
-        parser.add_argument("--quality", default="preview", help="preview (frame store) or print (source files)")
-        parser.add_argument("--empty", default="blank", help="cells with no frame near: blank or nearest")
-        parser.add_argument("--width-mm", type=float, help="physical width; with --dpi it sets the pixel size")
-        parser.add_argument("--dpi", type=float, default=300.0)
-        parser.add_argument("--again", type=int, metavar="POSTER", help="render poster POSTER again, same parameters")
-        parser.add_argument("--out", help="copy the finished poster here")
-        parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--rotation", type=float, default=0.0, metavar="DEGREES",
+                            help="turn the window on the map counter-clockwise by this much (default 0)")
+        parser.add_argument("--format", default="png", help="png, tiff or pdf (default png)")
+        parser.add_argument("--quality", default="preview",
+                            help="preview: cells from the frame store (fast); print: frames decoded again from "
+                                 "the source files, sharper for cells larger than the stored frames "
+                                 "(default preview)")
+        parser.add_argument("--empty", default="blank",
+                            help="cells with no frame near their centre: blank, or nearest (the nearest frame "
+                                 "not used elsewhere) (default blank)")
+        parser.add_argument("--width-mm", type=float, metavar="MM",
+                            help="width on paper in millimetres: with --dpi it sets the pixel size, instead of "
+                                 "--tile")
+        parser.add_argument("--dpi", type=float, default=300.0,
+                            help="dots per inch on paper: the resolution written in the file, and with --width-mm "
+                                 "the pixel size (default 300)")
+        parser.add_argument("--again", type=int, metavar="POSTER",
+                            help="render poster POSTER again with its parameters (on the current map)")
+        parser.add_argument("--out", metavar="FILE",
+                            help="copy the finished poster to FILE (it stays under DATA_DIR too)")
+        add_workers_argument(parser)
 
     def handle(self, *args, **options):
         collection = collection_named(options["collection"])
@@ -65,7 +79,7 @@ class Command(BaseCommand):
                               f"of {collection.name!r} (job {poster.job_id})\n")
             job = follow(poster.job, self.stderr)
         poster.refresh_from_db()
-        ok = summarize(job, self.stdout)
+        ok = summarize(job, self.stdout, options["verbosity"])
         if not poster.ready:
             raise CommandError(f"poster {poster.pk} was not rendered ({job.status})")
         path = poster.file_path

@@ -1,15 +1,18 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, collection_named, follow, summarize, warn_about_random_weights
+from explorer.cli import (
+    LocalWorkers, add_workers_argument, collection_named, follow, summarize, warn_about_random_weights,
+)
+from explorer.database import DatabaseCommand
 from explorer.jobs import start_training
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Refit PCA and retrain the autoencoder on a whole collection, then place every frame again."
 
     def add_arguments(self, parser):
         parser.add_argument("collection", help="collection name or id")
-        parser.add_argument("--workers", type=int, default=1)
+        add_workers_argument(parser)
 
     def handle(self, *args, **options):
         collection = collection_named(options["collection"])
@@ -23,5 +26,5 @@ class Command(BaseCommand):
                 self.stdout.write(f"A retraining of {collection.name!r} is already queued or running "
                                   f"(job {job.pk}): following it\n")
             job = follow(job, self.stderr)
-        if not summarize(job, self.stdout):
+        if not summarize(job, self.stdout, options["verbosity"]):
             raise CommandError(f"training {job.status}")
