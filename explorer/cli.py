@@ -13,7 +13,6 @@ from django.core.management.base import CommandError
 
 from explorer.jobs import start_ingest
 from explorer.models import COLLECTION_NAME, Collection, Job, Source, WorkerHeartbeat
-from explorer.progress import follow  # noqa: F401 (the commands' import)
 from explorer.sampling_settings import sampling_params
 
 

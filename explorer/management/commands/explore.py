@@ -6,7 +6,8 @@ import time
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, add_ingest_arguments, follow, run_ingest, summarize
+from explorer.cli import LocalWorkers, add_ingest_arguments, run_ingest, summarize
+from explorer.progress import follow
 from explorer.database import DatabaseCommand
 
 

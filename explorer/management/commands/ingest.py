@@ -1,6 +1,7 @@
 from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, add_ingest_arguments, follow, run_ingest, summarize
+from explorer.cli import LocalWorkers, add_ingest_arguments, run_ingest, summarize
+from explorer.progress import follow
 from explorer.database import DatabaseCommand
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, add_workers_argument, collection_named, follow, summarize
+from explorer.cli import LocalWorkers, add_workers_argument, collection_named, summarize
+from explorer.progress import follow
 from explorer.database import DatabaseCommand
 from explorer.jobs import NotReady, start_poster
 from explorer.models import Poster

@@ -1,10 +1,9 @@
 from django.core.management.base import CommandError
 
-from explorer.cli import (
-    LocalWorkers, add_workers_argument, collection_named, follow, summarize, warn_about_random_weights,
-)
+from explorer.cli import LocalWorkers, add_workers_argument, collection_named, summarize, warn_about_random_weights
 from explorer.database import DatabaseCommand
 from explorer.jobs import start_training
+from explorer.progress import follow
 
 
 class Command(DatabaseCommand):
