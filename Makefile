@@ -29,7 +29,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 install: $(BIN)/.installed node_modules/.installed
-	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py migrate --noinput --verbosity 0
 
 explore: install
 	@test -n "$(MEDIA)" || (echo "usage: make explore MEDIA=/path/to/videos [ARGS='--fps 1']"; exit 2)
