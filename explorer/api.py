@@ -89,8 +89,10 @@ class JobSerializer(serializers.ModelSerializer):
         fields = ["id", "collection", "kind", "params", "stage", "status", "progress", "message", "error",
                   "skipped", "failed", "created_at", "started_at", "finished_at", "updated_at"]
         read_only_fields = fields
-        extra_kwargs = {"skipped": {"help_text": "Every file passed over, by path, with why: "
-                                                 "[{\"path\": ..., \"reason\": ...}]."}}
+        extra_kwargs = {"skipped": {"help_text": "Every file passed over, by path, with why and its kind "
+                                                 "(not_media and duplicate leave the job a success; unusable, "
+                                                 "left_off_map and warning make it partial): "
+                                                 "[{\"path\": ..., \"reason\": ..., \"kind\": ...}]."}}
 
     @extend_schema_field(FailedFileSerializer(many=True))
     def get_failed(self, job):

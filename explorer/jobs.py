@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from django.db import transaction
 from django.db.models import F
 
-from explorer.models import Collection, Job, Source
+from explorer.models import Collection, Job
 from workers import lifecycle, stages
 from workers.celery import send
 
@@ -37,7 +37,7 @@ def start_training(collection):
     the identical retraining already queued or running."""
     params = {"embed": True}
     with _one_start_at_a_time(collection):
-        if not collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).exists():
+        if not lifecycle.collection_has_frames(collection):
             raise NotReady(f"collection {collection.name!r} has no sampled frames to train on: "
                            "ingest media first")
         return _open_identical(collection, Job.Kind.TRAIN, params) or _create(collection, Job.Kind.TRAIN, params)

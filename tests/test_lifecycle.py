@@ -77,7 +77,7 @@ def test_a_file_that_could_not_be_used_makes_the_job_partial(kind):
 
 
 def test_failed_pieces_make_the_job_partial_and_say_so():
-    job = closed(make_job(frames=5, embed=False), failed_chunks=2)
+    job = closed(make_job(frames=5), failed_chunks=2)
     assert job.status == Job.Status.PARTIAL and "2 feature chunk(s) failed" in job.message
 
 
@@ -99,5 +99,33 @@ def test_old_skipped_entries_get_their_kind_from_the_words_they_were_written_wit
     migration = importlib.import_module("explorer.migrations.0004_stage_registry_skip_kinds")
     assert [migration.kind_of(reason) for reason in (
         "not a video or photo (unknown file extension)", "same content as /m/a.mp4",
-        "left off the map: chunk failed", "cannot read the file (Permission denied)")] == [
-        Job.Skip.NOT_MEDIA, Job.Skip.DUPLICATE, Job.Skip.LEFT_OFF_MAP, Job.Skip.UNUSABLE]
+        "left off the map: chunk failed", "cannot read the file (Permission denied)",
+        "map 0123456789abcdef was replaced since; made from the current map fedcba9876543210",
+        "/m/a.mp4: no longer there: 3 cell(s) left blank")] == [
+        Job.Skip.NOT_MEDIA, Job.Skip.DUPLICATE, Job.Skip.LEFT_OFF_MAP, Job.Skip.UNUSABLE, Job.Skip.WARNING,
+        Job.Skip.WARNING]
+
+
+def test_a_piece_task_that_crashes_fails_its_piece_and_the_job_goes_on(monkeypatch):
+    """The worker's last word on a task that raised: a piece's failure is the piece's (the
+    job goes on without it), any other task's is the job's."""
+    from workers import pieces
+    from workers.celery import app
+
+    monkeypatch.setattr(pieces, "send", lambda *message, **options: True)  # no broker here
+    job = make_job()
+    Job.objects.filter(pk=job.pk).update(stage="sample")
+    source = Source.objects.create(collection=job.collection, path="/m/b.mp4", checksum="b", size=1, mtime=0,
+                                   kind="video", status=Source.Status.RUNNING)
+    job.sources.add(source)
+    app.tasks["workers.tasks.sample"].on_failure(RuntimeError("boom"), "task-1", (job.pk, source.pk), {}, None)
+    source.refresh_from_db()
+    job.refresh_from_db()
+    assert (source.status, source.error) == (Source.Status.FAILED, "internal error: RuntimeError: boom")
+    assert job.stage == stages.DONE and job.error == "no file could be sampled"  # it moved on and closed
+
+    other = make_job(frames=5)
+    Job.objects.filter(pk=other.pk).update(stage="pca")
+    app.tasks[stages.RUN_STAGE_TASK].on_failure(MemoryError("too big"), "task-2", (other.pk, "pca"), {}, None)
+    other.refresh_from_db()
+    assert (other.status, other.error) == (Job.Status.FAILED, "stage pca failed: MemoryError: too big")

@@ -144,8 +144,8 @@ def test_named_pipes_are_skipped_by_the_scan_and_never_opened(tmp_path):
     os.symlink(pipe, tmp_path / "folder" / "link to fifo.mp4")
     files, skipped = find_media([tmp_path / "folder", pipe])
     assert files == [video]
-    assert sorted(skipped) == [(str(pipe), "not a regular file (named pipe)")] * 2 + [
-        (str(tmp_path / "folder" / "link to fifo.mp4"), "not a regular file (named pipe)")]
+    assert sorted(skipped) == [(str(pipe), "not a regular file (named pipe)", False)] * 2 + [
+        (str(tmp_path / "folder" / "link to fifo.mp4"), "not a regular file (named pipe)", False)]
     # A file found regular and swapped for a pipe before it is read: refused, not waited on.
     for read in (lambda: open_regular(pipe), lambda: sample_source(pipe, tmp_path / "out", PARAMS, "c"),
                  lambda: list(full_resolution_frames(pipe, [0.0]))):

@@ -33,7 +33,7 @@ def collection_has_frames(collection):
 
 
 def hold_collection(job):
-    """Take the collection's models for this job (the stages on the map run one job at a
+    """Take the collection's models for this job (the stages that hold them run one job at a
     time per collection). False when another unfinished job holds them."""
     return bool(Collection.objects.filter(pk=job.collection_id).filter(
         Q(embedding_job=None) | Q(embedding_job=job.pk) | Q(embedding_job__status__in=Job.FINISHED)
@@ -67,9 +67,9 @@ def advance(job_id, finished_stage):
 
 def close(job_id):
     """Finish the job with a status and a one-line summary of what came out of it: each
-    stage it went through says its part (the registry's `report`)."""
+    stage it needed says its part (the registry's `report`)."""
     job = Job.objects.select_related("collection").get(pk=job_id)
-    reports = [stage.load("report")(job) for stage in stages.STAGES if stage.report and job.kind in stage.kinds]
+    reports = [stage.load("report")(job) for stage in stages.STAGES if stage.report and needs(job, stage)]
     parts = [part for report in reports for part in report.parts]
     problems = [skip for skip in job.skipped if skip.get("kind") not in Job.BENIGN_SKIPS]
     fatal = next((report.fatal for report in reports if report.fatal), "")

@@ -62,7 +62,7 @@ def _run_stage(job_id, stage):
     if job.status == Job.Status.QUEUED:
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.RUNNING, started_at=timezone.now())
-    if stage.on_map and not lifecycle.hold_collection(job):
+    if stage.holds_models and not lifecycle.hold_collection(job):
         holder = Collection.objects.get(pk=job.collection_id).embedding_job_id
         lifecycle.update(job_id, claimed_by="", message=f"waiting for job {holder} to finish this collection's map")
         send(stages.RUN_STAGE_TASK, job_id, stage.name, countdown=5, patience=settings.STALE_AFTER)

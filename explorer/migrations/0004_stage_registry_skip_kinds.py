@@ -4,10 +4,14 @@ from django.db import migrations, models
 
 # How the reasons written before kinds existed began; read once here, never again.
 OLD_PREFIXES = (("not a video or photo", "not_media"), ("same content as ", "duplicate"),
-                ("left off the map", "left_off_map"))
+                ("left off the map", "left_off_map"), ("map ", "warning"))
 
 
 def kind_of(reason):
+    """A poster's warnings ("map ... was replaced", "...: N cell(s) left blank") were its only
+    entries with these words."""
+    if reason.endswith("cell(s) left blank"):
+        return "warning"
     return next((kind for prefix, kind in OLD_PREFIXES if reason.startswith(prefix)), "unusable")
 
 

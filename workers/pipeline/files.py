@@ -3,6 +3,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import NamedTuple
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .gif".split()
@@ -68,11 +69,19 @@ def open_regular(path):
     return open(path, "rb", opener=opener)
 
 
+class PassedOver(NamedTuple):
+    """A path the scan did not take, with why; `not_media` when it is merely a file without a
+    video or photo extension inside a folder (information, not a failure)."""
+    path: str
+    reason: str
+    not_media: bool = False
+
+
 def find_media(paths):
     """Expand files and folders (recursively) into candidate media files.
 
     Returns (files, skipped): files is a sorted list of absolute Paths; skipped is a
-    list of (path, reason) for what was passed over and why. A file named
+    list of PassedOver (path, reason, not_media) for what was passed over and why. A file named
     explicitly is always a candidate, whatever its extension; inside folders only
     files with a known media extension are, and hidden files are ignored. Pipes,
     sockets and devices are never candidates.
@@ -83,12 +92,12 @@ def find_media(paths):
         if path.is_dir():
             found = _walk(path, skipped)
             if not found:
-                skipped.append((str(path), "folder holds no video or photo files"))
+                skipped.append(PassedOver(str(path), "folder holds no video or photo files"))
             files.extend(found)
         elif not (path.exists() or path.is_symlink()):
-            skipped.append((str(path), "no such file or folder"))
+            skipped.append(PassedOver(str(path), "no such file or folder"))
         elif reason := not_regular(path):
-            skipped.append((str(path), reason))
+            skipped.append(PassedOver(str(path), reason))
         else:  # a regular file, or a dangling symlink that the scan reports as unreadable
             files.append(path)
     unique = sorted(set(files))
@@ -97,16 +106,16 @@ def find_media(paths):
 
 def _walk(folder, skipped):
     found = []
-    for root, dirs, names in os.walk(folder, onerror=lambda e: skipped.append((e.filename, e.strerror))):
+    for root, dirs, names in os.walk(folder, onerror=lambda e: skipped.append(PassedOver(e.filename, e.strerror))):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             if name.startswith("."):
                 continue
             path = Path(root) / name
             if not media_kind(path):
-                skipped.append((str(path), "not a video or photo (unknown file extension)"))
+                skipped.append(PassedOver(str(path), "not a video or photo (unknown file extension)", not_media=True))
             elif reason := not_regular(path):
-                skipped.append((str(path), reason))
+                skipped.append(PassedOver(str(path), reason))
             else:
                 found.append(path)
     return found

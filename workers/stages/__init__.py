@@ -31,9 +31,11 @@ class Stage:
     # each (the FanOut names it); the last piece to finish moves the job on. Recovery sends
     # pending and stalled pieces again with the same task.
     pieces: str = ""
-    # Works on the collection's map: runs only for a job that embeds and a collection with
-    # sampled frames, and holds the collection's models (one such job at a time).
+    # Works towards the collection's map: runs only for a job that embeds and a collection
+    # with sampled frames.
     on_map: bool = False
+    # Rewrites the collection's models and map: one job at a time per collection holds them.
+    holds_models: bool = False
     # "module:function(job) -> bool": a further condition for a job to need this stage.
     when: str = ""
     # "module:function(job) -> Report": what the stage adds to the job's closing summary.
@@ -62,10 +64,10 @@ STAGES = (
           report="workers.stages.ingest:report"),
     Stage("features", kinds=frozenset({INGEST, TRAIN}), on_map=True, run="workers.stages.describe:prepare",
           pieces="workers.stages.describe:DESCRIBING", report="workers.stages.describe:report"),
-    Stage("pca", kinds=frozenset({INGEST, TRAIN}), on_map=True, run="workers.stages.embed:fit_pca"),
-    Stage("train", kinds=frozenset({INGEST, TRAIN}), on_map=True, run="workers.stages.embed:train",
+    Stage("pca", kinds=frozenset({INGEST, TRAIN}), on_map=True, holds_models=True, run="workers.stages.embed:fit_pca"),
+    Stage("train", kinds=frozenset({INGEST, TRAIN}), on_map=True, holds_models=True, run="workers.stages.embed:train",
           when="workers.stages.embed:needs_training"),
-    Stage("layout", kinds=frozenset({INGEST, TRAIN}), on_map=True, run="workers.stages.embed:place_frames",
+    Stage("layout", kinds=frozenset({INGEST, TRAIN}), on_map=True, holds_models=True, run="workers.stages.embed:place_frames",
           report="workers.stages.embed:report"),
     Stage("poster", kinds=frozenset({POSTER}), run="workers.stages.render:render_poster",
           report="workers.stages.render:report"),

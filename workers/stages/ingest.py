@@ -23,7 +23,8 @@ def scan(job):
     """Find the media under the job's paths and identify each file by checksum."""
     lifecycle.update(job.pk, progress=0.0, message="looking for media files")
     files, passed_over = find_media(job.params["paths"])
-    skipped = [_skip(path, reason, _kind_of_passed_over(path)) for path, reason in passed_over]
+    skipped = [_skip(path, reason, Job.Skip.NOT_MEDIA if not_media else Job.Skip.UNUSABLE)
+               for path, reason, not_media in passed_over]
     # A link inside the allowed folders must not lead out of them: such files are never
     # sampled, nor served (explorer/file_views.py checks the same at every request).
     roots, inside = job.allowed_folders, []
@@ -51,14 +52,6 @@ def scan(job):
 
 def _skip(path, reason, kind):
     return {"path": str(path), "reason": reason, "kind": kind}
-
-
-def _kind_of_passed_over(path):
-    """A file without a media extension inside a folder is merely not media; anything else
-    passed over (missing, a device, an empty folder, unreadable) could not be taken."""
-    if os.path.isfile(path) and media_kind(path) is None:
-        return Job.Skip.NOT_MEDIA
-    return Job.Skip.UNUSABLE
 
 
 def _source_for(collection, path):
