@@ -57,13 +57,13 @@ class FanOut:
     `task` is the name of the task that does one piece (declared with
     `workers.tasks.job_task(task, pieces=this)`). `model` holds the pieces (Source, WorkItem), `all_pieces` selects those
     of this stage, `job_link` is the lookup from a piece to its jobs; `done_label` is what
-    the progress message counts; `wanted(job_id, piece_id)` says whether some open job
-    still needs the piece (cancelling a job stops its pieces that no other job needs)."""
+    the progress message counts. A piece goes on while any of its jobs is open: a file in
+    two jobs' ingests is sampled while either is, and cancelling a job stops the pieces
+    that no other job needs."""
 
-    def __init__(self, task, model, all_pieces, job_link, done_label, wanted=None):
+    def __init__(self, task, model, all_pieces, job_link, done_label):
         self.task, self.model, self.all_pieces = task, model, all_pieces
         self.job_link, self.done_label = job_link, done_label
-        self.wanted = wanted or (lambda job_id, piece_id: lifecycle.is_open(job_id))
         self.terminal = model.TERMINAL
 
     @property
@@ -71,15 +71,12 @@ class FanOut:
         """The registry's stage that this FanOut does."""
         return next(stage for stage in stages.FANNED_OUT if stage.load("pieces") is self)
 
-    def all(self):
-        return self.all_pieces()
-
     def of_job(self, job):
         return self.all_pieces().filter(**{self.job_link: job})
 
-    def open_jobs_of(self, piece):
+    def open_jobs_of(self, piece_id):
         return Job.objects.exclude(status__in=Job.FINISHED).filter(
-            pk__in=self.model.objects.filter(pk=piece.pk).values(self.job_link))
+            pk__in=self.model.objects.filter(pk=piece_id).values(self.job_link))
 
     def run(self, task_id, job_id, piece_id, work):
         """One piece's task: claim it, do `work(job_id, piece)` with a heartbeat, then move
@@ -108,7 +105,7 @@ class FanOut:
         JobCancelled once no open job wants the piece."""
         def write(fraction):
             self.model.objects.filter(pk=piece_id).update(progress=fraction, heartbeat=timezone.now())
-            if not self.wanted(job_id, piece_id):
+            if not self.open_jobs_of(piece_id).exists():
                 raise lifecycle.JobCancelled(job_id)
             self.report(job_id)
 
@@ -134,7 +131,7 @@ class FanOut:
         except OperationalError:
             log.warning("progress of job %s not written (database busy)", job_id)
         except lifecycle.JobCancelled:
-            pass  # the piece goes on for another open job that needs it (see `wanted`)
+            pass  # the piece goes on for another open job that needs it (see open_jobs_of)
 
     def finish_if_done(self, job_id):
         """Move the job on when its last piece is finished (any worker may call this)."""

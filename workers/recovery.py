@@ -51,8 +51,8 @@ def requeue_stale(send, stale_after):
     # Conditional updates throughout: of several workers noticing at once, one re-sends.
     for stage in stages.FANNED_OUT:
         pieces = stage.load("pieces")
-        for piece in pieces.all().filter(status="running", heartbeat__lt=cutoff):
-            jobs = pieces.open_jobs_of(piece).filter(stage=stage.name).values_list("pk", flat=True)
+        for piece in pieces.all_pieces().filter(status="running", heartbeat__lt=cutoff):
+            jobs = pieces.open_jobs_of(piece.pk).filter(stage=stage.name).values_list("pk", flat=True)
             # Pending again even when no job waits for it now: a later job may claim it.
             if pieces.model.objects.filter(pk=piece.pk, status="running", heartbeat=piece.heartbeat).update(
                     status="pending", claimed_by=""):

@@ -89,10 +89,7 @@ def _retry_if_failed(source):
             status=Source.Status.PENDING, error="", claimed_by="", progress=0.0, attempts=0)
 
 
-SAMPLING = FanOut("workers.tasks.sample", Source, Source.objects.all, job_link="jobs", done_label="file(s) sampled",
-                  # A file may be in two jobs' ingests: it is sampled while either is open.
-                  wanted=lambda job_id, source_id: Job.objects.filter(sources=source_id).exclude(
-                      status__in=Job.FINISHED).exists())
+SAMPLING = FanOut("workers.tasks.sample", Source, Source.objects.all, job_link="jobs", done_label="file(s) sampled")
 
 
 @job_task(SAMPLING.task, pieces=SAMPLING)
