@@ -88,6 +88,29 @@ def start_poster(collection, params, again=None):
         return poster
 
 
+def start_clustering(collection, params):
+    """Group the collection's map again with `params` (method, k, preference, damping,
+    over; workers/stages/clusters.py); or return the identical grouping already queued or
+    running. NotReady when the collection has no map yet."""
+    current_map(collection)
+    with _one_start_at_a_time(collection):
+        return _open_identical(collection, Job.Kind.CLUSTER, params) or _create(collection, Job.Kind.CLUSTER, params)
+
+
+def start_cluster_edit(collection, edit, user=None):
+    """Merge clusters ({"edit": "merge", "clusters": [a, b, ...]}) or split one ({"edit":
+    "split", "cluster": c, "k": k}) of the collection's current grouping, as a job (a
+    merge re-describes every frame). NotReady when there is no grouping to edit."""
+    from explorer.labels import actor
+
+    if collection.clustering_id is None:
+        raise NotReady(f"collection {collection.name!r} has no clusters yet: cluster it first")
+    person, who = actor(user)
+    params = {**edit, "clustering": collection.clustering_id, "by": person.pk if person else None, "who": who}
+    with _one_start_at_a_time(collection):
+        return _open_identical(collection, Job.Kind.CLUSTER, params) or _create(collection, Job.Kind.CLUSTER, params)
+
+
 @contextmanager
 def _one_start_at_a_time(collection):
     """A transaction in which no other job starts on this collection, so that two identical

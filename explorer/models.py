@@ -30,6 +30,10 @@ class Collection(models.Model):
     # train, layout): one at a time, so two jobs never interleave their models.
     embedding_job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
+    # The clusters shown on the map and in the galleries (a re-clustering, a merge or a
+    # split makes a new one; undoing a merge or a split goes back to the one before).
+    clustering = models.ForeignKey("Clustering", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -115,6 +119,7 @@ class Job(models.Model):
         INGEST = "ingest"  # sample new files, then place them on the map
         TRAIN = "train"  # refit PCA and retrain the autoencoder on the whole collection
         POSTER = "poster"  # render a poster of a region of the map
+        CLUSTER = "cluster"  # cluster the map again, or merge or split clusters
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -246,3 +251,102 @@ class Poster(models.Model):
     @property
     def ready(self):
         return self.file_size > 0 and self.file_path.exists()
+
+
+class Clustering(models.Model):
+    """One grouping of a map's frames into clusters (workers/stages/clusters.py). Which
+    cluster each frame is in lives in files (`directory`), one row per frame of the map
+    version it was made from; this row says how it was made, by whom and from what."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="clusterings")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="clusterings")
+    map_version = models.CharField(max_length=32)
+    # {"method": "auto"|"kmeans"|"affinity", "over": "frames"|"clips", "k", "preference", "damping"}
+    params = models.JSONField(default=dict)
+    # A merge or a split is made from another clustering: undoing it goes back there.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    edit = models.JSONField(default=dict, blank=True)  # {"merge": [a, b]} or {"split": c, "k": k}
+    clusters = models.IntegerField(default=0)
+    outliers = models.IntegerField(default=0)  # frames flagged as far-off members
+    details = models.JSONField(default=dict, blank=True)  # how the method chose (see Clusters.details)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"clustering {self.pk} of {self.collection}"
+
+    @property
+    def directory(self):
+        return self.collection.data_dir / "clusters" / str(self.pk)
+
+
+class Label(models.Model):
+    """A name people give to frames ("basketball", "sponsor board")."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["collection", "name"], name="one_label_per_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class LabelAction(models.Model):
+    """One thing a person did to the labels or the clusters: who, when, what. The frames it
+    changed and what they were before are its LabelChange rows, so it can be undone."""
+
+    class Kind(models.TextChoices):
+        NAME_CLUSTER = "name_cluster"  # every member of a cluster takes the label
+        LABEL_FRAMES = "label_frames"  # chosen frames take the label (or lose theirs)
+        LABEL_VIDEO = "label_video"  # every frame of a source
+        IMPORT = "import"  # rows of a CSV or JSON file
+        MERGE = "merge"  # two clusters made one (a new clustering)
+        SPLIT = "split"  # a cluster split by k-means inside it (a new clustering)
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="label_actions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    who = models.CharField(max_length=150)  # the user's name when it was done (the user may go)
+    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    description = models.TextField()  # one line: what was done, for the history
+    frames = models.IntegerField(default=0)  # frames whose label changed
+    clustering_before = models.ForeignKey(Clustering, null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="+")
+    clustering_after = models.ForeignKey(Clustering, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class FrameLabel(models.Model):
+    """The label a frame has now. A frame is (source, frame number): labels belong to frames,
+    not to clusters, so they outlive any re-clustering."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="frame_labels")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="frame_labels")
+    frame = models.IntegerField()
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="frames")
+    action = models.ForeignKey(LabelAction, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "frame"], name="one_label_per_frame")]
+        indexes = [models.Index(fields=["collection", "label"])]
+
+
+class LabelChange(models.Model):
+    """A frame an action changed, with its label before (None: it had none)."""
+
+    action = models.ForeignKey(LabelAction, on_delete=models.CASCADE, related_name="changes")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    frame = models.IntegerField()
+    before = models.ForeignKey(Label, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -59,6 +59,13 @@ FEATURE_PRECISION = env_choice("FEATURE_PRECISION", "auto",  # auto: bfloat16 wh
 PCA_COMPONENTS = env_int("PCA_COMPONENTS", 256, minimum=2)
 AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 60, minimum=1)
 LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after the stretch
+# Clusters (workers/stages/clusters.py): made again after every new map when
+# CLUSTER_AFTER_MAP, with the collection's last clustering's settings, or CLUSTER_METHOD
+# over CLUSTER_OVER (clips: a clip's frames are clustered as one, by their mean).
+CLUSTER_AFTER_MAP = env_bool("CLUSTER_AFTER_MAP", True)
+CLUSTER_METHOD = env_choice("CLUSTER_METHOD", "auto", ("auto", "kmeans", "affinity"))
+CLUSTER_K = env_int("CLUSTER_K", 8, minimum=1)  # for CLUSTER_METHOD=kmeans
+CLUSTER_OVER = env_choice("CLUSTER_OVER", "clips", ("clips", "frames"))
 
 # The map: a clip is CLIP_SECONDS of a video around a clicked moment (similar clips are
 # ranked by how their frames follow it); DISSIMILAR_CLIPS clips are chosen to be as

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, file_views, map_api, views
+from explorer import api, cluster_api, file_views, map_api, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -18,6 +18,7 @@ urlpatterns = [
     path("", views.collection_list, name="collections"),
     path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
     path("collections/<int:collection_id>/map/", views.collection_map, name="map"),
+    path("collections/<int:collection_id>/clusters/<int:cluster>/", views.cluster_gallery, name="cluster"),
     path("frames/<int:source_id>/<int:number>.jpg", file_views.frame_image, name="frame-image"),
     # The version is checked against the map folders' names (explorer/served_maps.py).
     path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile,
@@ -30,6 +31,14 @@ urlpatterns = [
     path("api/collections/<int:pk>/map/path/", map_api.map_path, name="api-map-path"),
     path("api/collections/<int:pk>/map/similar/", map_api.map_similar, name="api-map-similar"),
     path("api/collections/<int:pk>/map/dissimilar/", map_api.map_dissimilar, name="api-map-dissimilar"),
+    path("api/collections/<int:pk>/clusters/", cluster_api.clusters, name="api-clusters"),
+    path("api/collections/<int:pk>/clusters/merge/", cluster_api.merge_clusters, name="api-clusters-merge"),
+    path("api/collections/<int:pk>/clusters/<int:cluster>/", cluster_api.cluster_members, name="api-cluster"),
+    path("api/collections/<int:pk>/clusters/<int:cluster>/split/", cluster_api.split_cluster, name="api-cluster-split"),
+    path("api/collections/<int:pk>/labels/", cluster_api.labels, name="api-labels"),
+    path("api/collections/<int:pk>/labels/undo/", cluster_api.undo, name="api-labels-undo"),
+    path("api/collections/<int:pk>/labels/export/", cluster_api.export_labels, name="api-labels-export"),
+    path("api/collections/<int:pk>/labels/import/", cluster_api.import_labels, name="api-labels-import"),
     path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("api/", include(router.urls)),
 ]

@@ -28,3 +28,10 @@ def collection_map(request, collection_id):
     """The pan/zoom map of a collection; while it has none yet, the progress of its jobs."""
     collection = get_object_or_404(Collection, pk=collection_id)
     return render(request, "explorer/map.html", {"collection": collection})
+
+
+@ensure_csrf_cookie
+def cluster_gallery(request, collection_id, cluster):
+    """A cluster's members as a grid of thumbnails, to name, select, relabel, merge and split."""
+    collection = get_object_or_404(Collection, pk=collection_id)
+    return render(request, "explorer/cluster.html", {"collection": collection, "cluster": cluster})

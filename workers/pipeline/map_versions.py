@@ -173,6 +173,16 @@ class MapSnapshot:
             return span[0] + position
         return None
 
+    def rows_of(self, source, frames):
+        """Map rows of frame numbers `frames` of `source` (an array), -1 where one is not on this map."""
+        frames = np.asarray(frames, dtype=np.int64)
+        span = self.spans.rows(source)
+        if span is None:
+            return np.full(len(frames), -1, dtype=np.int64)
+        known = np.asarray(self.index["frame"][span[0]:span[1]])
+        position = np.minimum(np.searchsorted(known, frames), len(known) - 1)
+        return np.where(known[position] == frames, span[0] + position, -1)
+
     def describe(self, row):
         """A frame of the map: its source, frame number in the video, position in the
         source's frame store, time in seconds and place on the map."""

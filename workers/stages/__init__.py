@@ -56,7 +56,7 @@ class Report:
     fatal: str = ""
 
 
-INGEST, TRAIN, POSTER = "ingest", "train", "poster"  # Job.Kind values
+INGEST, TRAIN, POSTER, CLUSTER = "ingest", "train", "poster", "cluster"  # Job.Kind values
 
 STAGES = (
     Stage("scan", kinds=frozenset({INGEST}), run="workers.stages.ingest:scan"),
@@ -69,6 +69,8 @@ STAGES = (
           when="workers.stages.embed:needs_training"),
     Stage("layout", kinds=frozenset({INGEST, TRAIN}), on_map=True, holds_models=True, run="workers.stages.embed:place_frames",
           report="workers.stages.embed:report"),
+    Stage("cluster", kinds=frozenset({INGEST, TRAIN, CLUSTER}), on_map=True, run="workers.stages.clusters:cluster",
+          when="workers.stages.clusters:wanted", report="workers.stages.clusters:report"),
     Stage("poster", kinds=frozenset({POSTER}), run="workers.stages.render:render_poster",
           report="workers.stages.render:report"),
 )

@@ -1,0 +1,374 @@
+"""JSON API of clusters and labels: the collection's clusters with their places on the map
+and their labels, a cluster's members (paged, nearest its exemplar first, outliers last),
+grouping again, merging and splitting (jobs: workers/stages/clusters.py), naming clusters,
+frames and videos, undo, and labels in and out as CSV or JSON (explorer/labels.py)."""
+import functools
+
+import numpy as np
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from explorer import labels as labelling
+from explorer.api import JobSerializer, _started_response, json_body, started
+from explorer.api_errors import Conflict, error_response
+from explorer.api_params import (
+    INT64_MAX, ExactFields, QuerySerializer, StrictCharField, StrictFloatField, StrictIntegerField, validated_query,
+)
+from explorer.jobs import NotReady, start_cluster_edit, start_clustering
+from explorer.map_api import FrameSchema, _frame, _source_info
+from explorer.models import Collection, Label, LabelAction
+from explorer.served_maps import snapshot
+from workers.pipeline.cluster_files import ClusterFiles
+
+MAX_FRAMES_PER_REQUEST = 10_000  # frames named one by one in a labelling request
+IMPORT_MAX_BYTES = 50 * 1024 * 1024
+
+NOT_FOUND = OpenApiResponse(description="Unknown collection or cluster.")
+NO_CLUSTERS = error_response("The collection has no map or no clusters yet: `detail` says what is running.")
+
+
+# --- reading the current clusters ---
+
+@functools.lru_cache(maxsize=16)
+def _files(directory):
+    return ClusterFiles(directory)
+
+
+def current_clusters(collection):
+    """(clustering, its files, the map it was made from), or 409 saying what is missing."""
+    clustering = collection.clustering
+    if clustering is None:
+        running = collection.jobs.filter(status__in=("queued", "running")).first()
+        doing = f": job {running.pk} is at stage {running.stage}" if running else ""
+        raise Conflict(f"collection {collection.pk} has no clusters yet{doing}")
+    current = snapshot(collection, clustering.map_version)
+    if current is None or not (clustering.directory / "clusters.json").exists():
+        raise Conflict(f"the clusters of collection {collection.pk} were made from a map that is gone: "
+                       "cluster it again")
+    return clustering, _files(str(clustering.directory)), current
+
+
+def _collection(pk):
+    return get_object_or_404(Collection, pk=pk)
+
+
+def _label_names(collection):
+    return dict(Label.objects.filter(collection=collection).values_list("pk", "name"))
+
+
+def _cluster_labels(collection, files, current):
+    """Per cluster: (its most common label's name or None, that label's frames, frames labelled)."""
+    rows = labelling.row_labels(collection, current)
+    names = _label_names(collection)
+    members = files.labels()
+    summary = {}
+    labelled = rows > 0
+    for cluster in range(len(files)):
+        found = rows[(members == cluster) & labelled]
+        if len(found) == 0:
+            summary[cluster] = (None, 0, 0)
+            continue
+        values, counts = np.unique(found, return_counts=True)
+        top = int(np.argmax(counts))
+        summary[cluster] = (names.get(int(values[top])), int(counts[top]), int(len(found)))
+    return summary
+
+
+def _cluster(described, current, info, label):
+    name, share, labelled = label
+    exemplar = _frame(current, described["exemplar"], info)
+    return {**{k: described[k] for k in ("id", "size", "cohesion", "small", "outliers", "centre", "outline")},
+            "exemplar": exemplar, "label": name, "label_frames": share, "labelled": labelled}
+
+
+class ClusterSchema(serializers.Serializer):
+    id = serializers.IntegerField(help_text="0 is the largest cluster.")
+    size = serializers.IntegerField()
+    cohesion = serializers.FloatField(help_text="1: all members alike; 0: no tighter than the whole collection.")
+    small = serializers.BooleanField(help_text="An outlier cluster: fewer members than the smallest size kept.")
+    outliers = serializers.IntegerField(help_text="Members far from the others.")
+    centre = serializers.ListField(child=serializers.FloatField(), help_text="Where it sits on the map (x, y).")
+    outline = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()),
+                                    help_text="A polygon round the core of its members on the map.")
+    exemplar = FrameSchema(help_text="Its medoid: the member nearest all the others.")
+    label = serializers.CharField(allow_null=True, help_text="The label most of its labelled members have.")
+    label_frames = serializers.IntegerField(help_text="Members with that label.")
+    labelled = serializers.IntegerField(help_text="Members with any label.")
+
+
+class ClusteringSchema(serializers.Serializer):
+    id = serializers.IntegerField()
+    params = serializers.DictField(help_text="method, over, k, preference, damping.")
+    edit = serializers.DictField(help_text="For a merge or a split: what was merged or split.")
+    map_version = serializers.CharField()
+    current_map = serializers.BooleanField(help_text="Made from the map being shown (false while it is remade).")
+    clusters = serializers.IntegerField()
+    outliers = serializers.IntegerField()
+    details = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+
+class ClusterRequest(ExactFields, serializers.Serializer):
+    method = serializers.ChoiceField(choices=["auto", "kmeans", "affinity"], default="auto",
+                                     help_text="auto picks the number of clusters itself; kmeans needs k.")
+    k = StrictIntegerField(required=False, min_value=1, max_value=10_000, help_text="Clusters, for kmeans.")
+    preference = StrictFloatField(required=False, help_text="Affinity propagation's preference (negative; lower "
+                                                            "makes fewer clusters). Default: the median similarity.")
+    damping = StrictFloatField(required=False, min_value=0.5, max_value=0.99, default=0.5)
+    over = serializers.ChoiceField(choices=["frames", "clips"], required=False,
+                                   help_text="clips: each clip's frames are clustered as one, by their mean.")
+
+    def validate(self, data):
+        if data["method"] == "kmeans" and "k" not in data:
+            raise serializers.ValidationError({"k": ["kmeans needs k, the number of clusters"]})
+        return data
+
+
+class MergeRequest(ExactFields, serializers.Serializer):
+    clusters = serializers.ListField(child=StrictIntegerField(min_value=0, max_value=INT64_MAX), min_length=2,
+                                     max_length=100, help_text="Clusters to make one (the first keeps its place).")
+
+
+class SplitRequest(ExactFields, serializers.Serializer):
+    k = StrictIntegerField(min_value=2, max_value=20, default=2, help_text="Parts, by k-means inside the cluster.")
+
+
+class LabelRequest(ExactFields, serializers.Serializer):
+    label = StrictCharField(allow_null=True, max_length=labelling.LABEL_MAX_LENGTH, trim_whitespace=False,
+                            help_text="The label's name; null takes the label off.")
+    cluster = StrictIntegerField(required=False, min_value=0, max_value=INT64_MAX,
+                                 help_text="Every member of this cluster.")
+    frames = serializers.ListField(
+        required=False, max_length=MAX_FRAMES_PER_REQUEST, min_length=1,
+        child=serializers.ListField(child=StrictIntegerField(min_value=0, max_value=INT64_MAX), min_length=2,
+                                    max_length=2), help_text="[source, frame number] pairs.")
+    source = StrictIntegerField(required=False, min_value=1, max_value=INT64_MAX,
+                                help_text="Every frame of this source (video or photo).")
+
+    def validate(self, data):
+        given = [name for name in ("cluster", "frames", "source") if name in data]
+        if len(given) != 1:
+            raise serializers.ValidationError({"non_field_errors": ["give exactly one of cluster, frames, source"]})
+        return data
+
+
+class MembersQuery(QuerySerializer):
+    page = serializers.IntegerField(required=False, min_value=1, max_value=10**9, default=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200, default=60)
+
+
+class ActionSchema(serializers.ModelSerializer):
+    class Meta:
+        model = LabelAction
+        fields = ["id", "kind", "who", "description", "frames", "created_at", "undone_at"]
+
+
+@extend_schema(responses={200: inline_serializer("Clusters", {
+    "clustering": ClusteringSchema(), "clusters": ClusterSchema(many=True)}), 404: NOT_FOUND, 409: NO_CLUSTERS},
+    methods=["GET"])
+@extend_schema(request=ClusterRequest, responses=started(JobSerializer, "clustering job", {
+    404: NOT_FOUND, 409: error_response("The collection has no map to cluster yet.")}), methods=["POST"])
+@api_view(["GET", "POST"])
+def clusters(request, pk):
+    """GET: the collection's clusters, largest first, each with its exemplar, cohesion, place
+    on the map and label. POST (editors): cluster the map again; labels stay with their frames."""
+    collection = _collection(pk)
+    if request.method == "POST":
+        params = {key: value for key, value in json_body(request, ClusterRequest).items()}
+        params.setdefault("over", settings.CLUSTER_OVER)
+        try:
+            return _started_response(JobSerializer, start_clustering(collection, params))
+        except NotReady as error:
+            raise Conflict(str(error)) from None
+    clustering, files, current = current_clusters(collection)
+    labels = _cluster_labels(collection, files, current)
+    info = _source_info([int(current.index["source"][c["exemplar"]]) for c in files.clusters])
+    return Response({
+        "clustering": {"id": clustering.pk, "params": clustering.params, "edit": clustering.edit,
+                       "map_version": clustering.map_version,
+                       "current_map": clustering.map_version == collection.embedding.get("map"),
+                       "clusters": clustering.clusters, "outliers": clustering.outliers,
+                       "details": clustering.details, "created_at": clustering.created_at},
+        "clusters": [_cluster(c, current, info, labels[c["id"]]) for c in files.clusters]})
+
+
+def _known_cluster(files, cluster):
+    if not 0 <= cluster < len(files):
+        raise exceptions.NotFound(f"no cluster {cluster}: the clusters are 0 to {len(files) - 1}")
+
+
+@extend_schema(parameters=[MembersQuery], responses={200: inline_serializer("ClusterMembers", {
+    "cluster": ClusterSchema(), "count": serializers.IntegerField(), "page": serializers.IntegerField(),
+    "pages": serializers.IntegerField(), "members": inline_serializer("Member", {
+        "frame": FrameSchema(), "outlier": serializers.BooleanField(), "distance": serializers.FloatField(),
+        "label": serializers.CharField(allow_null=True)}, many=True)}), 404: NOT_FOUND, 409: NO_CLUSTERS})
+@api_view(["GET"])
+def cluster_members(request, pk, cluster):
+    """A cluster and a page of its members: nearest its exemplar first, outliers last."""
+    collection = _collection(pk)
+    query = validated_query(request, MembersQuery)
+    clustering, files, current = current_clusters(collection)
+    _known_cluster(files, cluster)
+    rows = files.rows_of(cluster)
+    size = query["page_size"]
+    page_rows = rows[(query["page"] - 1) * size:query["page"] * size]
+    frames = labelling.frames_of_rows(current, page_rows)
+    names = _label_names(collection)
+    now = labelling.current_labels(frames)
+    info = _source_info([source for source, _ in frames] + [int(current.index["source"][files.clusters[cluster]["exemplar"]])])
+    label = _cluster_labels(collection, files, current)[cluster]
+    return Response({
+        "cluster": _cluster(files.clusters[cluster], current, info, label), "count": len(rows),
+        "page": query["page"], "pages": max(1, -(-len(rows) // size)),
+        "members": [{"frame": _frame(current, int(row), info), "outlier": bool(files.members["outlier"][row]),
+                     "distance": round(float(files.members["distance"][row]), 4),
+                     "label": names.get(now.get(key))} for row, key in zip(page_rows, frames)]})
+
+
+def _edit(request, pk, edit):
+    collection = _collection(pk)
+    clustering, files, _ = current_clusters(collection)
+    for cluster in edit.get("clusters", [edit.get("cluster")]):
+        _known_cluster(files, cluster)
+    try:
+        return _started_response(JobSerializer, start_cluster_edit(collection, edit, request.user))
+    except NotReady as error:
+        raise Conflict(str(error)) from None
+
+
+@extend_schema(request=MergeRequest, responses=started(JobSerializer, "merge job", {404: NOT_FOUND, 409: NO_CLUSTERS}))
+@api_view(["POST"])
+def merge_clusters(request, pk):
+    """Make several clusters one (a job: every frame is described again). Undo goes back."""
+    body = json_body(request, MergeRequest)
+    if len(set(body["clusters"])) < 2:
+        raise exceptions.ValidationError({"clusters": ["name at least two different clusters"]})
+    return _edit(request, pk, {"edit": "merge", "clusters": list(dict.fromkeys(body["clusters"]))})
+
+
+@extend_schema(request=SplitRequest, responses=started(JobSerializer, "split job", {404: NOT_FOUND, 409: NO_CLUSTERS}))
+@api_view(["POST"])
+def split_cluster(request, pk, cluster):
+    """Split a cluster in k by k-means inside it (a job). Undo goes back."""
+    body = json_body(request, SplitRequest)
+    return _edit(request, pk, {"edit": "split", "cluster": cluster, "k": body["k"]})
+
+
+@extend_schema(responses={200: inline_serializer("Labels", {
+    "labels": inline_serializer("LabelCount", {"id": serializers.IntegerField(), "name": serializers.CharField(),
+                                               "frames": serializers.IntegerField()}, many=True),
+    "actions": ActionSchema(many=True)}), 404: NOT_FOUND}, methods=["GET"])
+@extend_schema(request=LabelRequest, responses={200: ActionSchema, 400: error_response("Not a label request."),
+                                                404: NOT_FOUND, 409: NO_CLUSTERS}, methods=["POST"])
+@api_view(["GET", "POST"])
+def labels(request, pk):
+    """GET: the collection's labels with their frame counts, and the last actions. POST
+    (editors): label (or with label null, unlabel) a cluster's members, chosen frames, or
+    every frame of a source."""
+    from django.db.models import Count
+
+    collection = _collection(pk)
+    if request.method == "GET":
+        counted = Label.objects.filter(collection=collection).annotate(count=Count("frames"))
+        return Response({"labels": [{"id": l.pk, "name": l.name, "frames": l.count} for l in counted],
+                         "actions": ActionSchema(collection.label_actions.all()[:20], many=True).data})
+    body = json_body(request, LabelRequest)
+    name = body["label"]
+    if "cluster" in body:
+        clustering, files, current = current_clusters(collection)
+        _known_cluster(files, body["cluster"])
+        frames = labelling.frames_of_rows(current, files.rows_of(body["cluster"]))
+        kind, what = LabelAction.Kind.NAME_CLUSTER, f"cluster {body['cluster']} ({len(frames)} frames)"
+    elif "source" in body:
+        source = get_object_or_404(collection.sources, pk=body["source"])
+        numbers, _ = labelling.source_frames(source)
+        frames = [(source.pk, int(n)) for n in numbers]
+        kind, what = LabelAction.Kind.LABEL_VIDEO, f"every frame of {source.path.rsplit('/', 1)[-1]}"
+    else:
+        frames = [tuple(pair) for pair in body["frames"]]
+        sources = {s for s, _ in frames}
+        if collection.sources.filter(pk__in=sources).count() != len(sources):
+            raise exceptions.NotFound("some of those frames are not of this collection's sources")
+        kind, what = LabelAction.Kind.LABEL_FRAMES, f"{len(frames)} frame(s)"
+    try:
+        action = labelling.apply(collection, frames, name, kind,
+                                 f"labelled {what} as {name!r}" if name is not None else f"unlabelled {what}",
+                                 request.user)
+    except labelling.LabelError as error:
+        raise exceptions.ValidationError({"label": [str(error)]}) from None
+    return Response(ActionSchema(action).data)
+
+
+@extend_schema(request=None, responses={200: ActionSchema, 404: NOT_FOUND,
+                                        409: error_response("Nothing to undo, or it can no longer be undone.")})
+@api_view(["POST"])
+def undo(request, pk):
+    """Undo the collection's last label action, merge or split not undone yet."""
+    collection = _collection(pk)
+    try:
+        action = labelling.undo(collection, request.user)
+    except labelling.LabelError as error:
+        raise Conflict(str(error)) from None
+    if action is None:
+        raise Conflict("there is nothing to undo")
+    return Response(ActionSchema(action).data)
+
+
+class ExportQuery(QuerySerializer):
+    format = serializers.ChoiceField(choices=["csv", "json"], required=False, default="csv")
+
+
+@extend_schema(parameters=[ExportQuery], responses={(200, "text/csv"): OpenApiResponse(
+    description="source,timestamp,label,source_id,frame: one row per labelled frame."), 404: NOT_FOUND})
+@api_view(["GET"])
+def export_labels(request, pk):
+    """Every labelled frame, as CSV (default) or JSON."""
+    import io
+    import json
+
+    collection = _collection(pk)
+    as_json = validated_query(request, ExportQuery)["format"] == "json"
+    rows = labelling.export_rows(collection)
+    if as_json:
+        return HttpResponse(json.dumps(rows, indent=1), content_type="application/json")
+    out = io.StringIO()
+    labelling.write_table(rows, out, as_json=False)
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="labels-{collection.pk}.csv"'
+    return response
+
+
+@extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
+    "file": {"type": "string", "format": "binary", "description": "CSV (source,timestamp,label) or JSON."}},
+    "required": ["file"]}}, responses={200: inline_serializer("Imported", {
+        "labelled": serializers.IntegerField(), "skipped": inline_serializer("SkippedRow", {
+            "line": serializers.IntegerField(), "source": serializers.CharField(),
+            "timestamp": serializers.CharField(allow_null=True), "reason": serializers.CharField()}, many=True)}),
+        400: error_response("Not a CSV or JSON file of labels."), 404: NOT_FOUND})
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def import_labels(request, pk):
+    """Apply a file of labels: CSV with the columns source,timestamp,label (source: the file's
+    path or name; the timestamp picks the nearest sampled frame; photos use 0), or a JSON list
+    of such objects. Rows for unknown files or times are listed and skipped."""
+    collection = _collection(pk)
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise exceptions.ValidationError({"file": ["send the file as the form field `file`"]})
+    if upload.size > IMPORT_MAX_BYTES:
+        raise exceptions.ValidationError({"file": [f"at most {IMPORT_MAX_BYTES // 2**20} MB"]})
+    try:
+        rows = labelling.read_table(upload, upload.name or "the file")
+    except labelling.LabelError as error:
+        raise exceptions.ValidationError({"file": [str(error)]}) from None
+    labelled, skipped = labelling.import_rows(collection, rows, request.user,
+                                              upload.name or "the file")
+    return Response({"labelled": labelled,
+                     "skipped": [{**row, "timestamp": None if row["timestamp"] is None else str(row["timestamp"])}
+                                 for row in skipped]})
