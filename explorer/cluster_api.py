@@ -25,6 +25,7 @@ from explorer.map_api import FrameSchema, _frame, _source_info
 from explorer.models import Collection, Label, LabelAction
 from explorer.served_maps import snapshot
 from workers.pipeline.cluster_files import ClusterFiles
+from workers.pipeline.clustering import DAMPING
 
 MAX_FRAMES_PER_REQUEST = 10_000  # frames named one by one in a labelling request
 IMPORT_MAX_BYTES = 50 * 1024 * 1024
@@ -120,7 +121,9 @@ class ClusterRequest(ExactFields, serializers.Serializer):
     k = StrictIntegerField(required=False, min_value=1, max_value=10_000, help_text="Clusters, for kmeans.")
     preference = StrictFloatField(required=False, help_text="Affinity propagation's preference (negative; lower "
                                                             "makes fewer clusters). Default: the median similarity.")
-    damping = StrictFloatField(required=False, min_value=0.5, max_value=0.99, default=0.5)
+    damping = StrictFloatField(required=False, min_value=0.5, max_value=0.99,
+                               help_text=f"Affinity propagation's damping (default {DAMPING}): raise it when it "
+                                         "does not settle.")
     over = serializers.ChoiceField(choices=["frames", "clips"], required=False,
                                    help_text="clips: each clip's frames are clustered as one, by their mean.")
 
@@ -173,7 +176,7 @@ class ActionSchema(serializers.ModelSerializer):
     "clustering": ClusteringSchema(), "clusters": ClusterSchema(many=True)}), 404: NOT_FOUND, 409: NO_CLUSTERS},
     methods=["GET"])
 @extend_schema(request=ClusterRequest, responses=started(JobSerializer, "clustering job", {
-    404: NOT_FOUND, 409: error_response("The collection has no map to cluster yet.")}), methods=["POST"])
+    400: error_response("Not a clustering request, or k is more than the map's frames."), 404: NOT_FOUND, 409: error_response("The collection has no map to cluster yet.")}), methods=["POST"])
 @api_view(["GET", "POST"])
 def clusters(request, pk):
     """GET: the collection's clusters, largest first, each with its exemplar, cohesion, place
@@ -186,6 +189,8 @@ def clusters(request, pk):
             return _started_response(JobSerializer, start_clustering(collection, params))
         except NotReady as error:
             raise Conflict(str(error)) from None
+        except ValueError as error:
+            raise exceptions.ValidationError({"k": [str(error)]}) from None
     clustering, files, current = current_clusters(collection)
     labels = _cluster_labels(collection, files, current)
     info = _source_info([int(current.index["source"][c["exemplar"]]) for c in files.clusters])

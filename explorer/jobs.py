@@ -91,8 +91,11 @@ def start_poster(collection, params, again=None):
 def start_clustering(collection, params):
     """Group the collection's map again with `params` (method, k, preference, damping,
     over; workers/stages/clusters.py); or return the identical grouping already queued or
-    running. NotReady when the collection has no map yet."""
-    current_map(collection)
+    running. NotReady when the collection has no map yet; ValueError when k is more than
+    the map's frames."""
+    frames = len(current_map(collection))
+    if params.get("k") and params["k"] > frames:
+        raise ValueError(f"cannot make {params['k']} clusters of a map of {frames} frame(s): ask for at most {frames}")
     with _one_start_at_a_time(collection):
         return _open_identical(collection, Job.Kind.CLUSTER, params) or _create(collection, Job.Kind.CLUSTER, params)
 

@@ -68,7 +68,7 @@ def cluster(job):
 
 
 def _group(job, snapshot, params):
-    from workers.pipeline.clustering import ClusteringError, clip_groups, cluster as group
+    from workers.pipeline.clustering import DAMPING, ClusteringError, clip_groups, cluster as group
 
     over = params.get("over", "frames")
     groups = clip_groups(snapshot.index["source"], snapshot.index["time"], snapshot.clip_seconds) \
@@ -77,7 +77,7 @@ def _group(job, snapshot, params):
                      + (f" over {int(groups.max()) + 1} clip(s)" if groups is not None else ""))
     try:
         return group(snapshot.vectors, method=params["method"], k=params.get("k"),
-                     preference=params.get("preference"), damping=params.get("damping", 0.5), groups=groups)
+                     preference=params.get("preference"), damping=params.get("damping", DAMPING), groups=groups)
     except ClusteringError as error:
         raise RuntimeError(str(error)) from None
 

@@ -5,12 +5,13 @@ from django.core.management.base import CommandError
 
 from explorer.cli import collection_named
 from explorer.database import DatabaseCommand
-from explorer.models import Source
+from explorer.models import FrameLabel, Source
 from workers.pipeline.arrays import open_array
 
 
 class Command(DatabaseCommand):
-    help = "Write the collection's map as CSV: one row per frame (source, timestamp, x, y, ...)."
+    help = ("Write the collection's map as CSV: one row per frame (source, timestamp, x, y, source_id, frame, "
+            "cluster, label).")
 
     def add_arguments(self, parser):
         parser.add_argument("collection", help="collection name or id")
@@ -27,17 +28,37 @@ class Command(DatabaseCommand):
             raise CommandError("the map is being rebuilt (try again when its job has finished), or a "
                                f"retraining did not finish (run `manage.py train {collection.name}`)")
         paths = dict(Source.objects.filter(collection=collection).values_list("pk", "path"))
+        clusters = _clusters_of_rows(collection, len(index))
+        labels = {(source, frame): name for source, frame, name in
+                  FrameLabel.objects.filter(collection=collection).values_list("source_id", "frame", "label__name")}
         try:
             out = sys.stdout if options["csv"] == "-" else open(options["csv"], "w", newline="", encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot write {options['csv']}: {exc.strerror}") from None
         try:
             writer = csv.writer(out)
-            writer.writerow(["source", "timestamp", "x", "y", "source_id", "frame"])
-            for (source_id, frame, when), (x, y) in zip(index, layout):
-                writer.writerow([paths[source_id], f"{when:.6f}", f"{x:.6f}", f"{y:.6f}", source_id, frame])
+            writer.writerow(["source", "timestamp", "x", "y", "source_id", "frame", "cluster", "label"])
+            for row, ((source_id, frame, when), (x, y)) in enumerate(zip(index, layout)):
+                writer.writerow([paths[source_id], f"{when:.6f}", f"{x:.6f}", f"{y:.6f}", source_id, frame,
+                                 "" if clusters is None else int(clusters[row]),
+                                 labels.get((int(source_id), int(frame)), "")])
         finally:
             if out is not sys.stdout:
                 out.close()
         if out is not sys.stdout:
             self.stdout.write(f"{len(index)} frame(s) written to {options['csv']}\n")
+
+
+def _clusters_of_rows(collection, rows):
+    """The cluster of each row of the collection's map, or None when its clusters were made
+    from another map (they are being made again) or it has none."""
+    from workers.pipeline.cluster_files import ClusterFiles
+
+    clustering = collection.clustering
+    if clustering is None or clustering.map_version != collection.embedding.get("map"):
+        return None
+    try:
+        members = ClusterFiles(clustering.directory).labels()
+    except FileNotFoundError:
+        return None
+    return members if len(members) == rows else None
