@@ -8,14 +8,16 @@ import numpy as np
 from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse, PolymorphicProxySerializer, extend_schema, extend_schema_field, inline_serializer,
+)
 from rest_framework import exceptions, serializers
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from explorer import labels as labelling
-from explorer.api import JobSerializer, _started_response, json_body, started
+from explorer.api import NO_PARAMETERS, JobSerializer, _started_response, json_body, started
 from explorer.api_errors import Conflict, error_response
 from explorer.api_params import (
     INT64_MAX, ExactFields, QuerySerializer, StrictCharField, StrictFloatField, StrictIntegerField, validated_query,
@@ -117,8 +119,9 @@ class ClusteringSchema(serializers.Serializer):
 
 class ClusterRequest(ExactFields, serializers.Serializer):
     method = serializers.ChoiceField(choices=["auto", "kmeans", "affinity"], default="auto",
-                                     help_text="auto picks the number of clusters itself; kmeans needs k.")
-    k = StrictIntegerField(required=False, min_value=1, max_value=10_000, help_text="Clusters, for kmeans.")
+                                     help_text="auto picks the number of clusters itself; kmeans makes k.")
+    k = StrictIntegerField(required=False, min_value=1, max_value=10_000,
+                           help_text="Clusters, for kmeans (default: the CLUSTER_K setting, 8).")
     preference = StrictFloatField(required=False, help_text="Affinity propagation's preference (negative; lower "
                                                             "makes fewer clusters). Default: the median similarity.")
     damping = StrictFloatField(required=False, min_value=0.5, max_value=0.99,
@@ -128,37 +131,66 @@ class ClusterRequest(ExactFields, serializers.Serializer):
                                    help_text="clips: each clip's frames are clustered as one, by their mean.")
 
     def validate(self, data):
-        if data["method"] == "kmeans" and "k" not in data:
-            raise serializers.ValidationError({"k": ["kmeans needs k, the number of clusters"]})
+        if data["method"] == "kmeans":
+            data.setdefault("k", settings.CLUSTER_K)
         return data
 
 
+@extend_schema_field({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
+                      "minItems": 2, "maxItems": 100, "uniqueItems": True})
+class ClusterListField(serializers.ListField):
+    child = StrictIntegerField(min_value=0, max_value=INT64_MAX)
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        if len(set(values)) != len(values):
+            raise serializers.ValidationError("name each cluster once")
+        return values
+
+
 class MergeRequest(ExactFields, serializers.Serializer):
-    clusters = serializers.ListField(child=StrictIntegerField(min_value=0, max_value=INT64_MAX), min_length=2,
-                                     max_length=100, help_text="Clusters to make one (the first keeps its place).")
+    clusters = ClusterListField(min_length=2, max_length=100, help_text="Clusters to make one (the first keeps its "
+                                                                        "place).")
 
 
 class SplitRequest(ExactFields, serializers.Serializer):
     k = StrictIntegerField(min_value=2, max_value=20, default=2, help_text="Parts, by k-means inside the cluster.")
 
 
-class LabelRequest(ExactFields, serializers.Serializer):
-    label = StrictCharField(allow_null=True, max_length=labelling.LABEL_MAX_LENGTH, trim_whitespace=False,
-                            help_text="The label's name; null takes the label off.")
-    cluster = StrictIntegerField(required=False, min_value=0, max_value=INT64_MAX,
-                                 help_text="Every member of this cluster.")
+def _label_field():
+    return StrictCharField(allow_null=True, max_length=labelling.LABEL_MAX_LENGTH, trim_whitespace=False,
+                           help_text="The label's name; null takes the label off.")
+
+
+class LabelCluster(ExactFields, serializers.Serializer):
+    label = _label_field()
+    cluster = StrictIntegerField(min_value=0, max_value=INT64_MAX, help_text="Every member of this cluster.")
+
+
+class LabelFrames(ExactFields, serializers.Serializer):
+    label = _label_field()
     frames = serializers.ListField(
-        required=False, max_length=MAX_FRAMES_PER_REQUEST, min_length=1,
+        max_length=MAX_FRAMES_PER_REQUEST, min_length=1,
         child=serializers.ListField(child=StrictIntegerField(min_value=0, max_value=INT64_MAX), min_length=2,
                                     max_length=2), help_text="[source, frame number] pairs.")
-    source = StrictIntegerField(required=False, min_value=1, max_value=INT64_MAX,
-                                help_text="Every frame of this source (video or photo).")
 
-    def validate(self, data):
-        given = [name for name in ("cluster", "frames", "source") if name in data]
-        if len(given) != 1:
-            raise serializers.ValidationError({"non_field_errors": ["give exactly one of cluster, frames, source"]})
-        return data
+
+class LabelSource(ExactFields, serializers.Serializer):
+    label = _label_field()
+    source = StrictIntegerField(min_value=1, max_value=INT64_MAX, help_text="Every frame of this source.")
+
+
+LABEL_REQUESTS = {"cluster": LabelCluster, "frames": LabelFrames, "source": LabelSource}
+
+
+def _label_request(request):
+    """The label request's body: exactly one of cluster, frames or source says which frames."""
+    given = request.data if isinstance(request.data, dict) else {}
+    named = [name for name in LABEL_REQUESTS if name in given]
+    if len(named) != 1:
+        json_body(request, LabelCluster)  # a body that is not JSON, or not an object, is refused as such
+        raise exceptions.ValidationError({"non_field_errors": ["give exactly one of cluster, frames, source"]})
+    return json_body(request, LABEL_REQUESTS[named[0]])
 
 
 class MembersQuery(QuerySerializer):
@@ -174,9 +206,11 @@ class ActionSchema(serializers.ModelSerializer):
 
 @extend_schema(responses={200: inline_serializer("Clusters", {
     "clustering": ClusteringSchema(), "clusters": ClusterSchema(many=True)}), 404: NOT_FOUND, 409: NO_CLUSTERS},
-    methods=["GET"])
+    methods=["GET"], operation_id="clusters_list")
 @extend_schema(request=ClusterRequest, responses=started(JobSerializer, "clustering job", {
-    400: error_response("Not a clustering request, or k is more than the map's frames."), 404: NOT_FOUND, 409: error_response("The collection has no map to cluster yet.")}), methods=["POST"])
+    404: NOT_FOUND, 409: error_response("The collection has no map to cluster yet, or fewer frames than k.")}),
+    methods=["POST"],
+    operation_id="clusters_make")
 @api_view(["GET", "POST"])
 def clusters(request, pk):
     """GET: the collection's clusters, largest first, each with its exemplar, cohesion, place
@@ -189,8 +223,8 @@ def clusters(request, pk):
             return _started_response(JobSerializer, start_clustering(collection, params))
         except NotReady as error:
             raise Conflict(str(error)) from None
-        except ValueError as error:
-            raise exceptions.ValidationError({"k": [str(error)]}) from None
+        except ValueError as error:  # k beyond the map's frames: the collection cannot, today
+            raise Conflict(str(error)) from None
     clustering, files, current = current_clusters(collection)
     labels = _cluster_labels(collection, files, current)
     info = _source_info([int(current.index["source"][c["exemplar"]]) for c in files.clusters])
@@ -212,7 +246,8 @@ def _known_cluster(files, cluster):
     "cluster": ClusterSchema(), "count": serializers.IntegerField(), "page": serializers.IntegerField(),
     "pages": serializers.IntegerField(), "members": inline_serializer("Member", {
         "frame": FrameSchema(), "outlier": serializers.BooleanField(), "distance": serializers.FloatField(),
-        "label": serializers.CharField(allow_null=True)}, many=True)}), 404: NOT_FOUND, 409: NO_CLUSTERS})
+        "label": serializers.CharField(allow_null=True)}, many=True)}), 404: NOT_FOUND, 409: NO_CLUSTERS},
+    operation_id="cluster_members")
 @api_view(["GET"])
 def cluster_members(request, pk, cluster):
     """A cluster and a page of its members: nearest its exemplar first, outliers last."""
@@ -226,7 +261,8 @@ def cluster_members(request, pk, cluster):
     frames = labelling.frames_of_rows(current, page_rows)
     names = _label_names(collection)
     now = labelling.current_labels(frames)
-    info = _source_info([source for source, _ in frames] + [int(current.index["source"][files.clusters[cluster]["exemplar"]])])
+    exemplar = files.clusters[cluster]["exemplar"]
+    info = _source_info([source for source, _ in frames] + [int(current.index["source"][exemplar])])
     label = _cluster_labels(collection, files, current)[cluster]
     return Response({
         "cluster": _cluster(files.clusters[cluster], current, info, label), "count": len(rows),
@@ -252,9 +288,7 @@ def _edit(request, pk, edit):
 def merge_clusters(request, pk):
     """Make several clusters one (a job: every frame is described again). Undo goes back."""
     body = json_body(request, MergeRequest)
-    if len(set(body["clusters"])) < 2:
-        raise exceptions.ValidationError({"clusters": ["name at least two different clusters"]})
-    return _edit(request, pk, {"edit": "merge", "clusters": list(dict.fromkeys(body["clusters"]))})
+    return _edit(request, pk, {"edit": "merge", "clusters": body["clusters"]})
 
 
 @extend_schema(request=SplitRequest, responses=started(JobSerializer, "split job", {404: NOT_FOUND, 409: NO_CLUSTERS}))
@@ -269,7 +303,8 @@ def split_cluster(request, pk, cluster):
     "labels": inline_serializer("LabelCount", {"id": serializers.IntegerField(), "name": serializers.CharField(),
                                                "frames": serializers.IntegerField()}, many=True),
     "actions": ActionSchema(many=True)}), 404: NOT_FOUND}, methods=["GET"])
-@extend_schema(request=LabelRequest, responses={200: ActionSchema, 400: error_response("Not a label request."),
+@extend_schema(request=PolymorphicProxySerializer("LabelRequest", serializers=list(LABEL_REQUESTS.values()),
+                                                  resource_type_field_name=None), responses={200: ActionSchema, 400: error_response("Not a label request."),
                                                 404: NOT_FOUND, 409: NO_CLUSTERS}, methods=["POST"])
 @api_view(["GET", "POST"])
 def labels(request, pk):
@@ -283,7 +318,7 @@ def labels(request, pk):
         counted = Label.objects.filter(collection=collection).annotate(count=Count("frames"))
         return Response({"labels": [{"id": l.pk, "name": l.name, "frames": l.count} for l in counted],
                          "actions": ActionSchema(collection.label_actions.all()[:20], many=True).data})
-    body = json_body(request, LabelRequest)
+    body = _label_request(request)
     name = body["label"]
     if "cluster" in body:
         clustering, files, current = current_clusters(collection)
@@ -310,12 +345,13 @@ def labels(request, pk):
     return Response(ActionSchema(action).data)
 
 
-@extend_schema(request=None, responses={200: ActionSchema, 404: NOT_FOUND,
+@extend_schema(request=NO_PARAMETERS, responses={200: ActionSchema, 404: NOT_FOUND,
                                         409: error_response("Nothing to undo, or it can no longer be undone.")})
 @api_view(["POST"])
 def undo(request, pk):
     """Undo the collection's last label action, merge or split not undone yet."""
     collection = _collection(pk)
+    json_body(request)
     try:
         action = labelling.undo(collection, request.user)
     except labelling.LabelError as error:

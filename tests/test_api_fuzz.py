@@ -108,6 +108,10 @@ def fuzz_config(map_collection):
     # tests/fuzz_checks.py holds it to.
     lines += ["[[operations]]", f"include-name = {toml(list(POSTER_OPERATIONS))}",
               'checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]']
+    # A file of labels is a binary part to the schema: what is inside (UTF-8, a header of
+    # source,timestamp,label) it cannot state, and a file without them is refused (400).
+    lines += ["[[operations]]", 'include-name = "POST /api/collections/{id}/labels/import/"',
+              'checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]']
     # Each retraining of the map costs the worker half a minute: the fuzzer asks to train
     # a collection without frames (409), the map's own retraining is tested elsewhere.
     lines += ["[[operations]]", 'include-name = "POST /api/collections/{id}/train/"',

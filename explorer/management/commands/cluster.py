@@ -17,7 +17,8 @@ class Command(DatabaseCommand):
         parser.add_argument("--method", choices=["auto", "kmeans", "affinity"], default="auto",
                             help="auto (default) picks the number of clusters itself; kmeans needs --k; "
                                  "affinity is affinity propagation")
-        parser.add_argument("--k", type=int, metavar="N", help="number of clusters, for --method kmeans")
+        parser.add_argument("--k", type=int, default=settings.CLUSTER_K, metavar="N",
+                            help=f"number of clusters, for --method kmeans (default {settings.CLUSTER_K})")
         parser.add_argument("--preference", type=float, metavar="P",
                             help="affinity propagation's preference: lower (more negative) makes fewer clusters "
                                  "(default: the median similarity)")
@@ -32,9 +33,7 @@ class Command(DatabaseCommand):
     def handle(self, *args, **options):
         collection = collection_named(options["collection"])
         method = options["method"]
-        if method == "kmeans" and not options["k"]:
-            raise CommandError("--method kmeans needs --k, the number of clusters")
-        if options["k"] is not None and options["k"] < 1:
+        if options["k"] < 1:
             raise CommandError("--k must be at least 1")
         if not 0.5 <= options["damping"] < 1:
             raise CommandError("--damping must be from 0.5 to 0.99")
