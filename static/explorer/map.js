@@ -28,17 +28,6 @@ function fromLatLng(latlng) {
   return { x: latlng.lng / width * 2 - 1, y: 1 + latlng.lat / height * 2 };
 }
 
-function clock(seconds) {
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
-}
-
-function element(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-
 // --- the URL's hash ---
 
 function readHash() {
