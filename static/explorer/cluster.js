@@ -78,7 +78,7 @@ async function loadPage() {
 }
 
 function showHeadError(error) {
-  byId("cluster-label").textContent = "not found";
+  byId("cluster-label").textContent = error.status === 409 ? "no clusters yet" : "not found";
   byId("cluster-facts").replaceChildren(errorText(error), " ",
     element("a", { href: `/collections/${collectionId}/`, textContent: "see the collection's clusters" }));
   grid.replaceChildren();
@@ -472,6 +472,10 @@ async function start() {
     clusteringId = all.clustering.id;
     byId("merge-with").max = all.clusters.length - 1;
     if (all.clusters.length > 1) byId("merge-with").placeholder = clusterId === 0 ? "1" : "0";
+    else { // nothing to merge with
+      for (const control of byId("merge-form").elements) control.disabled = true;
+      byId("merge-form").title = "This is the only cluster: there is none to merge it with.";
+    }
   }
   markSelection();
 }

@@ -231,6 +231,8 @@ function clearHover() {
 }
 
 async function selectAt(latlng) {
+  const { x, y } = fromLatLng(latlng);
+  if (Math.abs(x) > 1 || Math.abs(y) > 1) return; // off the map: no frame there (the API would say 400)
   const response = await fetch(`${api}point/?${pointQuery(latlng)}`);
   if (response.ok) select(null, await response.json());
 }
