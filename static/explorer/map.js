@@ -123,6 +123,7 @@ function drawClusters() {
   button.setAttribute("aria-pressed", clustersShown && clusters ? "true" : "false");
   clusterLayer.clearLayers();
   if (!clustersShown || !clusters) return;
+  L.layerGroup().addTo(clusterLayer); // the chips' leader lines (placeChips)
   for (const cluster of clusters.clusters) {
     const colour = clusterColour(cluster.id);
     L.polygon(cluster.outline.map(([x, y]) => toLatLng(x, y)), {
@@ -132,8 +133,10 @@ function drawClusters() {
     }).addTo(clusterLayer);
   }
   for (const cluster of clusters.clusters) {
-    L.marker(toLatLng(...cluster.centre), { icon: L.divIcon({ html: clusterChip(cluster), className: "cluster-marker",
-      iconSize: [0, 0] }), keyboard: false, riseOnHover: true, bubblingMouseEvents: false }).addTo(clusterLayer);
+    const marker = L.marker(toLatLng(...cluster.centre), { icon: L.divIcon({ html: clusterChip(cluster),
+      className: "cluster-marker", iconSize: [0, 0] }), keyboard: false, riseOnHover: true, bubblingMouseEvents: false,
+    }).addTo(clusterLayer);
+    marker.options.colour = clusterColour(cluster.id);
   }
   placeChips();
 }
@@ -158,6 +161,9 @@ function clusterChip(cluster) {
 // at their centres.
 function placeChips() {
   if (!clusterLayer) return;
+  const leaders = clusterLayer.getLayers().find((layer) => layer instanceof L.LayerGroup);
+  if (!leaders) return; // not shown
+  leaders.clearLayers();
   const placed = [];
   for (const marker of clusterLayer.getLayers()) {
     if (!(marker instanceof L.Marker)) continue;
@@ -179,6 +185,11 @@ function placeChips() {
       }
     }
     chip.style.setProperty("--shift", `${shift}px`);
+    if (shift) { // a thin line from the chip back to the cluster's centre, under every chip
+      const options = { color: marker.options.colour, weight: 1.5, opacity: 0.9, interactive: false };
+      L.polyline([marker.getLatLng(), map.layerPointToLatLng(at.add([0, shift]))], options).addTo(leaders);
+      L.circleMarker(marker.getLatLng(), { ...options, radius: 3, fillOpacity: 1 }).addTo(leaders);
+    }
   }
 }
 
