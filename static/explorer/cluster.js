@@ -308,6 +308,9 @@ async function loadLabels() {
   if (!data.actions.length) {
     byId("recent-actions").append(element("li", { className: "message", textContent: "none yet" }));
   }
+  const next = data.actions.find((action) => !action.undone_at); // what Undo would take back
+  byId("undo").title = next ? `undo the collection's last change: ${next.description} (${next.who || "someone"})`
+    : "nothing to undo";
   return data;
 }
 
