@@ -1,11 +1,18 @@
-// One collection: its jobs, then every source as a card with a thumbnail (its
-// middle frame), status, and the error or warning that explains a failure.
+// One collection: its jobs, its clusters (each opening its gallery; editors group again),
+// its labels (export, import), then every source as a card with a thumbnail (its middle
+// frame), status, and the error or warning that explains a failure.
 "use strict";
 
 const list = document.getElementById("sources");
 const collectionId = list.dataset.collection;
 const pageSize = 100;
 let shown = pageSize;
+let refreshTimer = null;
+let jobsSeen = null; // the jobs and whether they ended, at the last refresh: clusters change when they do
+const CLUSTERS_SHOWN = 24; // then "Show all"
+let allClusters = false;
+const clustersApi = `/api/collections/${collectionId}/clusters/`;
+const labelsApi = `/api/collections/${collectionId}/labels/`;
 
 function basename(path) {
   return path.split("/").pop();
@@ -60,11 +67,177 @@ async function refresh() {
   list.replaceChildren(...sources.rows.map(sourceCard));
   document.getElementById("more").hidden = sources.count <= shown;
   const busy = jobs.results.some((job) => !job.finished_at);
-  setTimeout(() => refresh().catch(console.error), busy ? 1000 : 10000);
+  const seen = jobs.results.map((job) => `${job.id}:${job.finished_at || ""}`).join(",");
+  if (seen !== jobsSeen) { // a job started or ended: the clusters and labels may be new
+    jobsSeen = seen;
+    await Promise.all([showClusters(), showLabels()]);
+  }
+  scheduleRefresh(busy ? 1000 : 10000);
+}
+
+// One timer: a refresh asked for by a button replaces the one waiting.
+function scheduleRefresh(delay) {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => refresh().catch((error) => {
+    console.error(error);
+    scheduleRefresh(10000);
+  }), delay);
+}
+
+// --- clusters ---
+
+async function showClusters() {
+  const summary = document.getElementById("clustering-summary");
+  const cards = document.getElementById("clusters");
+  let data;
+  try {
+    data = await getJSON(clustersApi);
+  } catch (error) {
+    summary.textContent = error.status === 409 ? `No clusters yet: ${errorText(error)}.` : errorText(error);
+    cards.replaceChildren();
+    document.getElementById("clusters-more").hidden = true;
+    return;
+  }
+  const { clustering } = data;
+  const params = clustering.params;
+  const method = { auto: "auto", kmeans: `k-means (k = ${params.k})`, affinity: "affinity propagation" }[params.method]
+    || params.method;
+  const edit = clustering.edit && clustering.edit.edit ? `, then a ${clustering.edit.edit}` : "";
+  summary.textContent = `${clustering.clusters} cluster(s) by ${method} over ${params.over || "frames"}${edit}` +
+    ` · ${clustering.outliers} outlier frame(s)` + (clustering.current_map ? "" : " · made from an earlier map");
+  const shownClusters = allClusters ? data.clusters : data.clusters.slice(0, CLUSTERS_SHOWN);
+  cards.replaceChildren(...shownClusters.map(clusterCard));
+  const more = document.getElementById("clusters-more");
+  more.hidden = data.clusters.length <= shownClusters.length;
+  more.querySelector("button").textContent = `Show all ${data.clusters.length}`;
+  const form = document.getElementById("cluster-form");
+  if (!form.dataset.filled) { // the form starts from the current grouping's settings
+    form.dataset.filled = "1";
+    for (const name of ["method", "k", "preference", "damping", "over"]) {
+      if (params[name] !== undefined && params[name] !== null) form.elements[name].value = params[name];
+    }
+    showMethodFields();
+  }
+}
+
+function clusterCard(cluster) {
+  const named = cluster.label !== null;
+  const image = element("img", { src: cluster.exemplar.image, loading: "lazy",
+    alt: `exemplar of cluster ${cluster.id}: ${cluster.exemplar.name}` });
+  const link = element("a", { className: "cluster-card" + (cluster.small ? " small" : ""),
+    href: `/collections/${collectionId}/clusters/${cluster.id}/`,
+    title: `cohesion ${cluster.cohesion.toFixed(2)} · ${cluster.outliers} outlier(s)` +
+      (cluster.labelled ? ` · ${cluster.labelled} labelled` : "") },
+  image, element("span", { className: "title" },
+    element("span", { className: "id", textContent: `#${cluster.id}` }), " ",
+    element("span", { className: named ? "name" : "name unnamed", textContent: named ? cluster.label : "unnamed" })),
+  element("span", { className: "size", textContent: `${cluster.size} frame(s)` + (cluster.small ? " · small" : "") +
+    (cluster.labelled && cluster.labelled < cluster.size ? ` · ${cluster.labelled} labelled` : "") }));
+  const item = element("li", {}, link);
+  item.dataset.cluster = cluster.id;
+  return item;
+}
+
+function showMethodFields() {
+  const form = document.getElementById("cluster-form");
+  for (const label of form.querySelectorAll("[data-method]")) {
+    label.hidden = label.dataset.method !== form.elements.method.value;
+  }
+}
+
+function clusterMessage(text) {
+  const box = document.getElementById("cluster-message");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+async function followJob(job, box) {
+  for (;;) {
+    box.replaceChildren(jobElement(job));
+    if (job.finished_at) return job;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    job = await getJSON(`/api/jobs/${job.id}/`);
+  }
+}
+
+document.getElementById("cluster-form").addEventListener("change", showMethodFields);
+document.getElementById("cluster-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const button = form.querySelector("button[type=submit]");
+  const body = { method: form.elements.method.value, over: form.elements.over.value };
+  if (body.method === "kmeans") body.k = parseInt(form.elements.k.value, 10);
+  if (body.method === "affinity") {
+    if (form.elements.preference.value !== "") body.preference = parseFloat(form.elements.preference.value);
+    body.damping = parseFloat(form.elements.damping.value);
+  }
+  clusterMessage("");
+  button.disabled = true;
+  try {
+    const box = document.getElementById("cluster-job");
+    const job = await followJob(await postJSON(clustersApi, body), box);
+    if (job.status !== "succeeded") clusterMessage(job.error || `The clustering ended ${job.status}.`);
+    else box.replaceChildren();
+    await Promise.all([showClusters(), showLabels()]);
+  } catch (error) {
+    clusterMessage(errorText(error));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+document.querySelector("#clusters-more button").addEventListener("click", () => {
+  allClusters = true;
+  showClusters().catch(console.error);
+});
+
+// --- labels ---
+
+async function showLabels() {
+  const data = await getJSON(labelsApi);
+  const counts = document.getElementById("label-counts");
+  const used = data.labels.filter((label) => label.frames > 0);
+  if (!used.length) {
+    counts.textContent = "No labels yet: name clusters, or select frames in a cluster's gallery and label them.";
+    return;
+  }
+  counts.replaceChildren(...used.flatMap((label, i) => [i ? " " : "",
+    element("span", { className: "chip", textContent: label.name }),
+    element("span", { className: "label-count", textContent: ` ${label.frames}` })]));
+}
+
+document.getElementById("import-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const result = document.getElementById("import-result");
+  const button = form.querySelector("button");
+  button.disabled = true;
+  result.replaceChildren(element("span", { className: "message", textContent: "importing…" }));
+  try {
+    const done = await postForm(`${labelsApi}import/`, new FormData(form));
+    const rows = done.skipped.map((row) => element("li", {
+      textContent: `line ${row.line}: ${row.source || "(no source)"} at ${row.timestamp ?? "(no time)"}: ${row.reason}` }));
+    result.replaceChildren(element("p", { className: "import-summary",
+      textContent: `${done.labelled} labelled, ${done.skipped.length} skipped` }));
+    if (rows.length) result.append(element("ul", { className: "skipped-rows" }, ...rows));
+    form.reset();
+    await Promise.all([showLabels(), showClusters()]);
+  } catch (error) {
+    result.replaceChildren(element("p", { className: "error", textContent: errorText(error) }));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+if (document.body.dataset.role === "viewer") {
+  for (const node of document.querySelectorAll(".editor-only")) node.hidden = true;
 }
 
 document.querySelector("#more button").addEventListener("click", () => {
   shown += pageSize;
   refresh().catch(console.error);
 });
-refresh().catch(console.error);
+refresh().catch((error) => {
+  console.error(error);
+  scheduleRefresh(10000);
+});

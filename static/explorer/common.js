@@ -1,22 +1,64 @@
 // Shared by the pages: fetching JSON and drawing a job with its progress bar.
 "use strict";
 
+// Throws an Error carrying the HTTP `status` and the server's `detail` (every API error
+// has one, explorer/api_errors.py), so a page can say why, not only that, it failed.
 async function getJSON(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(`${url}: HTTP ${response.status}`);
+    error.status = response.status;
+    error.detail = await response.json().then((data) => data.detail).catch(() => undefined);
+    throw error;
+  }
   return response.json();
+}
+
+function csrfToken() {
+  const token = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+  return token ? decodeURIComponent(token.split("=")[1]) : "";
 }
 
 // A POST of JSON with the CSRF token the page's cookie holds (explorer/access.py checks it);
 // throws with the server's reason when it refuses.
 async function postJSON(url, body) {
-  const token = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
-  const response = await fetch(url, { method: "POST", body: JSON.stringify(body), headers: {
-    "Content-Type": "application/json", Accept: "application/json",
-    "X-CSRFToken": token ? decodeURIComponent(token.split("=")[1]) : "" } });
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.detail || JSON.stringify(data));
+  return postBody(url, JSON.stringify(body), { "Content-Type": "application/json" });
+}
+
+// A POST of a form (multipart: a file upload), with the CSRF token like postJSON.
+async function postForm(url, formData) {
+  return postBody(url, formData, {});
+}
+
+async function postBody(url, body, headers) {
+  const response = await fetch(url, { method: "POST", body, headers: {
+    ...headers, Accept: "application/json", "X-CSRFToken": csrfToken() } });
+  const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
+  if (!response.ok) {
+    const error = new Error(data.detail || JSON.stringify(data));
+    error.status = response.status;
+    throw error;
+  }
   return data;
+}
+
+// The text of an error for the person: the server's reason when it gave one.
+function errorText(error) {
+  return error.detail || error.message || String(error);
+}
+
+// A DOM element with properties and children; strings become text nodes, never HTML:
+// every name on these pages comes from users' files and labels.
+function element(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+// Seconds as m:ss.s
+function clock(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
 }
 
 // Text for Leaflet's tooltips, which take a string as HTML: names come from users' files.

@@ -1,7 +1,9 @@
 // The map page: Leaflet with a flat (non-geographic) coordinate system over the server's
 // tiles. Hover names the frame under the pointer; a click opens the panel with the frame,
 // its video playing from that moment, its video's path, and the most similar clips.
-// The URL's hash holds the view and the selected frame: #z=3&x=0.1&y=-0.2&frame=12:340.
+// The URL's hash holds the view and the selected frame: #z=3&x=0.1&y=-0.2&frame=12:340,
+// and clusters=1 while the clusters are drawn (each a tinted outline with a chip at its
+// centre that opens its gallery).
 "use strict";
 
 const mapElement = document.getElementById("map");
@@ -16,6 +18,10 @@ let map = null;
 let tiles = null;
 let overlays = null; // paths and markers of the current selection
 let hover = { key: null, box: null, request: 0 };
+let clusterLayer = null; // the clusters' outlines and chips, while shown
+let clustersShown = false;
+let clusters = null; // the API's answer, or null when there are none (yet)
+let hadJobs = false; // jobs were running at the last poll: clusters may change when they end
 
 // Map coordinates ([-1, 1]^2, y up) <-> Leaflet's flat coordinates (zoom 0 pixels, y down).
 function toLatLng(x, y) {
@@ -28,17 +34,6 @@ function fromLatLng(latlng) {
   return { x: latlng.lng / width * 2 - 1, y: 1 + latlng.lat / height * 2 };
 }
 
-function clock(seconds) {
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
-}
-
-function element(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-
 // --- the URL's hash ---
 
 function readHash() {
@@ -46,13 +41,15 @@ function readHash() {
   const view = { z: parseInt(params.get("z"), 10), x: parseFloat(params.get("x")), y: parseFloat(params.get("y")) };
   const frame = (params.get("frame") || "").match(/^(\d+):(\d+)$/);
   return { view: Number.isFinite(view.z + view.x + view.y) ? view : null,
-    frame: frame ? { source: +frame[1], frame: +frame[2] } : null };
+    frame: frame ? { source: +frame[1], frame: +frame[2] } : null, clusters: params.get("clusters") === "1" };
 }
 
 function writeHash() {
   const centre = fromLatLng(map.getCenter());
   const frame = panel.dataset.frame ? `&frame=${panel.dataset.frame}` : ""; // "source:frame", kept readable
-  history.replaceState(null, "", `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}`);
+  const shown = clustersShown ? "&clusters=1" : "";
+  history.replaceState(null, "",
+    `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}${shown}`);
 }
 
 // --- the map ---
@@ -71,7 +68,9 @@ function startMap() {
     minZoom: 0, maxZoom: state.max_zoom, keepBuffer: 4,
   }).addTo(map);
   overlays = L.layerGroup().addTo(map);
-  const { view, frame } = readHash();
+  clusterLayer = L.layerGroup().addTo(map);
+  const { view, frame, clusters: showClusters } = readHash();
+  clustersShown = showClusters;
   if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom));
   else map.fitBounds(bounds());
   writeHash();
@@ -79,10 +78,126 @@ function startMap() {
   map.on("mousemove", (event) => hoverAt(event.latlng));
   map.on("mouseout", clearHover);
   map.on("click", (event) => selectAt(event.latlng));
+  map.on("zoomend", placeChips);
   document.getElementById("show-dissimilar").disabled = false;
   document.getElementById("export-poster").disabled = false;
   mapElement.focus();
   if (frame) select(`source=${frame.source}&frame=${frame.frame}`);
+  loadClusters();
+}
+
+// --- clusters: a tinted outline each, and a chip at its centre that opens its gallery ---
+
+const CLUSTER_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+  "#9c755f", "#bab0ac", "#17becf", "#bcbd22", "#8c6bb1", "#e377c2"];
+
+function clusterColour(id) {
+  return CLUSTER_COLOURS[id % CLUSTER_COLOURS.length];
+}
+
+// The clusters from the API; the button says when there are none, or when they are of an
+// earlier map than the one shown (while the new map's are being made).
+async function loadClusters() {
+  const button = document.getElementById("show-clusters");
+  try {
+    clusters = await getJSON(`/api/collections/${collectionId}/clusters/`);
+  } catch (error) {
+    clusters = null;
+    button.disabled = true;
+    button.textContent = error.status === 409 ? "Clusters: none yet" : "Clusters";
+    button.title = errorText(error);
+    drawClusters();
+    return;
+  }
+  const stale = clusters.clustering.map_version !== state.version;
+  button.disabled = stale;
+  button.textContent = "Clusters";
+  button.title = stale ? "These clusters were made from an earlier map: the new map's are being made (or cluster " +
+    "again on the collection's page)." : `${clusters.clusters.length} cluster(s): show or hide them on the map`;
+  if (stale) clusters = null;
+  drawClusters();
+}
+
+function drawClusters() {
+  const button = document.getElementById("show-clusters");
+  button.setAttribute("aria-pressed", clustersShown && clusters ? "true" : "false");
+  clusterLayer.clearLayers();
+  if (!clustersShown || !clusters) return;
+  L.layerGroup().addTo(clusterLayer); // the chips' leader lines (placeChips)
+  for (const cluster of clusters.clusters) {
+    const colour = clusterColour(cluster.id);
+    L.polygon(cluster.outline.map(([x, y]) => toLatLng(x, y)), {
+      color: colour, weight: cluster.small ? 1.5 : 2, opacity: cluster.small ? 0.6 : 0.9,
+      fillColor: colour, fillOpacity: cluster.small ? 0.08 : 0.18, dashArray: cluster.small ? "5 5" : null,
+      interactive: false,
+    }).addTo(clusterLayer);
+  }
+  for (const cluster of clusters.clusters) {
+    const marker = L.marker(toLatLng(...cluster.centre), { icon: L.divIcon({ html: clusterChip(cluster),
+      className: "cluster-marker", iconSize: [0, 0] }), keyboard: false, riseOnHover: true, bubblingMouseEvents: false,
+    }).addTo(clusterLayer);
+    marker.options.colour = clusterColour(cluster.id);
+  }
+  placeChips();
+}
+
+// A chip: a link to the cluster's gallery with its label (or its number) and its size.
+function clusterChip(cluster) {
+  const named = cluster.label !== null;
+  const chip = element("a", { className: "cluster-chip" + (cluster.small ? " small" : "") + (named ? "" : " unnamed"),
+    href: `/collections/${collectionId}/clusters/${cluster.id}/`,
+    title: `cluster #${cluster.id}${named ? `: ${cluster.label}` : " (unnamed)"} · ${cluster.size} frame(s) · ` +
+      `cohesion ${cluster.cohesion.toFixed(2)}${cluster.small ? " · a small cluster" : ""}` +
+      (named ? ` · ${cluster.label_frames} of its frames carry the label` : "") + ": open its gallery" },
+  element("span", { className: "swatch" }),
+  element("span", { className: "name", textContent: named ? cluster.label : `#${cluster.id}` }),
+  element("span", { className: "size", textContent: String(cluster.size) }));
+  chip.style.setProperty("--cluster-colour", clusterColour(cluster.id));
+  chip.dataset.cluster = cluster.id;
+  return chip;
+}
+
+// Chips that would overlap are moved up or down, the larger clusters' (drawn first) staying
+// at their centres.
+function placeChips() {
+  if (!clusterLayer) return;
+  const leaders = clusterLayer.getLayers().find((layer) => layer instanceof L.LayerGroup);
+  if (!leaders) return; // not shown
+  leaders.clearLayers();
+  const placed = [];
+  for (const marker of clusterLayer.getLayers()) {
+    if (!(marker instanceof L.Marker)) continue;
+    const chip = marker.getElement() && marker.getElement().firstChild;
+    if (!chip) continue;
+    const at = map.latLngToLayerPoint(marker.getLatLng());
+    const width = chip.offsetWidth + 4;
+    const height = chip.offsetHeight + 3;
+    let shift = 0;
+    for (let i = 0; i < 15; i++) {
+      const step = Math.ceil(i / 2) * (i % 2 ? 1 : -1) * height; // 0, +1, -1, +2, -2... chip heights
+      const box = { left: at.x - width / 2, right: at.x + width / 2, top: at.y + step - height / 2 };
+      box.bottom = box.top + height;
+      const free = !placed.some((p) => p.left < box.right && box.left < p.right && p.top < box.bottom && box.top < p.bottom);
+      if (free || i === 14) {
+        shift = step;
+        placed.push(box);
+        break;
+      }
+    }
+    chip.style.setProperty("--shift", `${shift}px`);
+    if (shift) { // a thin line from the chip back to the cluster's centre, under every chip
+      const options = { color: marker.options.colour, weight: 1.5, opacity: 0.9, interactive: false };
+      L.polyline([marker.getLatLng(), map.layerPointToLatLng(at.add([0, shift]))], options).addTo(leaders);
+      L.circleMarker(marker.getLatLng(), { ...options, radius: 3, fillOpacity: 1 }).addTo(leaders);
+    }
+  }
+}
+
+function toggleClusters() {
+  clustersShown = !clustersShown;
+  writeHash();
+  if (clustersShown) loadClusters(); // labels given since on the gallery pages show
+  else drawClusters();
 }
 
 // The grid cell under a point at the current zoom, as the server's tiles draw it.
@@ -127,6 +242,8 @@ function clearHover() {
 }
 
 async function selectAt(latlng) {
+  const { x, y } = fromLatLng(latlng);
+  if (Math.abs(x) > 1 || Math.abs(y) > 1) return; // off the map: no frame there (the API would say 400)
   const response = await fetch(`${api}point/?${pointQuery(latlng)}`);
   if (response.ok) select(null, await response.json());
 }
@@ -289,7 +406,11 @@ async function poll() {
       map.setMaxZoom(state.max_zoom);
       tiles.options.maxZoom = tiles.options.maxNativeZoom = state.max_zoom;
       tiles.setUrl(state.tile_url);
+      loadClusters();
+    } else if (hadJobs && !current.jobs.length) {
+      loadClusters(); // a job ended: it may have grouped the map again
     }
+    hadJobs = current.jobs.length > 0;
     if (current.jobs.length) delay = 1000;
   } catch (error) {
     document.getElementById("map-status").textContent = `cannot reach the server (${error.message})`;
@@ -302,4 +423,9 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !panel.hidden) closePanel();
 });
 document.getElementById("show-dissimilar").addEventListener("click", () => showDissimilar().catch(console.error));
+document.getElementById("show-clusters").addEventListener("click", toggleClusters);
+// Back from a gallery in another tab: its labels show on the chips.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && map && clustersShown) loadClusters();
+});
 poll();
