@@ -43,9 +43,14 @@ def _files(directory):
     return ClusterFiles(directory)
 
 
-def current_clusters(collection):
-    """(clustering, its files, the map it was made from), or 409 saying what is missing."""
+def current_clusters(collection, asked=None):
+    """(clustering, its files, the map it was made from), or 409 saying what is missing; or,
+    when `asked` (the clustering a request's cluster numbers come from) is no longer
+    current, 409 saying so: numbers of another clustering name other frames."""
     clustering = collection.clustering
+    if asked is not None and clustering is not None and clustering.pk != asked:
+        raise Conflict(f"the clusters were made again since (clustering {clustering.pk} is current, not {asked}): "
+                       "look at them again")
     if clustering is None:
         running = collection.jobs.filter(status__in=("queued", "running")).first()
         doing = f": job {running.pk} is at stage {running.stage}" if running else ""
@@ -136,6 +141,12 @@ class ClusterRequest(ExactFields, serializers.Serializer):
         return data
 
 
+def _clustering_field():
+    return StrictIntegerField(required=False, min_value=1, max_value=INT64_MAX,
+                              help_text="The clustering the cluster numbers are of (`clustering.id`): when it is no "
+                                        "longer current the request is refused (409), not applied to other frames.")
+
+
 @extend_schema_field({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
                       "minItems": 2, "maxItems": 100, "uniqueItems": True})
 class ClusterListField(serializers.ListField):
@@ -151,10 +162,12 @@ class ClusterListField(serializers.ListField):
 class MergeRequest(ExactFields, serializers.Serializer):
     clusters = ClusterListField(min_length=2, max_length=100, help_text="Clusters to make one (the first keeps its "
                                                                         "place).")
+    clustering = _clustering_field()
 
 
 class SplitRequest(ExactFields, serializers.Serializer):
     k = StrictIntegerField(min_value=2, max_value=20, default=2, help_text="Parts, by k-means inside the cluster.")
+    clustering = _clustering_field()
 
 
 def _label_field():
@@ -165,6 +178,7 @@ def _label_field():
 class LabelCluster(ExactFields, serializers.Serializer):
     label = _label_field()
     cluster = StrictIntegerField(min_value=0, max_value=INT64_MAX, help_text="Every member of this cluster.")
+    clustering = _clustering_field()
 
 
 class LabelFrames(ExactFields, serializers.Serializer):
@@ -185,10 +199,11 @@ LABEL_REQUESTS = {"cluster": LabelCluster, "frames": LabelFrames, "source": Labe
 
 def _label_request(request):
     """The label request's body: exactly one of cluster, frames or source says which frames."""
-    given = request.data if isinstance(request.data, dict) else {}
-    named = [name for name in LABEL_REQUESTS if name in given]
+    as_json = request.content_type.split(";")[0].strip().lower() == "application/json"
+    if not (as_json and isinstance(request.data, dict)):
+        json_body(request, LabelCluster)  # refuses it as not JSON (415) or not an object (400)
+    named = [name for name in LABEL_REQUESTS if name in request.data]
     if len(named) != 1:
-        json_body(request, LabelCluster)  # a body that is not JSON, or not an object, is refused as such
         raise exceptions.ValidationError({"non_field_errors": ["give exactly one of cluster, frames, source"]})
     return json_body(request, LABEL_REQUESTS[named[0]])
 
@@ -243,6 +258,7 @@ def _known_cluster(files, cluster):
 
 
 @extend_schema(parameters=[MembersQuery], responses={200: inline_serializer("ClusterMembers", {
+    "clustering": serializers.IntegerField(help_text="The clustering the cluster's number is of."),
     "cluster": ClusterSchema(), "count": serializers.IntegerField(), "page": serializers.IntegerField(),
     "pages": serializers.IntegerField(), "members": inline_serializer("Member", {
         "frame": FrameSchema(), "outlier": serializers.BooleanField(), "distance": serializers.FloatField(),
@@ -265,16 +281,17 @@ def cluster_members(request, pk, cluster):
     info = _source_info([source for source, _ in frames] + [int(current.index["source"][exemplar])])
     label = _cluster_labels(collection, files, current)[cluster]
     return Response({
-        "cluster": _cluster(files.clusters[cluster], current, info, label), "count": len(rows),
+        "clustering": clustering.pk, "cluster": _cluster(files.clusters[cluster], current, info, label),
+        "count": len(rows),
         "page": query["page"], "pages": max(1, -(-len(rows) // size)),
         "members": [{"frame": _frame(current, int(row), info), "outlier": bool(files.members["outlier"][row]),
                      "distance": round(float(files.members["distance"][row]), 4),
                      "label": names.get(now.get(key))} for row, key in zip(page_rows, frames)]})
 
 
-def _edit(request, pk, edit):
+def _edit(request, pk, edit, asked):
     collection = _collection(pk)
-    clustering, files, _ = current_clusters(collection)
+    clustering, files, _ = current_clusters(collection, asked)
     for cluster in edit.get("clusters", [edit.get("cluster")]):
         _known_cluster(files, cluster)
     try:
@@ -288,7 +305,7 @@ def _edit(request, pk, edit):
 def merge_clusters(request, pk):
     """Make several clusters one (a job: every frame is described again). Undo goes back."""
     body = json_body(request, MergeRequest)
-    return _edit(request, pk, {"edit": "merge", "clusters": body["clusters"]})
+    return _edit(request, pk, {"edit": "merge", "clusters": body["clusters"]}, body.get("clustering"))
 
 
 @extend_schema(request=SplitRequest, responses=started(JobSerializer, "split job", {404: NOT_FOUND, 409: NO_CLUSTERS}))
@@ -296,7 +313,7 @@ def merge_clusters(request, pk):
 def split_cluster(request, pk, cluster):
     """Split a cluster in k by k-means inside it (a job). Undo goes back."""
     body = json_body(request, SplitRequest)
-    return _edit(request, pk, {"edit": "split", "cluster": cluster, "k": body["k"]})
+    return _edit(request, pk, {"edit": "split", "cluster": cluster, "k": body["k"]}, body.get("clustering"))
 
 
 @extend_schema(responses={200: inline_serializer("Labels", {
@@ -321,7 +338,7 @@ def labels(request, pk):
     body = _label_request(request)
     name = body["label"]
     if "cluster" in body:
-        clustering, files, current = current_clusters(collection)
+        clustering, files, current = current_clusters(collection, body.get("clustering"))
         _known_cluster(files, body["cluster"])
         frames = labelling.frames_of_rows(current, files.rows_of(body["cluster"]))
         kind, what = LabelAction.Kind.NAME_CLUSTER, f"cluster {body['cluster']} ({len(frames)} frames)"

@@ -192,15 +192,14 @@ def test_merge_and_split_are_jobs_and_undo_goes_back(client, grouped):
         collection.refresh_from_db()
         assert collection.clustering == expected
 
-    # a merge asked of clusters that were made again since is refused, not applied to others
-    response = client.post(f"/api/collections/{collection.pk}/clusters/merge/", {"clusters": [0, 1]},
-                           content_type="application/json")
-    job = Job.objects.get(pk=response.json()["id"])
+    # numbers of a clustering that is no longer current are refused, not applied to other frames
     recluster(client, collection, method="kmeans", k=2, over="frames")
-    job = wait_for_job(job)
-    assert job.status in (Job.Status.SUCCEEDED, Job.Status.FAILED)
-    if job.status == Job.Status.FAILED:
-        assert "made again since" in job.error
+    for url, body in (("clusters/merge/", {"clusters": [0, 1]}), ("clusters/0/split/", {"k": 2}),
+                      ("labels/", {"label": "x", "cluster": 0})):
+        response = client.post(f"/api/collections/{collection.pk}/{url}", {**body, "clustering": three.pk},
+                               content_type="application/json")
+        assert response.status_code == 409 and "made again since" in response.json()["detail"], url
+    assert not FrameLabel.objects.filter(collection=collection).exists()
 
 
 def test_labels_go_out_and_back_in(client, grouped, tmp_path):

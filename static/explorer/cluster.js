@@ -386,7 +386,7 @@ byId("unlabel-selected").addEventListener("click", () => act(async () => {
 byId("name-cluster").addEventListener("click", () => act(async () => {
   const name = labelName();
   await stillCurrent();
-  await afterLabelling(await postJSON(labelsApi, { label: name, cluster: clusterId }));
+  await afterLabelling(await postJSON(labelsApi, { label: name, cluster: clusterId, clustering: clusteringId ?? undefined }));
 }));
 
 byId("undo").addEventListener("click", () => act(async () => {
@@ -412,7 +412,7 @@ byId("merge-form").addEventListener("submit", (event) => {
     if (other >= before.clusters.length) {
       throw new Error(`There is no cluster #${other}: the clusters are #0 to #${before.clusters.length - 1}.`);
     }
-    const job = await postJSON(`${clustersApi}merge/`, { clusters: [clusterId, other] });
+    const job = await postJSON(`${clustersApi}merge/`, { clusters: [clusterId, other], clustering: clusteringId ?? undefined });
     await finishRegrouping(job, before, `Merged clusters #${clusterId} and #${other}.`);
   });
 });
@@ -422,7 +422,7 @@ byId("split-form").addEventListener("submit", (event) => {
   act(async () => {
     const k = parseInt(byId("split-k").value, 10);
     const before = await stillCurrent();
-    const job = await postJSON(`${clustersApi}${clusterId}/split/`, { k });
+    const job = await postJSON(`${clustersApi}${clusterId}/split/`, { k, clustering: clusteringId ?? undefined });
     await finishRegrouping(job, before, `Split cluster #${clusterId} in ${k}.`);
   });
 });

@@ -140,7 +140,7 @@ def auto(X, neighbours=None, sample=10_000, resolution=1.0, seed=0):
     """Communities of the k-nearest-neighbour graph (Louvain, modularity), on a sample of
     at most `sample` items; the others join the cluster whose centre is nearest. The
     graph links each item to `neighbours` others: by default half the square root of the
-    items, from 4 to 15 (15 on a few hundred clips merged whole videos of the sample media
+    items, from 2 to 15 (15 on a few hundred clips merged whole videos of the sample media
     into 3 groups; 4 kept their 8 scenes apart, and 15 suits thousands)."""
     import networkx as nx
     from sklearn.neighbors import kneighbors_graph
@@ -151,7 +151,7 @@ def auto(X, neighbours=None, sample=10_000, resolution=1.0, seed=0):
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(X), size=min(sample, len(X)), replace=False))
     points = np.asarray(X[picked], dtype=np.float32)
-    neighbours = neighbours or int(np.clip(round(np.sqrt(len(points)) / 2), 4, 15))
+    neighbours = neighbours or int(np.clip(round(np.sqrt(len(points)) / 2), 2, 15))
     graph = kneighbors_graph(points, min(neighbours, len(points) - 1), include_self=False)
     graph = graph.maximum(graph.T)  # a neighbour either way is an edge
     communities = nx.community.louvain_communities(nx.from_scipy_sparse_array(graph), resolution=resolution,
