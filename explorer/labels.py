@@ -201,8 +201,8 @@ def import_rows(collection, rows, user=None, filename="the file"):
         wanted[label].append((source.pk, int(numbers[nearest])))
     labelled = 0
     for label, frames in wanted.items():
-        action = apply(collection, frames, label, LabelAction.Kind.IMPORT,
-                       f"imported {len(frames)} frame(s) as {label!r} from {filename}", user)
+        apply(collection, frames, label, LabelAction.Kind.IMPORT,
+              f"imported {len(frames)} frame(s) as {label!r} from {filename}", user)
         labelled += len(frames)
     return labelled, skipped
 

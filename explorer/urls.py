@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, cluster_api, file_views, map_api, views
+from explorer import api, cluster_api, file_views, label_api, map_api, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -35,10 +35,10 @@ urlpatterns = [
     path("api/collections/<int:pk>/clusters/merge/", cluster_api.merge_clusters, name="api-clusters-merge"),
     path("api/collections/<int:pk>/clusters/<int:cluster>/", cluster_api.cluster_members, name="api-cluster"),
     path("api/collections/<int:pk>/clusters/<int:cluster>/split/", cluster_api.split_cluster, name="api-cluster-split"),
-    path("api/collections/<int:pk>/labels/", cluster_api.labels, name="api-labels"),
-    path("api/collections/<int:pk>/labels/undo/", cluster_api.undo, name="api-labels-undo"),
-    path("api/collections/<int:pk>/labels/export/", cluster_api.export_labels, name="api-labels-export"),
-    path("api/collections/<int:pk>/labels/import/", cluster_api.import_labels, name="api-labels-import"),
+    path("api/collections/<int:pk>/labels/", label_api.labels, name="api-labels"),
+    path("api/collections/<int:pk>/labels/undo/", label_api.undo, name="api-labels-undo"),
+    path("api/collections/<int:pk>/labels/export/", label_api.export_labels, name="api-labels-export"),
+    path("api/collections/<int:pk>/labels/import/", label_api.import_labels, name="api-labels-import"),
     path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("api/", include(router.urls)),
 ]
