@@ -182,6 +182,7 @@ function markSelection() {
   const none = selected.size === 0 || busy;
   byId("label-selected").disabled = none;
   byId("unlabel-selected").disabled = none;
+  byId("label-videos").disabled = none;
   byId("select-clear").disabled = selected.size === 0;
 }
 
@@ -381,6 +382,17 @@ byId("unlabel-selected").addEventListener("click", () => act(async () => {
   const action = await postJSON(labelsApi, { label: null, frames: [...selected.values()] });
   selected.clear();
   await afterLabelling(action);
+}));
+
+// Every frame of the selected frames' videos, one action per video (each undone on its own).
+byId("label-videos").addEventListener("click", () => act(async () => {
+  const name = labelName();
+  const sources = [...new Set([...selected.values()].map(([source]) => source))];
+  let changed = 0;
+  for (const source of sources) changed += (await postJSON(labelsApi, { label: name, source })).frames;
+  selected.clear();
+  showNote(`Done: labelled every frame of ${sources.length} video(s) as '${name}' (${changed} frame(s) changed).`);
+  await Promise.all([loadPage(), loadLabels()]);
 }));
 
 byId("name-cluster").addEventListener("click", () => act(async () => {

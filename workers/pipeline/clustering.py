@@ -159,38 +159,13 @@ def auto(X, neighbours=None, sample=10_000, resolution=1.0, seed=0):
     sampled = np.zeros(len(points), dtype=np.int64)
     for number, members in enumerate(communities):
         sampled[list(members)] = number
-    found = len(communities)
-    sampled = join_overlapping(points, sampled)
-    details = {"neighbours": neighbours, "resolution": resolution, "sample": len(picked),
-               "communities": found, "joined": found - len(np.unique(sampled))}
+    details = {"neighbours": neighbours, "resolution": resolution, "sample": len(picked)}
     if len(picked) == len(X):
         return sampled, details
-    numbers = np.unique(sampled)
-    centres = np.stack([points[sampled == c].mean(axis=0) for c in numbers])
-    labels = numbers[nearest_centre(X, centres)]
+    centres = np.stack([points[sampled == c].mean(axis=0) for c in range(len(communities))])
+    labels = nearest_centre(X, centres)
     labels[picked] = sampled
     return labels, details
-
-
-def join_overlapping(X, labels):
-    """Join clusters whose centres are nearer each other than their members are to them
-    (distance < half the mean of their mean distances to their centres), nearest pair first.
-    Modularity finds "communities" even inside one clump of near-identical items (a static
-    shot's frames: their neighbour graph is a random one); such halves overlap, and join."""
-    labels = np.array(labels)
-    while True:
-        numbers = np.unique(labels)
-        if len(numbers) < 2:
-            return labels
-        centres = np.stack([X[labels == c].mean(axis=0) for c in numbers])
-        spread = np.array([np.linalg.norm(X[labels == c] - centres[i], axis=1).mean() for i, c in enumerate(numbers)])
-        apart = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=2)
-        ratio = apart / np.maximum((spread[:, None] + spread[None, :]) / 2, 1e-12)
-        np.fill_diagonal(ratio, np.inf)
-        a, b = np.unravel_index(np.argmin(ratio), ratio.shape)
-        if ratio[a, b] >= 0.5:
-            return labels
-        labels[labels == numbers[b]] = numbers[a]
 
 
 def nearest_centre(X, centres, chunk=65_536):
