@@ -1,6 +1,7 @@
 """JSON API of labels: the collection's labels and last actions, naming a cluster's members,
 chosen frames or a whole video, undo, and labels in and out as CSV or JSON (explorer/labels.py
 does the work; explorer/cluster_api.py serves the clusters themselves)."""
+from django.core.validators import RegexValidator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
@@ -30,8 +31,15 @@ class ActionSchema(serializers.ModelSerializer):
         fields = ["id", "kind", "who", "description", "frames", "created_at", "undone_at"]
 
 
+# A label's name: something other than spaces, and no control characters (explorer/labels.py
+# strips the spaces at either end).
+LABEL_NAME = RegexValidator(r"\A[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*\Z",
+                            "a label's name needs a character other than spaces, and no control characters")
+
+
 def _label_field():
-    return StrictCharField(allow_null=True, max_length=labelling.LABEL_MAX_LENGTH, trim_whitespace=False,
+    return StrictCharField(allow_null=True, min_length=1, max_length=labelling.LABEL_MAX_LENGTH,
+                           trim_whitespace=False, validators=[LABEL_NAME],
                            help_text="The label's name; null takes the label off.")
 
 

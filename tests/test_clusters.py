@@ -286,7 +286,7 @@ def test_bad_requests_get_a_clear_answer(client, viewer_client, grouped):
     response = client.post(f"{api}/labels/", {"label": "x", "cluster": 0, "source": 1}, content_type="application/json")
     assert response.status_code == 400 and "exactly one" in response.content.decode()
     response = client.post(f"{api}/labels/", {"label": "  ", "cluster": 0}, content_type="application/json")
-    assert response.status_code == 400 and "needs a name" in response.content.decode()
+    assert response.status_code == 400 and "other than spaces" in response.content.decode()
     upload = io.BytesIO(b"name,when\nx,1\n")
     upload.name = "bad.csv"
     response = client.post(f"{api}/labels/import/", {"file": upload})
