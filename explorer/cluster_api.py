@@ -1,5 +1,5 @@
 """JSON API of clusters: the collection's clusters with their places on the map and their
-labels, a cluster's members (paged, nearest its exemplar first, outliers last), grouping
+labels, a cluster's members (paged, nearest its centre first, outliers last), grouping
 again, merging and splitting (jobs: workers/stages/clusters.py). Labelling them is
 explorer/label_api.py."""
 import functools
@@ -70,17 +70,16 @@ def _cluster_labels(collection, files, current):
     """Per cluster: (its most common label's name or None, that label's frames, frames labelled)."""
     rows = labelling.row_labels(collection, current)
     names = _label_names(collection)
-    members = files.labels()
-    summary = {}
     labelled = rows > 0
-    for cluster in range(len(files)):
-        found = rows[(members == cluster) & labelled]
-        if len(found) == 0:
-            summary[cluster] = (None, 0, 0)
-            continue
-        values, counts = np.unique(found, return_counts=True)
-        top = int(np.argmax(counts))
-        summary[cluster] = (names.get(int(values[top])), int(counts[top]), int(len(found)))
+    # One pass: how many frames of each cluster have each label.
+    labels, per_label = np.unique(rows[labelled], return_inverse=True)
+    counts = np.zeros((len(files), len(labels)), dtype=np.int64)
+    np.add.at(counts, (files.labels()[labelled], per_label.reshape(-1)), 1)
+    summary = {}
+    for cluster, row in enumerate(counts):
+        top = int(np.argmax(row)) if len(labels) else 0
+        summary[cluster] = (names.get(int(labels[top])) if len(labels) and row[top] else None,
+                            int(row[top]) if len(labels) else 0, int(row.sum()))
     return summary
 
 
@@ -132,6 +131,9 @@ class ClusterRequest(ExactFields, serializers.Serializer):
                                    help_text="clips: each clip's frames are clustered as one, by their mean.")
 
     def validate(self, data):
+        # Each method keeps only its own settings (an auto clustering records no k).
+        own = {"auto": (), "kmeans": ("k",), "affinity": ("preference", "damping")}[data["method"]]
+        data = {key: value for key, value in data.items() if key in ("method", "over") + own}
         if data["method"] == "kmeans":
             data.setdefault("k", settings.CLUSTER_K)
         return data
@@ -156,8 +158,7 @@ class ClusterListField(serializers.ListField):
 
 
 class MergeRequest(ExactFields, serializers.Serializer):
-    clusters = ClusterListField(min_length=2, max_length=100, help_text="Clusters to make one (the first keeps its "
-                                                                        "place).")
+    clusters = ClusterListField(min_length=2, max_length=100, help_text="Clusters to make one.")
     clustering = clustering_field()
 
 
@@ -218,13 +219,16 @@ def known_cluster(files, cluster):
     operation_id="cluster_members")
 @api_view(["GET"])
 def cluster_members(request, pk, cluster):
-    """A cluster and a page of its members: nearest its exemplar first, outliers last."""
+    """A cluster and a page of its members: nearest its centre first, outliers last."""
     collection = collection_or_404(pk)
     query = validated_query(request, MembersQuery)
     clustering, files, current = current_clusters(collection)
     known_cluster(files, cluster)
     rows = files.rows_of(cluster)
     size = query["page_size"]
+    pages = max(1, -(-len(rows) // size))
+    if query["page"] > pages:
+        raise exceptions.NotFound(f"cluster {cluster} has {pages} page(s) of {size} members")
     page_rows = rows[(query["page"] - 1) * size:query["page"] * size]
     frames = labelling.frames_of_rows(current, page_rows)
     names = _label_names(collection)
@@ -235,7 +239,7 @@ def cluster_members(request, pk, cluster):
     return Response({
         "clustering": clustering.pk, "cluster": _cluster(files.clusters[cluster], current, info, label),
         "count": len(rows),
-        "page": query["page"], "pages": max(1, -(-len(rows) // size)),
+        "page": query["page"], "pages": pages,
         "members": [{"frame": _frame(current, int(row), info), "outlier": bool(files.members["outlier"][row]),
                      "distance": round(float(files.members["distance"][row]), 4),
                      "label": names.get(now.get(key))} for row, key in zip(page_rows, frames)]})

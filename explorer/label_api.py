@@ -65,6 +65,22 @@ class LabelSource(ExactFields, serializers.Serializer):
 LABEL_REQUESTS = {"cluster": LabelCluster, "frames": LabelFrames, "source": LabelSource}
 
 
+def _check_sampled(collection, frames):
+    """404 unless every (source, frame) is a sampled frame of one of the collection's sources."""
+    import numpy as np
+
+    wanted = {}
+    for source, frame in frames:
+        wanted.setdefault(source, set()).add(frame)
+    sources = collection.sources.in_bulk(list(wanted))
+    for source_id, numbers in wanted.items():
+        if source_id not in sources:
+            raise exceptions.NotFound(f"source {source_id} is not of this collection")
+        missing = numbers - set(np.asarray(labelling.source_frames(sources[source_id])[0]).tolist())
+        if missing:
+            raise exceptions.NotFound(f"frame {min(missing)} of source {source_id} was not sampled")
+
+
 def _label_request(request):
     """The label request's body: exactly one of cluster, frames or source says which frames."""
     as_json = request.content_type.split(";")[0].strip().lower() == "application/json"
@@ -110,9 +126,7 @@ def labels(request, pk):
         kind, what = LabelAction.Kind.LABEL_VIDEO, f"every frame of {source.path.rsplit('/', 1)[-1]}"
     else:
         frames = [tuple(pair) for pair in body["frames"]]
-        sources = {s for s, _ in frames}
-        if collection.sources.filter(pk__in=sources).count() != len(sources):
-            raise exceptions.NotFound("some of those frames are not of this collection's sources")
+        _check_sampled(collection, frames)
         kind, what = LabelAction.Kind.LABEL_FRAMES, f"{len(frames)} frame(s)"
     try:
         action = labelling.apply(collection, frames, name, kind,

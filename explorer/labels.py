@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from explorer.models import Collection, FrameLabel, Label, LabelAction, LabelChange, Source
@@ -67,21 +68,43 @@ def current_labels(frames):
     return found
 
 
+def _lock(collection):
+    """Inside a transaction: one label action at a time per collection. Writing the
+    collection's row unchanged locks it on PostgreSQL, and on SQLite takes the database's
+    write lock before anything is read (explorer/jobs.py starts jobs the same way)."""
+    Collection.objects.filter(pk=collection.pk).update(name=F("name"))
+
+
 def apply(collection, frames, name, kind, description, user=None):
     """Give every frame of `frames` ((source, frame) pairs) the label `name`, or no label
     when `name` is None. Returns the action (its `frames`: how many changed)."""
-    label = Label.objects.get_or_create(collection=collection, name=clean_name(name))[0] if name is not None else None
-    frames = list(dict.fromkeys((int(s), int(f)) for s, f in frames))
+    name = clean_name(name) if name is not None else None
+    return apply_each(collection, {(int(s), int(f)): name for s, f in frames}, kind, description, user)
+
+
+def apply_each(collection, wanted, kind, description, user=None):
+    """Give each frame ((source, frame) -> a label's name, or None for no label) its label,
+    as one action. Returns the action (its `frames`: how many changed)."""
     user, who = actor(user)
     with transaction.atomic():
-        before = current_labels(frames)
-        changed = [key for key in frames if before.get(key) != (label.pk if label else None)]
-        action = LabelAction.objects.create(collection=collection, kind=kind, user=user, who=who, label=label,
+        _lock(collection)
+        ids = {name: Label.objects.get_or_create(collection=collection, name=name)[0].pk
+               for name in set(wanted.values()) if name is not None}
+        target = {key: ids.get(name) for key, name in wanted.items()}
+        before = current_labels(target)
+        changed = [key for key, label in target.items() if before.get(key) != label]
+        only = set(ids.values())
+        action = LabelAction.objects.create(collection=collection, kind=kind, user=user, who=who,
+                                            label_id=only.pop() if len(only) == 1 else None,
                                             description=description, frames=len(changed))
         LabelChange.objects.bulk_create(
             (LabelChange(action=action, source_id=s, frame=f, before_id=before.get((s, f))) for s, f in changed),
             batch_size=BATCH)
-        _set(collection, changed, label.pk if label else None, action)
+        by_label = defaultdict(list)
+        for key in changed:
+            by_label[target[key]].append(key)
+        for label, keys in by_label.items():
+            _set(collection, keys, label, action)
     return action
 
 
@@ -100,13 +123,18 @@ def undo(collection, user=None):
     """Undo the collection's last action that is not undone yet; returns it, or None when
     there is none. A merge or split is undone only while its grouping is still current."""
     with transaction.atomic():
-        action = collection.label_actions.select_for_update().filter(undone_at=None).first()
+        _lock(collection)
+        collection.refresh_from_db(fields=["clustering"])
+        # A merge or split whose clustering is no longer shown (the map was clustered again
+        # since) has nothing left to undo: the actions before it still do.
+        edits = (LabelAction.Kind.MERGE, LabelAction.Kind.SPLIT)
+        action = collection.label_actions.filter(undone_at=None).exclude(
+            Q(kind__in=edits) & ~Q(clustering_after=collection.clustering_id)).first()
         if action is None:
             return None
-        if action.kind in (LabelAction.Kind.MERGE, LabelAction.Kind.SPLIT):
-            collection.refresh_from_db(fields=["clustering"])
-            if collection.clustering_id != action.clustering_after_id or action.clustering_before_id is None:
-                raise LabelError(f"cannot undo \"{action.description}\": the clusters were made again since")
+        if action.kind in edits:
+            if action.clustering_before_id is None:
+                raise LabelError(f"cannot undo \"{action.description}\": the clusters it was made from are gone")
             Collection.objects.filter(pk=collection.pk).update(clustering=action.clustering_before_id)
         else:
             restore = defaultdict(list)
@@ -155,15 +183,16 @@ def row_labels(collection, snapshot):
 def import_rows(collection, rows, user=None, filename="the file"):
     """Apply `rows` of (source, timestamp, label): source is the file's path or its name,
     the timestamp picks the nearest sampled frame (photos: 0). Rows naming unknown files,
-    unusable times or bad labels are listed and skipped; the rest is applied, as one action
-    per label. Returns (frames labelled, skipped: [{"line", "source", "timestamp", "reason"}])."""
+    unusable times or bad labels are listed and skipped; the rest is applied as one action
+    (one undo takes the file back). Returns (frames labelled, skipped: [{"line", "source",
+    "timestamp", "reason"}])."""
     sources = list(collection.sources.filter(status=Source.Status.READY))
     by_path = {s.path: s for s in sources}
     by_name = defaultdict(list)
     for s in sources:
         by_name[Path(s.path).name].append(s)
     frames_of = {}
-    wanted, skipped = defaultdict(list), []
+    wanted, skipped = {}, []  # (source, frame) -> label: a later row for a frame wins
     for line, name, timestamp, label in rows:
         def skip(reason):
             skipped.append({"line": line, "source": name, "timestamp": timestamp, "reason": reason})
@@ -190,21 +219,23 @@ def import_rows(collection, rows, user=None, filename="the file"):
         except LabelError as error:
             skip(str(error))
             continue
-        numbers, times = frames_of.setdefault(source.pk, source_frames(source))
+        if source.pk not in frames_of:
+            frames_of[source.pk] = source_frames(source)
+        numbers, times = frames_of[source.pk]
         if len(numbers) == 0:
             skip("the file has no sampled frames")
             continue
         if source.duration and seconds > source.duration + 1.0:
             skip(f"the file is {source.duration:.1f} s long")
             continue
-        nearest = int(np.argmin(np.abs(times - seconds)))
-        wanted[label].append((source.pk, int(numbers[nearest])))
-    labelled = 0
-    for label, frames in wanted.items():
-        apply(collection, frames, label, LabelAction.Kind.IMPORT,
-              f"imported {len(frames)} frame(s) as {label!r} from {filename}", user)
-        labelled += len(frames)
-    return labelled, skipped
+        after = int(np.searchsorted(times, seconds))  # the sampled frames are in time order
+        nearest = min((i for i in (after - 1, after) if 0 <= i < len(times)), key=lambda i: abs(times[i] - seconds))
+        wanted[(source.pk, int(numbers[nearest]))] = label
+    if not wanted:
+        return 0, skipped
+    apply_each(collection, wanted, LabelAction.Kind.IMPORT,
+               f"imported {len(wanted)} frame(s) from {filename}", user)
+    return len(wanted), skipped
 
 
 def read_table(handle, filename):

@@ -166,11 +166,13 @@ def found_cluster(client, collection, frame):
     return cluster_of_each_frame(client, collection)[frame]
 
 
-def test_merge_and_split_are_jobs_and_undo_goes_back(client, grouped):
-    collection, _ = grouped
+def test_merge_and_split_are_jobs_and_undo_goes_back(client, grouped, media_root):
+    collection, sources = grouped
     recluster(client, collection, method="kmeans", k=3, over="frames")
     collection.refresh_from_db()
     three = collection.clustering
+    client.post(f"/api/collections/{collection.pk}/labels/", {"label": "bars", "source": sources["bars.mp4"].pk},
+                content_type="application/json")
     response = client.post(f"/api/collections/{collection.pk}/clusters/merge/", {"clusters": [0, 2]},
                            content_type="application/json")
     assert response.status_code == 202, response.content
@@ -180,6 +182,12 @@ def test_merge_and_split_are_jobs_and_undo_goes_back(client, grouped):
     assert merged.clusters == 2 and merged.parent == three
     action = collection.label_actions.first()
     assert action.kind == LabelAction.Kind.MERGE and action.who == "test-editor"
+
+    # An ingest that finds nothing new leaves the map, and so its clusters and their merge, as they are.
+    again = wait_for_job(start_ingest(collection, [media_root / "clusters"]))
+    assert again.status == Job.Status.SUCCEEDED, again.error
+    collection.refresh_from_db()
+    assert collection.clustering == merged
 
     response = client.post(f"/api/collections/{collection.pk}/clusters/0/split/", {"k": 2},
                            content_type="application/json")
@@ -193,12 +201,18 @@ def test_merge_and_split_are_jobs_and_undo_goes_back(client, grouped):
         assert collection.clustering == expected
 
     # numbers of a clustering that is no longer current are refused, not applied to other frames
+    response = client.post(f"/api/collections/{collection.pk}/clusters/merge/", {"clusters": [0, 1]},
+                           content_type="application/json")
+    assert wait_for_job(Job.objects.get(pk=response.json()["id"])).status == Job.Status.SUCCEEDED
     recluster(client, collection, method="kmeans", k=2, over="frames")
     for url, body in (("clusters/merge/", {"clusters": [0, 1]}), ("clusters/0/split/", {"k": 2}),
                       ("labels/", {"label": "x", "cluster": 0})):
         response = client.post(f"/api/collections/{collection.pk}/{url}", {**body, "clustering": three.pk},
                                content_type="application/json")
         assert response.status_code == 409 and "made again since" in response.json()["detail"], url
+    # That last merge, of the clusters before, has nothing left to undo: undo goes on to the
+    # labelling before it.
+    assert undo(client, collection).json()["kind"] == LabelAction.Kind.LABEL_VIDEO
     assert not FrameLabel.objects.filter(collection=collection).exists()
 
 
@@ -231,6 +245,13 @@ def test_labels_go_out_and_back_in(client, grouped, tmp_path):
     assert "no such file" in reasons["missing.mp4 1.0"] and "not a number" in reasons["bars.mp4 later"]
     assert "long" in reasons["bars.mp4 99"] and "needs a name" in reasons["bars.mp4 0.5"]
     assert label_of_each_frame(collection) == labelled
+    # a file of two labels is one action: one undo takes it all back
+    assert undo(client, collection).json()["kind"] == LabelAction.Kind.IMPORT
+    assert label_of_each_frame(collection) == {}
+    upload = io.BytesIO("\n".join(lines).encode())
+    upload.name = "labels.csv"
+    assert client.post(f"/api/collections/{collection.pk}/labels/import/", {"file": upload}).json()["labelled"] \
+        == len(rows)
 
     # the timestamp picks the nearest sampled frame; undo takes an import back
     fractal = sources["fractal.mp4"]
@@ -283,6 +304,11 @@ def test_bad_requests_get_a_clear_answer(client, viewer_client, grouped):
     assert client.post(f"{api}/clusters/merge/", {"clusters": [0, 99]},
                        content_type="application/json").status_code == 404
     assert client.get(f"{api}/clusters/99/").status_code == 404
+    assert client.get(f"{api}/clusters/0/?page=99").status_code == 404
+    bars = collection.sources.get(path__endswith="bars.mp4").pk
+    response = client.post(f"{api}/labels/", {"label": "x", "frames": [[bars, 0], [bars, 5]]},
+                           content_type="application/json")
+    assert response.status_code == 404 and f"frame 5 of source {bars} was not sampled" in response.json()["detail"]
     response = client.post(f"{api}/labels/", {"label": "x", "cluster": 0, "source": 1}, content_type="application/json")
     assert response.status_code == 400 and "exactly one" in response.content.decode()
     response = client.post(f"{api}/labels/", {"label": "  ", "cluster": 0}, content_type="application/json")

@@ -1,4 +1,4 @@
-// A cluster's gallery: its members as thumbnails, a page at a time, nearest the exemplar
+// A cluster's gallery: its members as thumbnails, a page at a time, nearest its centre
 // first and outliers last. Thumbnails are selected (click toggles one, shift-click a range
 // from the last one clicked, a rectangle dragged over the grid every one it touches; shift
 // adds), and editors label or unlabel the selection, name the whole cluster, merge it with
@@ -67,6 +67,11 @@ async function loadPage() {
     showHeadError(error);
     return;
   }
+  if (clusteringId !== null && data.clustering !== clusteringId) {
+    // Clustered again meanwhile: this number now names another cluster's members.
+    showNote("The clusters were made again since this page was loaded: cluster numbers have changed.");
+  }
+  clusteringId = data.clustering;
   cluster = data.cluster;
   pages = data.pages;
   page = Math.min(data.page, pages);

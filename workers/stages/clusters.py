@@ -39,32 +39,63 @@ def grouping_params(job):
 
 
 def cluster(job):
-    from workers.pipeline.cluster_files import save
     from workers.pipeline.map_versions import MapSnapshot
 
     collection = job.collection
     version = collection.embedding.get("map")
     if not version:
         raise RuntimeError(f"collection {collection.name!r} has no map to cluster yet")
+    current = collection.clustering
+    if job.kind != Job.Kind.CLUSTER and current is not None and current.map_version == version:
+        return  # the map did not change: its clusters, merges and splits stay as they are
     snapshot = MapSnapshot(collection.maps_dir / version, collection.sources_dir)
-    edit = job.params.get("edit")
-    if edit:
-        parent, params = _edited_clustering(job, version), None
-        clusters = _edit(job, snapshot, parent)
-    else:
-        parent, params = None, grouping_params(job)
+    if job.params.get("edit"):
+        parent = _edited_clustering(job, version)
+        _save(job, snapshot, _edit(job, snapshot, parent), parent.params, parent)
+        return
+    params = grouping_params(job)
+    try:
         clusters = _group(job, snapshot, params)
+    except RuntimeError as error:
+        if job.kind == Job.Kind.CLUSTER:
+            raise
+        # An ingest's map is published already: it keeps the clusters it had, and says why.
+        lifecycle.add_skipped(job, [{"path": "", "reason": f"the new map was not clustered: {error}",
+                                     "kind": Job.Skip.WARNING}])
+        return
+    _save(job, snapshot, clusters, params, None)
+
+
+def _save(job, snapshot, clusters, params, parent):
+    """Record the clustering and make it current, unless what it was made from changed
+    meanwhile (another map, or another clustering than the one it edits): then it is
+    dropped, and the job says why."""
+    import shutil
+
+    from workers.pipeline.cluster_files import save
+
+    collection, version = job.collection, snapshot.version
     lifecycle.update(job.pk, progress=0.9, message=f"saving {len(clusters)} cluster(s)")
     made = Clustering.objects.create(
-        collection=collection, job=job, map_version=version, params=params or parent.params, parent=parent,
-        edit={key: job.params[key] for key in ("edit", "clusters", "cluster", "k") if key in job.params} if edit
-        else {}, clusters=len(clusters), outliers=int(clusters.outliers.sum()), details=clusters.details)
-    save(made.directory, clusters, snapshot.layout, {"stage": "cluster", "clustering": made.pk, "map": version})
-    with transaction.atomic():
-        lifecycle.update(job.pk, progress=1.0)  # raises JobCancelled: a cancelled job changes nothing
-        Collection.objects.filter(pk=collection.pk).update(clustering=made)
-        if edit:
-            _record_edit(job, parent, made)
+        collection=collection, job=job, map_version=version, params=params, parent=parent,
+        edit={key: job.params[key] for key in ("edit", "clusters", "cluster", "k") if key in job.params}
+        if parent else {}, clusters=len(clusters), outliers=int(clusters.outliers.sum()), details=clusters.details)
+    try:
+        save(made.directory, clusters, snapshot.layout, {"stage": "cluster", "clustering": made.pk, "map": version})
+        with transaction.atomic():
+            lifecycle.update(job.pk, progress=1.0)  # raises JobCancelled: a cancelled job changes nothing
+            still = Collection.objects.filter(pk=collection.pk, embedding__map=version)
+            if parent is not None:
+                still = still.filter(clustering=parent)
+            if not still.update(clustering=made):
+                raise RuntimeError("the map or its clusters changed while this clustering was made: look at "
+                                   "them again" + (" and repeat the merge or split" if parent else ""))
+            if parent is not None:
+                _record_edit(job, parent, made)
+    except BaseException:
+        made.delete()
+        shutil.rmtree(made.directory, ignore_errors=True)
+        raise
 
 
 def _group(job, snapshot, params):
@@ -93,6 +124,7 @@ def _edited_clustering(job, version):
 
 
 def _edit(job, snapshot, parent):
+    """The parent's clusters with the job's merge or split applied."""
     from workers.pipeline.cluster_files import ClusterFiles
     from workers.pipeline.clustering import ClusteringError, describe, merge, split
 
@@ -126,14 +158,14 @@ def _record_edit(job, parent, made):
 
 
 def report(job):
-    made = Clustering.objects.filter(job=job).last()
+    made = Clustering.objects.filter(job=job).first()  # ordered newest first
     if made is None:
         return Report()
     from workers.pipeline.cluster_files import ClusterFiles
 
     try:
         small = sum(c["small"] for c in ClusterFiles(made.directory).clusters)
-    except FileNotFoundError:  # its files were removed with an old map
+    except FileNotFoundError:
         small = 0
     part = f"{made.clusters} cluster(s)"
     if small or made.outliers:

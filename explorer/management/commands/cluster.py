@@ -55,10 +55,14 @@ class Command(DatabaseCommand):
         self.print_clusters(collection)
 
     def print_clusters(self, collection):
+        from explorer.api_errors import Conflict
         from explorer.cluster_api import current_clusters
 
         collection.refresh_from_db()
-        clustering, files, _ = current_clusters(collection)
+        try:
+            clustering, files, _ = current_clusters(collection)
+        except Conflict as exc:
+            raise CommandError(str(exc.detail)) from None
         self.stdout.write(f"{len(files)} cluster(s) of {len(files.members)} frame(s) by {clustering.params['method']} "
                           f"over {clustering.params.get('over', 'frames')}\n")
         self.stdout.write(f"{'cluster':>7}  {'size':>7}  {'cohesion':>8}  {'outliers':>8}\n")
