@@ -70,10 +70,12 @@ def test_redis_restarted_mid_job_loses_its_queue_and_the_job_still_finishes(
 def test_a_whole_worker_killed_mid_sampling_is_noticed_and_its_work_sent_again(
         media_root, spawn_worker):
     folder = media_root / "worker-killed"
-    video = make_video(folder / "long.mp4", seconds=10, size="1280x720")
+    # Long enough to be caught mid-sampling: a quiet machine decodes 300 frames of it in 0.6 s,
+    # between two of the sample's progress reports (every 0.5 s); 1,200 frames take seconds.
+    video = make_video(folder / "long.mp4", seconds=40, size="1280x720")
     queue = f"killed-{uuid.uuid4().hex[:6]}"
     doomed = spawn_worker(concurrency=1, TASK_QUEUE=queue)
-    cli = start_cli_ingest([video], "killed", worker_env(TASK_QUEUE=queue, STALE_AFTER="3"))
+    cli = start_cli_ingest([video], "killed", worker_env(TASK_QUEUE=queue, STALE_AFTER="3"), every=4)
     collection = wait_until(lambda: Collection.objects.filter(name="killed").first())
     wait_until(lambda: collection.sources.filter(status="running", progress__gt=0.1).exists())
 
@@ -83,7 +85,7 @@ def test_a_whole_worker_killed_mid_sampling_is_noticed_and_its_work_sent_again(
 
     output, _ = cli.communicate(timeout=300)
     assert cli.returncode == 0, output
-    assert_exact_frames(collection, 300)
+    assert_exact_frames(collection, 300, every=4)
 
 
 @pytest.mark.parametrize("stale_after, seconds_away", [(20, 4), (3, 10)], ids=["back-while-it-waits", "resumed-by-recovery"])
