@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from explorer.api import JobSerializer
 from explorer.api_errors import error_response
-from explorer.api_params import INT64_MAX, QuerySerializer, validated_query
+from explorer.api_params import INT64_MAX, QueryBooleanField, QuerySerializer, validated_query
 from explorer.models import Collection, Job, Source
 from explorer.served_maps import no_map_reason, require_snapshot, snapshot
 from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
@@ -58,6 +58,8 @@ class SimilarQuery(FrameQuery):
     seconds = FiniteFloatField(required=False, min_value=0.1, max_value=600.0,
                                help_text="Length of the clip around the frame (default: CLIP_SECONDS).")
     top = serializers.IntegerField(required=False, min_value=1, max_value=50, default=10)
+    exclude_source = QueryBooleanField(required=False, default=False,
+                                       help_text="true: only clips of other videos than the frame's own.")
 
 
 class FrameSchema(serializers.Serializer):
@@ -119,6 +121,8 @@ def _clip(current, rows, score, info):
     "max_zoom": serializers.IntegerField(), "tile_url": serializers.CharField(),
     "tile_size": serializers.ListField(child=serializers.IntegerField()),
     "clip_seconds": serializers.FloatField(), "random_weights": serializers.BooleanField(),
+    "extent": serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
+                                    help_text="Where the frames are: x min, y min, x max, y max."),
     "jobs": JobSerializer(many=True)}), 404: NOT_FOUND})
 @api_view(["GET"])
 def map_state(request, pk):
@@ -131,11 +135,11 @@ def map_state(request, pk):
              "random_weights": bool(collection.embedding.get("random_weights"))}
     if current is None:
         return Response({**state, "status": no_map_reason(collection), "version": None, "frames": 0,
-                         "max_zoom": 0, "tile_url": "", "clip_seconds": 0.0})
+                         "max_zoom": 0, "tile_url": "", "clip_seconds": 0.0, "extent": [-1.0, -1.0, 1.0, 1.0]})
     tile_url = reverse("tile", args=[collection.pk, current.version, 0, 0, 0]).replace("/0/0/0.jpg", "/{z}/{x}/{y}.jpg")
     return Response({**state, "status": f"map of {len(current)} frames", "version": current.version,
                      "frames": len(current), "max_zoom": current.grid.max_zoom, "tile_url": tile_url,
-                     "clip_seconds": current.clip_seconds})
+                     "clip_seconds": current.clip_seconds, "extent": [round(v, 5) for v in current.extent]})
 
 
 @extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
@@ -200,7 +204,7 @@ def map_similar(request, pk):
         raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
     seconds = params.get("seconds") or current.clip_seconds
     start, stop = current.clip_at(row, seconds)
-    found = current.similar(row, seconds=seconds, top=params["top"])
+    found = current.similar(row, seconds=seconds, top=params["top"], other_sources_only=params["exclude_source"])
     info = _source_info([params["source"]] + [clip["source"] for clip in found])
     return Response({"seconds": seconds, "query": _clip(current, range(start, stop), 1.0, info),
                      "clips": [_clip(current, clip["rows"], round(clip["score"], 4), info) for clip in found]})

@@ -108,6 +108,11 @@ def test_similar_clips_finds_the_copy_of_a_clip_at_the_same_moment_and_leaves_ou
     assert len(clips[0]["rows"]) == 7
     assert all(not (c["source"] == 1 and abs(c["offset"]) < 6) for c in clips)
     assert [c["score"] for c in clips] == sorted((c["score"] for c in clips), reverse=True)
+    assert any(c["source"] == 1 for c in similar_clips(query, sources, times, vectors, spans, neighbours, typical=40.0,
+                                                        seconds=6, top=30))
+    others = similar_clips(query, sources, times, vectors, spans, neighbours, typical=40.0, seconds=6, top=30,
+                           other_sources_only=True)
+    assert others and all(c["source"] != 1 for c in others) and others[0]["source"] == 7
 
 
 def test_similar_clips_with_an_approximate_index_at_scale():

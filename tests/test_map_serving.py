@@ -3,6 +3,7 @@ keeps the old map served, on a collection ingested once for the module by the re
 worker (random Xception weights): a video of three scenes, a re-encoded copy of it,
 and a video of two other scenes."""
 import math
+import time
 
 import cv2
 import numpy as np
@@ -106,6 +107,9 @@ def test_the_most_similar_clip_is_the_reencoded_copy_at_the_same_moment(client, 
     back = get_json(client, f"/api/collections/{collection.pk}/map/similar/?source={copy.pk}&frame=180&top=3")
     assert back["clips"][0]["source"] == original.pk and len(back["clips"]) <= 3
     assert get_json(client, f"/api/collections/{collection.pk}/map/similar/?source={copy.pk}&frame=180&top=0", 400)
+    others = get_json(client, f"/api/collections/{collection.pk}/map/similar/?source={original.pk}&frame=180&top=50"
+                              "&exclude_source=true")["clips"]
+    assert others and all(c["source"] != original.pk for c in others)
 
 
 def test_the_most_dissimilar_clips_are_distinct_stretches(client, mapped):
@@ -205,6 +209,22 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     shares = browser.execute_script(f"return {DRAWN_SHARE}")
     assert max(share for _, share in shares) > 0.2, shares
     start_zoom = int(wait_for(browser, "new URLSearchParams(location.hash.slice(1)).get('z')"))
+    # It opens fitted to its frames and centred on them; after zooming in elsewhere, Home (or the
+    # fit button) brings that view back.
+    fitted = ("(() => { const c = contentBounds(), v = map.getBounds(), w = v.getEast() - v.getWest(),"
+              " h = v.getNorth() - v.getSouth();"
+              " return v.contains(c)"
+              " && ((c.getEast() - c.getWest()) / w > 0.45 || (c.getNorth() - c.getSouth()) / h > 0.45)"
+              " && Math.abs(v.getCenter().lng - c.getCenter().lng) < 0.05 * w"
+              " && Math.abs(v.getCenter().lat - c.getCenter().lat) < 0.05 * h; })()")
+    assert browser.execute_script(f"return {fitted}")
+    for fit in (lambda: browser.find_element("id", "map").send_keys(Keys.HOME),
+                lambda: browser.find_element("css selector", "button.fit-control").click()):
+        browser.execute_script("map.setView(toLatLng(0.8, -0.8), map.getZoom() + 2, { animate: false })")
+        assert not browser.execute_script(f"return {fitted}")
+        fit()
+        wait_for(browser, fitted)
+        wait_for(browser, f"new URLSearchParams(location.hash.slice(1)).get('z') === '{start_zoom}'")  # moved
     browser.save_screenshot(str(SCREENSHOTS / "map-overview.png"))
 
     # Keyboard zoom: the next level's tiles load, and they hold more distinct frames.
@@ -212,6 +232,12 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     wait_for(browser, f"new URLSearchParams(location.hash.slice(1)).get('z') === '{start_zoom + 1}'")
     wait_for(browser, f"[...document.querySelectorAll('img.leaflet-tile-loaded')].some("
                       f"(img) => img.src.includes('/{start_zoom + 1}/'))")
+    # "+" typed with Shift (as most keyboards make it) and "-" zoom one level a press too.
+    for key, level in (("-", start_zoom), ("+", start_zoom + 1)):
+        browser.find_element("id", "map").send_keys(key)
+        wait_for(browser, f"new URLSearchParams(location.hash.slice(1)).get('z') === '{level}'")
+        time.sleep(0.5)  # no second step follows
+        assert browser.execute_script("return map.getZoom()") == level
     from workers.pipeline.map_versions import MapSnapshot
 
     snapshot = MapSnapshot(collection.maps_dir / state["version"], collection.sources_dir)
@@ -234,12 +260,13 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     wait_for(browser, "!document.getElementById('panel').hidden")
     assert browser.find_element("css selector", "#selection h2").text == hit["name"]
     assert clock(hit["time"]).strip() in browser.find_element("css selector", "#selection .when").text
-    # The video plays from that moment: the browser sought there through Range requests.
+    # The video plays from the start of that moment's clip: the browser sought there through Range requests.
     # Where playback began (the first range the video has played), however far it has gone since.
     near = ("(() => { const v = document.querySelector('#selection video');"
             " return v && v.played.length > 0 && Math.abs(v.played.start(0) - %f) < 0.5"
             " && [v.currentSrc, v.played.start(0)]; })()")
-    seek = wait_for(browser, near % hit["time"], message=f"the video never reached {hit['time']} s")
+    clip_start = max(0.0, hit["time"] - state["clip_seconds"] / 2)  # the start of the clicked frame's clip
+    seek = wait_for(browser, near % clip_start, message=f"the video never reached {clip_start} s")
     assert f"/sources/{hit['source']}/file" in seek[0]
     assert browser.execute_script("return document.querySelector('#selection video').error") is None
     # Similar clips: first the other copy of the same moment; paths drawn on the map.
@@ -257,6 +284,17 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
         for line in drawn), "the video's path is not on the map"
     listed = len(browser.find_elements("css selector", "#clips li.clip"))
     assert len(drawn) == 1 + 1 + listed  # the video, the query clip, every similar clip
+    # "Other videos only" lists none of the clicked video's own clips, and draws only those it lists.
+    fresh_list = "document.querySelector('#clips ol') && !document.querySelector('#clips ol').dataset.seen"
+    browser.execute_script("document.querySelector('#clips ol').dataset.seen = '1'")
+    browser.find_element("id", "other-videos").click()
+    wait_for(browser, f"{fresh_list} && document.getElementById('other-videos').checked")
+    shown = [int(e.get_attribute("data-source")) for e in browser.find_elements("css selector", "#clips li.clip")]
+    assert hit["source"] not in shown
+    assert browser.execute_script(f"return {lines}.length") == 1 + 1 + len(shown)
+    browser.execute_script("document.querySelector('#clips ol').dataset.seen = '1'")
+    browser.find_element("id", "other-videos").click()  # back as it was, for the next visit too
+    wait_for(browser, f"{fresh_list} && !document.getElementById('other-videos').checked")
     assert f"frame={hit['source']}:{hit['frame']}" in browser.current_url
     browser.save_screenshot(str(SCREENSHOTS / "map-selected.png"))
     # Its play button plays that clip, from its start, in the panel.

@@ -58,6 +58,27 @@ function bounds() {
   return L.latLngBounds(toLatLng(-1, -1), toLatLng(1, 1));
 }
 
+// Where the frames are: the map opens fitted to them, and the fit button and Home return there.
+function contentBounds() {
+  const [x0, y0, x1, y1] = state.extent;
+  return L.latLngBounds(toLatLng(x0, y0), toLatLng(x1, y1));
+}
+
+function fitContent() {
+  map.fitBounds(contentBounds(), { padding: [8, 8] });
+}
+
+const FitControl = L.Control.extend({
+  options: { position: "topleft" },
+  onAdd() {
+    const button = element("button", { type: "button", className: "fit-control", textContent: "⤢",
+      title: "fit the map to its frames (Home)", ariaLabel: "fit the map to its frames (Home)" });
+    L.DomEvent.disableClickPropagation(button);
+    button.addEventListener("click", () => { fitContent(); mapElement.focus(); });
+    return element("div", { className: "leaflet-bar" }, button);
+  },
+});
+
 function startMap() {
   map = L.map(mapElement, {
     crs: L.CRS.Simple, minZoom: 0, maxZoom: state.max_zoom, zoomSnap: 1,
@@ -71,8 +92,9 @@ function startMap() {
   clusterLayer = L.layerGroup().addTo(map);
   const { view, frame, clusters: showClusters } = readHash();
   clustersShown = showClusters;
+  new FitControl().addTo(map);
   if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom));
-  else map.fitBounds(bounds());
+  else fitContent();
   writeHash();
   map.on("moveend", writeHash);
   map.on("mousemove", (event) => hoverAt(event.latlng));
@@ -260,7 +282,9 @@ async function select(query, frame = null) {
   panel.dataset.frame = `${frame.source}:${frame.frame}`;
   writeHash();
   overlays.clearLayers();
-  const player = mediaElement(frame.kind, frame.video, frame.time, frame.name);
+  // The video plays from the start of the clicked frame's clip (CLIP_SECONDS around it), so
+  // a click on a clip's last frame does not start at its end.
+  const player = mediaElement(frame.kind, frame.video, Math.max(0, frame.time - state.clip_seconds / 2), frame.name);
   const selection = element("div", {},
     element("h2", { textContent: frame.name }),
     element("div", { className: "when", textContent: `${clock(frame.time)} · frame ${frame.frame}` }),
@@ -307,9 +331,36 @@ async function drawPath(source, colour, label) {
   return line;
 }
 
+// A clip's time in words: a stretch, or one moment (a single matched frame; a photo).
+function clipTime(clip) {
+  if (clip.kind === "photo") return "photo";
+  return clip.stop > clip.start ? `${clock(clip.start)}–${clock(clip.stop)}` : `at ${clock(clip.start)}`;
+}
+
+let clipLines = []; // the clips' lines drawn for the panel's list, taken off when it changes
+
 function clipLine(clip, colour) {
-  return L.polyline(clip.frames.map((f) => toLatLng(f.x, f.y)), { color: colour, weight: 4, opacity: 0.95 })
-    .bindTooltip(textElement(`${clip.name} ${clock(clip.start)}–${clock(clip.stop)}`), { sticky: true }).addTo(overlays);
+  const line = L.polyline(clip.frames.map((f) => toLatLng(f.x, f.y)), { color: colour, weight: 4, opacity: 0.95 })
+    .bindTooltip(textElement(`${clip.name} ${clipTime(clip)}`), { sticky: true }).addTo(overlays);
+  clipLines.push(line);
+  return line;
+}
+
+function clearClipLines() {
+  for (const line of clipLines) overlays.removeLayer(line);
+  clipLines = [];
+}
+
+// "Other videos only" for similar clips: kept for the next visits.
+const OTHER_VIDEOS = "explorer.similar.other-videos";
+
+function otherVideosToggle(frame) {
+  const box = element("input", { type: "checkbox", id: "other-videos", checked: localStorage.getItem(OTHER_VIDEOS) === "1" });
+  box.addEventListener("change", () => {
+    localStorage.setItem(OTHER_VIDEOS, box.checked ? "1" : "0");
+    showSimilar(frame);
+  });
+  return element("label", { className: "toggle" }, box, " other videos only");
 }
 
 function clipElement(clip, colour) {
@@ -328,7 +379,7 @@ function clipElement(clip, colour) {
     map.flyTo(toLatLng(first.x, first.y), Math.max(map.getZoom(), state.max_zoom - 2));
   });
   item.append(element("div", { className: "title" },
-    element("span", { className: "name", textContent: `${clip.name} · ${clock(clip.start)}–${clock(clip.stop)}` }),
+    element("span", { className: "name", textContent: `${clip.name} · ${clipTime(clip)}` }),
     element("span", { className: "score", textContent: score })), strip, play, " ", jump);
   return item;
 }
@@ -356,11 +407,14 @@ function showClips(title, clips, note) {
 async function showSimilar(frame) {
   const section = document.getElementById("clips");
   section.replaceChildren(element("p", { className: "message", textContent: "finding similar clips…" }));
+  const others = localStorage.getItem(OTHER_VIDEOS) === "1";
   try {
-    const found = await getJSON(`${api}similar/?source=${frame.source}&frame=${frame.frame}`);
+    const found = await getJSON(`${api}similar/?source=${frame.source}&frame=${frame.frame}&exclude_source=${others}`);
     if (panel.dataset.frame !== `${frame.source}:${frame.frame}`) return; // another frame was chosen meanwhile
+    clearClipLines();
     clipLine(found.query, "#ffffff");
-    showClips(`Similar clips (${found.seconds.toFixed(0)} s around ${clock(frame.time)})`, found.clips);
+    showClips(`Clips like ${clipTime(found.query)} of ${found.query.name}`, found.clips,
+      otherVideosToggle(frame));
   } catch (error) {
     section.replaceChildren(element("p", { className: "error", textContent: `Similar clips failed: ${error.message}` }));
   }
@@ -419,8 +473,23 @@ async function poll() {
 }
 
 panel.querySelector(".close").addEventListener("click", closePanel);
+// + and - zoom one level a press. Leaflet's own keys zoom three with Shift held, and "+" is
+// Shift and "=" on many keyboards: this listener, on the way down to the map, takes them first.
+const ZOOM_KEYS = { "+": 1, "=": 1, "-": -1, "_": -1 };
+document.addEventListener("keydown", (event) => {
+  if (!map || !(event.key in ZOOM_KEYS) || !mapElement.contains(event.target) || event.ctrlKey || event.metaKey) return;
+  event.stopPropagation();
+  event.preventDefault();
+  map.setZoom(map.getZoom() + ZOOM_KEYS[event.key]);
+}, true);
+
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !panel.hidden) closePanel();
+  // Home fits the map, unless the key is for a text field or the panel's player.
+  if (event.key === "Home" && map && !event.target.closest("input, textarea, select, video, #panel")) {
+    event.preventDefault();
+    fitContent();
+  }
 });
 document.getElementById("show-dissimilar").addEventListener("click", () => showDissimilar().catch(console.error));
 document.getElementById("show-clusters").addEventListener("click", toggleClusters);

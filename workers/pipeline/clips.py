@@ -76,10 +76,12 @@ def typical_distance(vectors, samples=4096, seed=0):
 
 
 def similar_clips(query, sources, times, vectors, spans, neighbours, typical, seconds, top=10,
-                  per_frame=64):
+                  per_frame=64, other_sources_only=False):
     """The `top` clips most like the query rows [start, stop): a list of dicts with
     source, offset (seconds to add to a query time to land in that clip), rows
-    (the matched frames, in time order) and score, best first."""
+    (the matched frames, in time order) and score, best first. With
+    `other_sources_only`, none of the query's own source (its video), not only its own
+    stretch."""
     start, stop = query
     query_rows = np.arange(start, stop)
     query_vectors = np.asarray(vectors[start:stop], dtype=np.float32)
@@ -94,7 +96,7 @@ def similar_clips(query, sources, times, vectors, spans, neighbours, typical, se
     weights = np.broadcast_to(1.0 / np.arange(1, hits.shape[1] + 1), hits.shape)[valid]
     hit_sources, hit_times = np.asarray(sources[hit_rows]), np.asarray(times[hit_rows], dtype=np.float64)
     offsets = hit_times - np.broadcast_to(query_times[:, None], hits.shape)[valid]
-    own = (hit_sources == query_source) & (np.abs(offsets) < max(seconds, interval))
+    own = (hit_sources == query_source) & (other_sources_only | (np.abs(offsets) < max(seconds, interval)))
     hit_sources, offsets, weights = hit_sources[~own], offsets[~own], weights[~own]
     if len(offsets) == 0:
         return []

@@ -123,6 +123,14 @@ class MapSnapshot:
         return self.meta["frames"]
 
     @functools.cached_property
+    def extent(self):
+        """[x min, y min, x max, y max] of the frames' places: where the map's content is."""
+        if len(self) == 0:
+            return [-1.0, -1.0, 1.0, 1.0]
+        layout = np.asarray(self.layout)
+        return [float(v) for v in (*layout.min(axis=0), *layout.max(axis=0))]
+
+    @functools.cached_property
     def neighbours(self):
         return NeighbourIndex.load(self.directory / "neighbours.faiss")
 
@@ -208,10 +216,11 @@ class MapSnapshot:
         return clip_around(self.index["time"], start, stop, float(self.index["time"][row]),
                            seconds or self.clip_seconds)
 
-    def similar(self, row, seconds=None, top=10):
+    def similar(self, row, seconds=None, top=10, other_sources_only=False):
         seconds = seconds or self.clip_seconds
         return similar_clips(self.clip_at(row, seconds), self.index["source"], self.index["time"], self.vectors,
-                             self.spans, self.neighbours, self.meta["typical_distance"], seconds, top=top)
+                             self.spans, self.neighbours, self.meta["typical_distance"], seconds, top=top,
+                             other_sources_only=other_sources_only)
 
     def dissimilar(self):
         """The clips chosen at publication to be as different from each other as possible."""
