@@ -211,7 +211,7 @@ def started(serializer, what, errors=None):
                 "that one, and no new job.")), **(errors or {})}
 
 
-def _started_response(serializer, started_object):
+def started_response(serializer, started_object):
     return Response(serializer(started_object).data,
                     status=status.HTTP_200_OK if started_object.reused else status.HTTP_202_ACCEPTED)
 
@@ -289,7 +289,7 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         body = json_body(request, IngestRequestSerializer)
         paths = allowed_paths(body["paths"])
         job = start_ingest(collection, paths, embed=body["embed"], roots=settings.MEDIA_ROOTS)
-        return _started_response(JobSerializer, job)
+        return started_response(JobSerializer, job)
 
     @extend_schema(request=NO_PARAMETERS, responses=started(
         JobSerializer, "training job", {409: error_response("The collection has no frames to train on yet.")}))
@@ -303,7 +303,7 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             job = start_training(collection)  # its own transaction, writing first (explorer/jobs.py)
         except NotReady as exc:
             raise Conflict(str(exc)) from None
-        return _started_response(JobSerializer, job)
+        return started_response(JobSerializer, job)
 
 
 @extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))
@@ -327,7 +327,7 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
             raise exceptions.ValidationError(str(exc)) from None  # the fields together: no one field
         except NotReady as exc:
             raise Conflict(str(exc)) from None
-        return _started_response(PosterSerializer, poster)
+        return started_response(PosterSerializer, poster)
 
     @extend_schema(request=PosterRequestSerializer, responses={200: PosterPlanSerializer, 409: NO_MAP})
     @action(detail=False, methods=["post"])
@@ -382,7 +382,7 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
             again = start_poster(poster.collection, poster.params, again=poster.pk)
         except (PosterError, NotReady) as exc:  # the request had no say: the state changed
             raise Conflict(str(exc)) from None
-        return _started_response(PosterSerializer, again)
+        return started_response(PosterSerializer, again)
 
 
 @extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))

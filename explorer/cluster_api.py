@@ -15,13 +15,13 @@ from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from explorer import labels as labelling
-from explorer.api import JobSerializer, _started_response, json_body, started
+from explorer.api import JobSerializer, json_body, started, started_response
 from explorer.api_errors import Conflict, error_response
 from explorer.api_params import (
     INT64_MAX, ExactFields, QuerySerializer, StrictFloatField, StrictIntegerField, validated_query,
 )
 from explorer.jobs import NotReady, start_cluster_edit, start_clustering
-from explorer.map_api import FrameSchema, _frame, _source_info
+from explorer.map_api import FrameSchema, frame_json, source_info
 from explorer.models import Collection, Label
 from explorer.served_maps import snapshot
 from workers.pipeline.cluster_files import ClusterFiles
@@ -85,7 +85,7 @@ def _cluster_labels(collection, files, current):
 
 def _cluster(described, current, info, label):
     name, share, labelled = label
-    exemplar = _frame(current, described["exemplar"], info)
+    exemplar = frame_json(current, described["exemplar"], info)
     return {**{k: described[k] for k in ("id", "size", "cohesion", "small", "outliers", "centre", "outline")},
             "exemplar": exemplar, "label": name, "label_frames": share, "labelled": labelled}
 
@@ -188,14 +188,14 @@ def clusters(request, pk):
         params = {key: value for key, value in json_body(request, ClusterRequest).items()}
         params.setdefault("over", settings.CLUSTER_OVER)
         try:
-            return _started_response(JobSerializer, start_clustering(collection, params))
+            return started_response(JobSerializer, start_clustering(collection, params))
         except NotReady as error:
             raise Conflict(str(error)) from None
         except ValueError as error:  # k beyond the map's frames: the collection cannot, today
             raise Conflict(str(error)) from None
     clustering, files, current = current_clusters(collection)
     labels = _cluster_labels(collection, files, current)
-    info = _source_info([int(current.index["source"][c["exemplar"]]) for c in files.clusters])
+    info = source_info([int(current.index["source"][c["exemplar"]]) for c in files.clusters])
     return Response({
         "clustering": {"id": clustering.pk, "params": clustering.params, "edit": clustering.edit,
                        "map_version": clustering.map_version,
@@ -234,13 +234,13 @@ def cluster_members(request, pk, cluster):
     names = _label_names(collection)
     now = labelling.current_labels(frames)
     exemplar = files.clusters[cluster]["exemplar"]
-    info = _source_info([source for source, _ in frames] + [int(current.index["source"][exemplar])])
+    info = source_info([source for source, _ in frames] + [int(current.index["source"][exemplar])])
     label = _cluster_labels(collection, files, current)[cluster]
     return Response({
         "clustering": clustering.pk, "cluster": _cluster(files.clusters[cluster], current, info, label),
         "count": len(rows),
         "page": query["page"], "pages": pages,
-        "members": [{"frame": _frame(current, int(row), info), "outlier": bool(files.members["outlier"][row]),
+        "members": [{"frame": frame_json(current, int(row), info), "outlier": bool(files.members["outlier"][row]),
                      "distance": round(float(files.members["distance"][row]), 4),
                      "label": names.get(now.get(key))} for row, key in zip(page_rows, frames)]})
 
@@ -251,7 +251,7 @@ def _edit(request, pk, edit, asked):
     for cluster in edit.get("clusters", [edit.get("cluster")]):
         known_cluster(files, cluster)
     try:
-        return _started_response(JobSerializer, start_cluster_edit(collection, edit, request.user))
+        return started_response(JobSerializer, start_cluster_edit(collection, edit, request.user))
     except NotReady as error:
         raise Conflict(str(error)) from None
 

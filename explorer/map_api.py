@@ -95,21 +95,21 @@ def _collection(pk):
     return get_object_or_404(Collection, pk=pk)
 
 
-def _source_info(ids):
+def source_info(ids):
     """name, kind and video URL of each source id."""
     return {pk: {"name": Path(source.path).name, "kind": source.kind,
                  "video": reverse("source-file", args=[pk])}
             for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
 
 
-def _frame(current, row, info):
+def frame_json(current, row, info):
     described = current.describe(row)
     described["image"] = reverse("frame-image", args=[described["source"], described["position"]])
     return {**described, **info.get(described["source"], {"name": "(removed)", "kind": "", "video": ""})}
 
 
 def _clip(current, rows, score, info):
-    frames = [_frame(current, row, info) for row in rows]
+    frames = [frame_json(current, row, info) for row in rows]
     return {"source": frames[0]["source"], "name": frames[0]["name"], "kind": frames[0]["kind"],
             "video": frames[0]["video"], "start": frames[0]["time"], "stop": frames[-1]["time"],
             "score": score, "frames": frames}
@@ -155,7 +155,7 @@ def map_point(request, pk):
     row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
     if row is None:
         raise NotFound("no frame is drawn there")
-    return Response(_frame(current, row, _source_info([int(current.index["source"][row])])))
+    return Response(frame_json(current, row, source_info([int(current.index["source"][row])])))
 
 
 @extend_schema(parameters=[FrameQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
@@ -167,7 +167,7 @@ def map_frame(request, pk):
     row = current.row_of(params["source"], params["frame"])
     if row is None:
         raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
-    return Response(_frame(current, row, _source_info([int(current.index["source"][row])])))
+    return Response(frame_json(current, row, source_info([int(current.index["source"][row])])))
 
 
 @extend_schema(parameters=[SourceQuery], responses={200: inline_serializer("Path", {
@@ -184,7 +184,7 @@ def map_path(request, pk):
     path = current.path(source)
     if path is None:
         raise NotFound(f"source {source} is not on this map")
-    info = _source_info([source]).get(source, {"name": "(removed)"})
+    info = source_info([source]).get(source, {"name": "(removed)"})
     return Response({"source": source, "name": info["name"], "frames": path["frames"].tolist(),
                      "times": [round(t, 3) for t in path["times"].tolist()],
                      "points": [[round(x, 5), round(y, 5)] for x, y in path["xy"].tolist()]})
@@ -205,7 +205,7 @@ def map_similar(request, pk):
     seconds = params.get("seconds") or current.clip_seconds
     start, stop = current.clip_at(row, seconds)
     found = current.similar(row, seconds=seconds, top=params["top"], other_sources_only=params["exclude_source"])
-    info = _source_info([params["source"]] + [clip["source"] for clip in found])
+    info = source_info([params["source"]] + [clip["source"] for clip in found])
     return Response({"seconds": seconds, "query": _clip(current, range(start, stop), 1.0, info),
                      "clips": [_clip(current, clip["rows"], round(clip["score"], 4), info) for clip in found]})
 
@@ -217,5 +217,5 @@ def map_dissimilar(request, pk):
     """A handful of clips chosen to be as different from each other as possible."""
     current = require_snapshot(_collection(pk))
     clips = current.dissimilar()
-    info = _source_info([int(current.index["source"][rows[0]]) for rows in clips])
+    info = source_info([int(current.index["source"][rows[0]]) for rows in clips])
     return Response({"clips": [_clip(current, rows, None, info) for rows in clips]})

@@ -444,18 +444,8 @@ byId("split-form").addEventListener("submit", (event) => {
   });
 });
 
-async function followJob(job) {
-  const box = byId("jobs");
-  for (;;) {
-    box.replaceChildren(jobElement(job));
-    if (job.finished_at) return job;
-    await new Promise((resolve) => setTimeout(resolve, 700));
-    job = await getJSON(`/api/jobs/${job.id}/`);
-  }
-}
-
 async function finishRegrouping(job, before, done) {
-  job = await followJob(job);
+  job = await followJob(job, byId("jobs"));
   if (job.status !== "succeeded") throw new Error(job.error || `The job ended ${job.status}.`);
   await goToRegrouped(before, done);
 }

@@ -151,15 +151,6 @@ function clusterMessage(text) {
   box.hidden = !text;
 }
 
-async function followJob(job, box) {
-  for (;;) {
-    box.replaceChildren(jobElement(job));
-    if (job.finished_at) return job;
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    job = await getJSON(`/api/jobs/${job.id}/`);
-  }
-}
-
 document.getElementById("cluster-form").addEventListener("change", showMethodFields);
 document.getElementById("cluster-form").addEventListener("submit", async (event) => {
   event.preventDefault();

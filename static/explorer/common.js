@@ -116,6 +116,16 @@ function jobElement(job, { files = false } = {}) {
   return div;
 }
 
+// Shows a job in `box` with its progress until it finishes; returns the finished job.
+async function followJob(job, box) {
+  for (;;) {
+    box.replaceChildren(jobElement(job));
+    if (job.finished_at) return job;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    job = await getJSON(`/api/jobs/${job.id}/`);
+  }
+}
+
 const FILES_SHOWN = 10; // then "and N more", which opens the rest
 const openFileLists = new Set(); // those the user opened stay open as the page redraws the job
 

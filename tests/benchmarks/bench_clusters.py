@@ -100,7 +100,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.benchmarks.procmem import peak_mib, reset_peak, status_mib  # noqa: E402
+from tests.benchmarks.procmem import OtherLoad, peak_mib, reset_peak, status_mib  # noqa: E402
 from workers.pipeline import clustering  # noqa: E402
 from workers.pipeline.arrays import ArrayWriter, open_array  # noqa: E402
 
@@ -118,23 +118,6 @@ BUSY_CORES = 0.2
 PARTS = ("kNN graph", "graph to networkx", "Louvain", "nearest centre", "describe", "the rest")
 
 
-class OtherLoad:
-    """CPU that other processes used while a part ran, in cores on average: the machine's
-    busy time (/proc/stat) minus this process's and its waited-for children's (os.times)."""
-
-    def __init__(self):
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample():
-        with open("/proc/stat") as stat:
-            ticks = [int(v) for v in stat.readline().split()[1:]]
-        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-        return busy, sum(os.times()[:4]), time.perf_counter()
-
-    def cores(self):
-        (busy0, own0, wall0), (busy1, own1, wall1) = self.start, self._sample()
-        return max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
 
 
 # ---------------------------------------------------------------- generated data

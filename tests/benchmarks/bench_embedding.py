@@ -68,7 +68,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.benchmarks.procmem import reset_peak  # noqa: E402
+from tests.benchmarks.procmem import OtherLoad, reset_peak  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
 from workers.pipeline.arrays import open_array  # noqa: E402
@@ -86,28 +86,6 @@ PCA_BATCH_ROWS = 2048
 TSNE_MAX_ROWS = 10_000
 MIB = 1024 * 1024
 BUSY_CORES = 0.2  # other processes' average CPU use above which the figures are flagged
-
-
-class OtherLoad:
-    """CPU that other processes used while a part ran, in cores on average.
-
-    The machine's busy time (/proc/stat) minus this process's and its waited-for
-    children's (os.times): a check that the figures were not taken beside other work."""
-
-    def __init__(self):
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample():
-        with open("/proc/stat") as stat:
-            ticks = [int(v) for v in stat.readline().split()[1:]]
-        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-        own = sum(os.times()[:4])
-        return busy, own, time.perf_counter()
-
-    def cores(self):
-        (busy0, own0, wall0), (busy1, own1, wall1) = self.start, self._sample()
-        return max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
 
 
 # ---------------------------------------------------------------- 1. feature throughput

@@ -1,4 +1,7 @@
-"""Memory of this process, from /proc/self/status (Linux), for the benchmarks."""
+"""Memory of this process, from /proc/self/status, and the CPU other processes used meanwhile,
+from /proc/stat (Linux), for the benchmarks."""
+import os
+import time
 
 
 def status_mib(field):
@@ -24,3 +27,25 @@ def reset_peak():
 def peak_mib():
     """Peak RSS since the last reset_peak(), in MiB; it counts mapped file pages too."""
     return status_mib("VmHWM")
+
+
+class OtherLoad:
+    """CPU that other processes used while a part ran, in cores on average.
+
+    The machine's busy time (/proc/stat) minus this process's and its waited-for
+    children's (os.times): a check that the figures were not taken beside other work."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        own = sum(os.times()[:4])
+        return busy, own, time.perf_counter()
+
+    def cores(self):
+        (busy0, own0, wall0), (busy1, own1, wall1) = self.start, self._sample()
+        return max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
