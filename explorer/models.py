@@ -34,6 +34,8 @@ class Collection(models.Model):
     # split makes a new one; undoing a merge or a split goes back to the one before).
     clustering = models.ForeignKey("Clustering", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # The tagger whose predictions the map, the galleries and the predict API use.
+    tagger = models.ForeignKey("Tagger", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -120,6 +122,7 @@ class Job(models.Model):
         TRAIN = "train"  # refit PCA and retrain the autoencoder on the whole collection
         POSTER = "poster"  # render a poster of a region of the map
         CLUSTER = "cluster"  # cluster the map again, or merge or split clusters
+        TAG = "tag"  # train a tagger from the labels, then predict every frame
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -350,3 +353,34 @@ class LabelChange(models.Model):
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
     frame = models.IntegerField()
     before = models.ForeignKey(Label, null=True, on_delete=models.SET_NULL, related_name="+")
+
+
+class Tagger(models.Model):
+    """A classifier head trained from the collection's labels (workers/stages/tagging.py).
+    Its weights and its predictions for each map version live in `directory`; this row
+    says what it learned from and how well it did on the videos held out."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="taggers")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="taggers")
+    version = models.IntegerField()  # 1, 2, ... within the collection
+    head = models.CharField(max_length=16)  # "softmax" or "dense" (workers/pipeline/tagger.py)
+    classes = models.JSONField(default=list)  # label names, in the order of the head's outputs
+    # Features it learned from: {"weights": ..., "precision": ...}; frames it predicts must match.
+    features = models.JSONField(default=dict)
+    # workers/pipeline/tagger.py train(): labels and their frames, the validation by video.
+    report = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["collection", "version"], name="one_tagger_per_version")]
+
+    def __str__(self):
+        return f"tagger {self.version} of {self.collection}"
+
+    @property
+    def directory(self):
+        return self.collection.data_dir / "taggers" / str(self.pk)
+
+    def predictions_dir(self, map_version):
+        return self.directory / "predictions" / map_version

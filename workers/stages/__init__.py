@@ -56,7 +56,7 @@ class Report:
     fatal: str = ""
 
 
-INGEST, TRAIN, POSTER, CLUSTER = "ingest", "train", "poster", "cluster"  # Job.Kind values
+INGEST, TRAIN, POSTER, CLUSTER, TAG = "ingest", "train", "poster", "cluster", "tag"  # Job.Kind values
 
 STAGES = (
     Stage("scan", kinds=frozenset({INGEST}), run="workers.stages.ingest:scan"),
@@ -71,6 +71,10 @@ STAGES = (
           report="workers.stages.embed:report"),
     Stage("cluster", kinds=frozenset({INGEST, TRAIN, CLUSTER}), on_map=True, run="workers.stages.clusters:cluster",
           when="workers.stages.clusters:wanted", report="workers.stages.clusters:report"),
+    Stage("tag", kinds=frozenset({TAG}), run="workers.stages.tagging:train_tagger",
+          report="workers.stages.tagging:train_report"),
+    Stage("predict", kinds=frozenset({INGEST, TRAIN, TAG}), on_map=True, run="workers.stages.tagging:predict",
+          when="workers.stages.tagging:wanted", report="workers.stages.tagging:predict_report"),
     Stage("poster", kinds=frozenset({POSTER}), run="workers.stages.render:render_poster",
           report="workers.stages.render:report"),
 )

@@ -1,0 +1,164 @@
+"""The `tag` stage trains a tagger (a classifier head, workers/pipeline/tagger.py) on the
+Xception features of the collection's labelled frames and makes it the collection's; the
+`predict` stage applies the collection's tagger to every frame of the current map, after a
+training and after every job that makes a new map.
+
+A tagger is a Tagger row and its folder: `head.npz`, and `predictions/<map version>/` with
+`probabilities` (one row per map row, one column per label of the tagger).
+
+Job params of a `tag` job: {"head": "softmax"|"dense"}.
+"""
+import os
+import uuid
+from collections import defaultdict
+
+import numpy as np
+from django.db import transaction
+from django.db.models import F, Max
+
+from explorer.models import Collection, FrameLabel, Job, Source, Tagger
+from workers import lifecycle
+from workers.pieces import job_progress
+from workers.pipeline.arrays import ArrayWriter, is_current, open_array, read_manifest
+from workers.stages import Report
+from workers.stages.describe import source_features, weights_identity
+
+HEAD_FILE = "head.npz"
+
+
+def collection_precision(collection):
+    """The feature precision of the collection's map (its PCA was fitted on features in it)."""
+    state = read_manifest(collection.models_dir, "pca")
+    return state.get("precision") if state else None
+
+
+def labelled_features(collection, precision):
+    """(features (n, 4096), label names (n,), source of each (n,)) of the labelled frames
+    whose features are on disk, in (source, frame) order, and the frames left out."""
+    by_source = defaultdict(list)
+    for source, frame, name in FrameLabel.objects.filter(collection=collection).order_by(
+            "source", "frame").values_list("source", "frame", "label__name"):
+        by_source[source].append((frame, name))
+    features, names, videos, missing = [], [], [], 0
+    for source in Source.objects.filter(pk__in=by_source, status=Source.Status.READY, frame_count__gt=0):
+        chunks = source_features(source, precision)
+        labelled = by_source.pop(source.pk)
+        if chunks is None:
+            missing += len(labelled)
+            continue
+        known = np.asarray(open_array(source.frames_dir, "index")["frame"])
+        frames = np.array([frame for frame, _ in labelled])
+        positions = np.minimum(np.searchsorted(known, frames), len(known) - 1)
+        found = known[positions] == frames
+        missing += int((~found).sum())
+        offsets = np.cumsum([0] + [len(chunk) for chunk in chunks])
+        for position in positions[found]:
+            chunk = int(np.searchsorted(offsets, position, side="right")) - 1
+            features.append(np.asarray(chunks[chunk][position - offsets[chunk]], dtype=np.float32))
+        names += [name for (_, name), keep in zip(labelled, found) if keep]
+        videos += [source.pk] * int(found.sum())
+    missing += sum(len(rest) for rest in by_source.values())
+    width = features[0].shape[0] if features else 0
+    return np.array(features, dtype=np.float32).reshape(-1, width), np.array(names), np.array(videos), missing
+
+
+def train_tagger(job):
+    from workers.pipeline.tagger import TaggerError, train
+
+    collection = job.collection
+    precision = collection_precision(collection)
+    if precision is None:
+        raise RuntimeError(f"collection {collection.name!r} has no features on a map yet: ingest media first")
+    lifecycle.update(job.pk, progress=0.0, message="reading the features of the labelled frames")
+    features, names, videos, missing = labelled_features(collection, precision)
+    head_kind = job.params.get("head", "softmax")
+    lifecycle.update(job.pk, progress=0.1, message=f"training a {head_kind} head on {len(names)} labelled frame(s)")
+    try:
+        head, report = train(features, names, videos, kind=head_kind, seed=0,
+                             progress=job_progress(job.pk, start=0.1, span=0.8))
+    except TaggerError as error:
+        raise RuntimeError(str(error)) from None
+    report["left_out"] = missing
+    with transaction.atomic():
+        Collection.objects.filter(pk=collection.pk).update(name=F("name"))  # one new version at a time
+        version = (collection.taggers.aggregate(last=Max("version"))["last"] or 0) + 1
+        tagger = Tagger.objects.create(collection=collection, job=job, version=version, head=head_kind,
+                                       classes=head.classes, report=report,
+                                       features={"weights": weights_identity(), "precision": precision})
+    try:
+        tagger.directory.mkdir(parents=True, exist_ok=True)
+        partial = tagger.directory / f".{uuid.uuid4().hex}.npz"
+        head.save(partial)
+        os.replace(partial, tagger.directory / HEAD_FILE)
+        with transaction.atomic():
+            lifecycle.update(job.pk, progress=1.0)  # raises JobCancelled: a cancelled job changes nothing
+            Collection.objects.filter(pk=collection.pk).update(tagger=tagger)
+    except BaseException:
+        import shutil
+
+        tagger.delete()
+        shutil.rmtree(tagger.directory, ignore_errors=True)
+        raise
+
+
+def train_report(job):
+    tagger = Tagger.objects.filter(job=job).first()
+    if tagger is None:
+        return Report()
+    validation = tagger.report.get("validation")
+    if validation is None:
+        checked = "not validated (every label's frames come from one video: label frames of a second video)"
+    else:
+        checked = (f"validation accuracy {validation['accuracy']:.3f} on {validation['frames']} frame(s) of "
+                   f"{validation['videos']} held-out video(s)")
+    return Report((f"tagger {tagger.version} ({tagger.head}, {len(tagger.classes)} labels, "
+                   f"{tagger.report['frames']} labelled frame(s)): {checked}",))
+
+
+# --- predictions ---
+
+def wanted(job):
+    return job.kind == Job.Kind.TAG or job.collection.tagger_id is not None
+
+
+def predict(job):
+    from workers.pipeline.map_versions import MapSnapshot
+    from workers.pipeline.tagger import Head
+
+    collection = Collection.objects.select_related("tagger").get(pk=job.collection_id)
+    tagger, version = collection.tagger, collection.embedding.get("map")
+    if tagger is None or not version:
+        return
+    made_from = {"stage": "predict", "tagger": tagger.pk, "map": version}
+    out = tagger.predictions_dir(version)
+    if is_current(out, "probabilities", made_from):
+        return
+    snapshot = MapSnapshot(collection.maps_dir / version, collection.sources_dir)
+    head = Head.load(tagger.directory / HEAD_FILE)
+    precision = collection_precision(collection)
+    spans = snapshot.spans
+    sources = Source.objects.in_bulk([int(s) for s in spans.sources])
+    report = job_progress(job.pk)
+    lifecycle.update(job.pk, message=f"predicting {len(snapshot)} frame(s) with tagger {tagger.version}")
+    with ArrayWriter(out, "probabilities", (len(head.classes),), "float32", made_from) as written:
+        done = 0
+        for position in np.argsort(spans.starts):  # sources in map row order
+            source = sources.get(int(spans.sources[position]))
+            chunks = source_features(source, precision) if source else None
+            if chunks is None:
+                raise RuntimeError(f"the features of source {spans.sources[position]} are gone: ingest it again")
+            for chunk in chunks:
+                written.append(head.probabilities(chunk))
+            done += int(spans.counts[position])
+            report(done / max(len(snapshot), 1))
+
+
+def predict_report(job):
+    collection = Collection.objects.select_related("tagger").get(pk=job.collection_id)
+    tagger, version = collection.tagger, collection.embedding.get("map")
+    if tagger is None or not version:
+        return Report()
+    manifest = read_manifest(tagger.predictions_dir(version), "probabilities")
+    if manifest is None:
+        return Report()
+    return Report((f"{manifest['shape'][0]} frame(s) tagged by tagger {tagger.version}",))
