@@ -382,5 +382,10 @@ class Tagger(models.Model):
     def directory(self):
         return self.collection.data_dir / "taggers" / str(self.pk)
 
+    @property
+    def head_path(self):
+        """The trained head's weights (workers/pipeline/tagger.py Head)."""
+        return self.directory / "head.npz"
+
     def predictions_dir(self, map_version):
         return self.directory / "predictions" / map_version

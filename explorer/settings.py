@@ -66,6 +66,13 @@ CLUSTER_AFTER_MAP = env_bool("CLUSTER_AFTER_MAP", True)
 CLUSTER_METHOD = env_choice("CLUSTER_METHOD", "auto", ("auto", "kmeans", "affinity"))
 CLUSTER_K = env_int("CLUSTER_K", 8, minimum=1)  # for CLUSTER_METHOD=kmeans
 CLUSTER_OVER = env_choice("CLUSTER_OVER", "clips", ("clips", "frames"))
+# The predict endpoint (explorer/predict_api.py) asks the predict worker (workers/predictor.py,
+# `manage.py predictor`) at PREDICT_ADDRESS (a socket path, or host:port) for the features of
+# an upload of at most PREDICT_MAX_UPLOAD_MB; of a video it reads PREDICT_MAX_VIDEO_SECONDS.
+PREDICT_ADDRESS = env_str("PREDICT_ADDRESS", str(DATA_DIR / "predictor.sock"))
+PREDICT_TIMEOUT = env_float("PREDICT_TIMEOUT", 60.0, minimum=1.0)
+PREDICT_MAX_UPLOAD_MB = env_int("PREDICT_MAX_UPLOAD_MB", 50, minimum=1)
+PREDICT_MAX_VIDEO_SECONDS = env_int("PREDICT_MAX_VIDEO_SECONDS", 60, minimum=1)
 
 # The map: a clip is CLIP_SECONDS of a video around a clicked moment (similar clips are
 # ranked by how their frames follow it); DISSIMILAR_CLIPS clips are chosen to be as

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, cluster_api, file_views, label_api, map_api, tagger_api, views
+from explorer import api, cluster_api, file_views, label_api, map_api, predict_api, tagger_api, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -40,6 +40,7 @@ urlpatterns = [
     path("api/collections/<int:pk>/labels/export/", label_api.export_labels, name="api-labels-export"),
     path("api/collections/<int:pk>/labels/import/", label_api.import_labels, name="api-labels-import"),
     path("api/collections/<int:pk>/tagger/", tagger_api.tagger, name="api-tagger"),
+    path("api/collections/<int:pk>/predict/", predict_api.predict, name="api-predict"),
     path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("api/", include(router.urls)),
 ]

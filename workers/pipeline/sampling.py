@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from workers.pipeline.arrays import (
-    ArrayWriter, is_current, read_manifest, remove_stale_temporaries, write_json_atomic,
+    ArrayWriter, is_current, open_array, read_manifest, remove_stale_temporaries, write_json_atomic,
 )
 from workers.pipeline.files import NotRegularFile, media_kind, open_regular
 from workers.pipeline.images import fit_size, letterbox_photo
@@ -30,6 +30,10 @@ SUMMARY = "sample"
 
 class MediaError(Exception):
     """A file that cannot be sampled; the message names the file and the problem."""
+
+
+class ImageTooLarge(MediaError):
+    """A photo of more pixels than allowed (possibly a decompression bomb)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def read_photo(path, max_image_pixels):
             with open_source(path) as handle, Image.open(handle) as image:
                 return ImageOps.exif_transpose(image).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise MediaError(
+        raise ImageTooLarge(
             f"{path}: image is larger than the limit of {max_image_pixels:,} pixels "
             "(possible decompression bomb; raise MAX_IMAGE_PIXELS to allow it)"
         ) from None
@@ -164,7 +168,8 @@ def _video_stream(path, cannot_open):
                                       if stream.start_time is not None else 0.0)
 
 
-def _sample_video(path, out_dir, params, produced_by, progress):
+def _sample_video(path, out_dir, params, produced_by, progress, until=None):
+    """Sample a video's frames into `out_dir`; with `until`, stop decoding past that second."""
     import av
 
     with _video_stream(path, "not a video or photo that can be decoded") as (container, stream, start):
@@ -186,6 +191,8 @@ def _sample_video(path, out_dir, params, produced_by, progress):
                 if state["last_time"] is not None and time - state["last_time"] > gap:
                     state["gaps"].append((state["last_time"], time))
                 state["last_time"] = time
+                if until is not None and time >= until:
+                    break
                 if frame.is_corrupt:
                     state["corrupt"] += 1
                     continue
@@ -350,3 +357,22 @@ def _display_rgb(frame, sar):
     pixels = frame.to_ndarray(format="rgb24", width=width, height=frame.height)
     rotation = round((frame.rotation or 0) / 90) % 4
     return np.rot90(pixels, k=rotation) if rotation else pixels
+
+
+def sample_upload(path, work_dir, params, max_image_pixels, max_seconds):
+    """A file sent for prediction, as frames the way an ingest would sample them: a photo is
+    its letterboxed frame; a video gives a frame a second (`params.fps` is ignored) of its
+    first `max_seconds`, through `work_dir` (the caller deletes it). Returns (kind, frames,
+    times). MediaError (naming `path`) when it is neither."""
+    kind = media_kind(path)
+    if kind != "video":
+        try:
+            return "photo", letterbox_photo(read_photo(path, max_image_pixels), params.width, params.height)[None], \
+                np.zeros(1)
+        except MediaError as error:
+            if kind == "photo" or isinstance(error, ImageTooLarge):
+                raise
+    every_second = SamplingParams(width=params.width, height=params.height, fps=1.0)
+    _sample_video(Path(path), Path(work_dir), every_second, {"stage": "upload"}, None, until=max_seconds)
+    times = np.asarray(open_array(work_dir, "index")["time"])
+    return "video", np.asarray(open_array(work_dir, "frames")), times

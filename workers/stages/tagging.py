@@ -3,7 +3,7 @@ Xception features of the collection's labelled frames and makes it the collectio
 `predict` stage applies the collection's tagger to every frame of the current map, after a
 training and after every job that makes a new map.
 
-A tagger is a Tagger row and its folder: `head.npz`, and `predictions/<map version>/` with
+A tagger is a Tagger row and its folder: `head.npz` (Tagger.head_path), and `predictions/<map version>/` with
 `probabilities` (one row per map row, one column per label of the tagger).
 
 Job params of a `tag` job: {"head": "softmax"|"dense"}.
@@ -22,9 +22,6 @@ from workers.pieces import job_progress
 from workers.pipeline.arrays import ArrayWriter, is_current, open_array, read_manifest
 from workers.stages import Report
 from workers.stages.describe import source_features, weights_identity
-
-HEAD_FILE = "head.npz"
-
 
 def collection_precision(collection):
     """The feature precision of the collection's map (its PCA was fitted on features in it)."""
@@ -89,7 +86,7 @@ def train_tagger(job):
         tagger.directory.mkdir(parents=True, exist_ok=True)
         partial = tagger.directory / f".{uuid.uuid4().hex}.npz"
         head.save(partial)
-        os.replace(partial, tagger.directory / HEAD_FILE)
+        os.replace(partial, tagger.head_path)
         with transaction.atomic():
             lifecycle.update(job.pk, progress=1.0)  # raises JobCancelled: a cancelled job changes nothing
             Collection.objects.filter(pk=collection.pk).update(tagger=tagger)
@@ -134,7 +131,7 @@ def predict(job):
     if is_current(out, "probabilities", made_from):
         return
     snapshot = MapSnapshot(collection.maps_dir / version, collection.sources_dir)
-    head = Head.load(tagger.directory / HEAD_FILE)
+    head = Head.load(tagger.head_path)
     precision = collection_precision(collection)
     spans = snapshot.spans
     sources = Source.objects.in_bulk([int(s) for s in spans.sources])
