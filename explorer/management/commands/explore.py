@@ -44,6 +44,10 @@ class Command(DatabaseCommand):
             server = subprocess.Popen(
                 [sys.executable, "manage.py", "runserver", "--noreload", "--insecure",
                  f"{options['host']}:{options['port']}"], cwd=settings.BASE_DIR, env=env, stdout=log)
+            # The predict endpoint's network (workers/predictor.py): it loads on the first request.
+            with open(settings.LOG_DIR / "predictor.log", "ab") as predictor_log:
+                predictor = subprocess.Popen([sys.executable, "manage.py", "predictor"], cwd=settings.BASE_DIR,
+                                             env=env, stdout=predictor_log, stderr=subprocess.STDOUT)
             try:
                 time.sleep(2)
                 if server.poll() is not None:
@@ -60,8 +64,9 @@ class Command(DatabaseCommand):
             except KeyboardInterrupt:
                 pass
             finally:
-                server.terminate()
-                server.wait(timeout=10)
+                for process in (server, predictor):
+                    process.terminate()
+                    process.wait(timeout=10)
 
 
 def open_in_browser(url):
