@@ -66,6 +66,9 @@ CLUSTER_AFTER_MAP = env_bool("CLUSTER_AFTER_MAP", True)
 CLUSTER_METHOD = env_choice("CLUSTER_METHOD", "auto", ("auto", "kmeans", "affinity"))
 CLUSTER_K = env_int("CLUSTER_K", 8, minimum=1)  # for CLUSTER_METHOD=kmeans
 CLUSTER_OVER = env_choice("CLUSTER_OVER", "clips", ("clips", "frames"))
+# The tagger's review (explorer/prediction_api.py): an unlabelled frame whose most probable
+# label is less probable than this needs a person's look.
+TAGGER_REVIEW_BELOW = env_float("TAGGER_REVIEW_BELOW", 0.6, minimum=0.0, maximum=1.0)
 
 # The map: a clip is CLIP_SECONDS of a video around a clicked moment (similar clips are
 # ranked by how their frames follow it); DISSIMILAR_CLIPS clips are chosen to be as
