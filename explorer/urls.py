@@ -19,6 +19,7 @@ urlpatterns = [
     path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
     path("collections/<int:collection_id>/map/", views.collection_map, name="map"),
     path("collections/<int:collection_id>/clusters/<int:cluster>/", views.cluster_gallery, name="cluster"),
+    path("collections/<int:collection_id>/review/", views.review, name="review"),
     path("frames/<int:source_id>/<int:number>.jpg", file_views.frame_image, name="frame-image"),
     # The version is checked against the map folders' names (explorer/served_maps.py).
     path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile,

@@ -1,5 +1,5 @@
 // One collection: its jobs, its clusters (each opening its gallery; editors group again),
-// its labels (export, import), then every source as a card with a thumbnail (its middle
+// its labels (export, import), its tagger (tagger.js), then every source as a card with a thumbnail (its middle
 // frame), status, and the error or warning that explains a failure.
 "use strict";
 
@@ -70,7 +70,7 @@ async function refresh() {
   const seen = jobs.results.map((job) => `${job.id}:${job.finished_at || ""}`).join(",");
   if (seen !== jobsSeen) { // a job started or ended: the clusters and labels may be new
     jobsSeen = seen;
-    await Promise.all([showClusters(), showLabels()]);
+    await Promise.all([showClusters(), showLabels(), showTagger()]);
   }
   scheduleRefresh(busy ? 1000 : 10000);
 }
@@ -212,7 +212,7 @@ document.getElementById("import-form").addEventListener("submit", async (event) 
       textContent: `${done.labelled} labelled, ${done.skipped.length} skipped` }));
     if (rows.length) result.append(element("ul", { className: "skipped-rows" }, ...rows));
     form.reset();
-    await Promise.all([showLabels(), showClusters()]);
+    await Promise.all([showLabels(), showClusters(), showTagger()]);
   } catch (error) {
     result.replaceChildren(element("p", { className: "error", textContent: errorText(error) }));
   } finally {
@@ -220,9 +220,7 @@ document.getElementById("import-form").addEventListener("submit", async (event) 
   }
 });
 
-if (document.body.dataset.role === "viewer") {
-  for (const node of document.querySelectorAll(".editor-only")) node.hidden = true;
-}
+hideEditorOnly();
 
 document.querySelector("#more button").addEventListener("click", () => {
   shown += pageSize;
