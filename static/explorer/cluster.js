@@ -22,7 +22,7 @@ let pages = 1;
 let members = []; // this page's members, as the API gives them
 let cluster = null; // this cluster, as the API gives it
 let clusteringId = null; // the grouping the page shows: a change means the numbers changed
-let busy = false;
+const act = actions("#cluster-tools button, #label-form button", showError, markSelection);
 const selection = new GallerySelection(grid, { pageFrames: () => members.map((member) => member.frame),
   count: byId("selected-count"), changed: enableSelectionButtons });
 
@@ -157,7 +157,7 @@ function markSelection() {
 }
 
 function enableSelectionButtons() {
-  const none = selection.selected.size === 0 || busy;
+  const none = selection.selected.size === 0 || act.busy();
   byId("label-selected").disabled = none;
   byId("unlabel-selected").disabled = none;
   byId("label-videos").disabled = none;
@@ -190,25 +190,6 @@ async function loadLabels() {
   byId("undo").title = next ? `undo the collection's last change: ${next.description} (${next.who || "someone"})`
     : "nothing to undo";
   return data;
-}
-
-// Runs a change with the buttons held and any error said in the message area.
-async function act(work) {
-  if (busy) return;
-  busy = true;
-  showError("");
-  const buttons = [...document.querySelectorAll("#cluster-tools button, #label-form button")];
-  const before = buttons.map((b) => b.disabled);
-  buttons.forEach((b) => { b.disabled = true; });
-  try {
-    await work();
-  } catch (error) {
-    showError(errorText(error));
-  } finally {
-    busy = false;
-    buttons.forEach((b, i) => { b.disabled = before[i]; });
-    markSelection();
-  }
 }
 
 function labelName() {

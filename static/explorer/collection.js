@@ -145,12 +145,6 @@ function showMethodFields() {
   }
 }
 
-function clusterMessage(text) {
-  const box = document.getElementById("cluster-message");
-  box.textContent = text;
-  box.hidden = !text;
-}
-
 document.getElementById("cluster-form").addEventListener("change", showMethodFields);
 document.getElementById("cluster-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -162,19 +156,8 @@ document.getElementById("cluster-form").addEventListener("submit", async (event)
     if (form.elements.preference.value !== "") body.preference = parseFloat(form.elements.preference.value);
     body.damping = parseFloat(form.elements.damping.value);
   }
-  clusterMessage("");
-  button.disabled = true;
-  try {
-    const box = document.getElementById("cluster-job");
-    const job = await followJob(await postJSON(clustersApi, body), box);
-    if (job.status !== "succeeded") clusterMessage(job.error || `The clustering ended ${job.status}.`);
-    else box.replaceChildren();
-    await Promise.all([showClusters(), showLabels()]);
-  } catch (error) {
-    clusterMessage(errorText(error));
-  } finally {
-    button.disabled = false;
-  }
+  await runJob(button, document.getElementById("cluster-job"), document.getElementById("cluster-message"),
+    () => postJSON(clustersApi, body), () => Promise.all([showClusters(), showLabels()]).catch(console.error));
 });
 
 document.querySelector("#clusters-more button").addEventListener("click", () => {

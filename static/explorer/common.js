@@ -126,6 +126,26 @@ async function followJob(job, box) {
   }
 }
 
+// A form's button starts a job: the button is held until the job ends, the job shown in `box`
+// with its progress (cleared when it succeeds), and a refusal or a job that did not succeed
+// said in `message` (hidden when there is nothing to say). `start()` posts and returns the
+// job; `after()` redraws what the job changed.
+async function runJob(button, box, message, start, after) {
+  message.hidden = true;
+  button.disabled = true;
+  try {
+    const job = await followJob(await start(), box);
+    if (job.status !== "succeeded") throw new Error(job.error || `The ${job.kind} job ended ${job.status}.`);
+    box.replaceChildren();
+  } catch (error) {
+    message.textContent = errorText(error);
+    message.hidden = false;
+  } finally {
+    button.disabled = false;
+    await after();
+  }
+}
+
 const FILES_SHOWN = 10; // then "and N more", which opens the rest
 const openFileLists = new Set(); // those the user opened stay open as the page redraws the job
 
@@ -417,6 +437,32 @@ function actionElement(action) {
     element("span", { className: "who", textContent: ` · ${action.who || "someone"} · ${when}` }));
   if (action.undone_at) item.append(element("span", { className: "badge", textContent: "undone" }));
   return item;
+}
+
+// A page's changes, one at a time: `act(work)` runs the async `work` with the buttons that
+// `selector` matches held, says its error with `showError`, then calls `after()` (which sets
+// the buttons as the selection allows: `act.busy()` is still true then, false after).
+function actions(selector, showError, after) {
+  let busy = false;
+  const act = async (work) => {
+    if (busy) return;
+    busy = true;
+    showError("");
+    const buttons = [...document.querySelectorAll(selector)];
+    const before = buttons.map((b) => b.disabled);
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await work();
+    } catch (error) {
+      showError(errorText(error));
+    } finally {
+      buttons.forEach((b, i) => { b.disabled = before[i]; });
+      busy = false;
+      after();
+    }
+  };
+  act.busy = () => busy;
+  return act;
 }
 
 // Hides what only editors may use (the server refuses viewers anyway).

@@ -23,7 +23,7 @@ let below = params.get("below") || ""; // empty: the server's default (TAGGER_RE
 let items = []; // this page's frames to review, as the API gives them
 const predictedOf = new Map(); // "source:frame" -> its predicted label, for the selection across pages
 let colours = {}; // label name -> its colour on the map
-let busy = false;
+const act = actions("#label-form button", showError, () => selection.mark());
 const selection = new GallerySelection(grid, { pageFrames: () => items.map((item) => item.frame),
   count: byId("selected-count"), changed: enableButtons });
 
@@ -129,26 +129,10 @@ function itemElement(item, index) {
 }
 
 function enableButtons() {
-  const none = selection.selected.size === 0 || busy;
+  const none = selection.selected.size === 0 || act.busy();
   byId("confirm-selected").disabled = none;
   byId("label-selected").disabled = none;
   byId("select-clear").disabled = selection.selected.size === 0;
-}
-
-// Runs a change with the buttons held and any error said in the message area.
-async function act(work) {
-  if (busy) return;
-  busy = true;
-  showError("");
-  enableButtons();
-  try {
-    await work();
-  } catch (error) {
-    showError(errorText(error));
-  } finally {
-    busy = false;
-    enableButtons();
-  }
 }
 
 async function loadLabelNames() {

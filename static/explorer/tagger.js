@@ -47,11 +47,13 @@ function taggerElement(tagger) {
   const rows = v.per_label.map((row, i) => element("tr", {},
     element("td", {}, element("span", { className: "chip", textContent: row.label })),
     element("td", { textContent: figure(row.precision, predicted[i]) }),
-    element("td", { textContent: figure(row.recall, row.frames) }), element("td", { textContent: String(row.frames) })));
+    element("td", { textContent: figure(row.recall, row.frames) }),
+    element("td", { textContent: String(row.frames) })));
   const table = element("table", { className: "per-label" },
     element("thead", {}, element("tr", {}, ...["label", "precision", "recall", "held-out frames"].map((text) =>
       element("th", { textContent: text })))), element("tbody", {}, ...rows));
-  return [summary, element("div", { className: "tagger-figures" }, table, confusionMatrix(tagger.classes, v.confusion))];
+  const figures = element("div", { className: "tagger-figures" }, table, confusionMatrix(tagger.classes, v.confusion));
+  return [summary, figures];
 }
 
 function svgElement(tag, attributes = {}, ...children) {
@@ -106,20 +108,7 @@ function confusionMatrix(classes, confusion) {
 document.getElementById("tagger-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.target;
-  const button = form.querySelector("button[type=submit]");
-  const message = document.getElementById("tagger-message");
-  message.hidden = true;
-  button.disabled = true;
-  try {
-    const box = document.getElementById("tagger-job");
-    const job = await followJob(await postJSON(taggerApi, { head: form.elements.head.value }), box);
-    if (job.status !== "succeeded") throw new Error(job.error || `The training ended ${job.status}.`);
-    box.replaceChildren();
-  } catch (error) {
-    message.textContent = errorText(error);
-    message.hidden = false;
-  } finally {
-    button.disabled = false;
-    await showTagger().catch(console.error);
-  }
+  await runJob(form.querySelector("button[type=submit]"), document.getElementById("tagger-job"),
+    document.getElementById("tagger-message"), () => postJSON(taggerApi, { head: form.elements.head.value }),
+    () => showTagger().catch(console.error));
 });
