@@ -1,8 +1,9 @@
 """Files served to the browser: frame images from the frame store, map tiles and their
-overlay of the tagger's predictions, and the sources' own files for playback. Only ids and numbers reach the disk: every path is
-built from the collection's own folders or a source's recorded path, so no parameter
-can point elsewhere; and a source's file is served only while it is a regular file
-inside the allowed folders, checked at every request on its real path."""
+overlay of the tagger's predictions, and the sources' own files for playback. Only ids and
+numbers reach the disk: every path is built from the collection's own folders or a
+source's recorded path, so no parameter can point elsewhere; and a source's file is
+served only while it is a regular file inside the allowed folders, checked at every
+request on its real path."""
 import mimetypes
 import os
 import re

@@ -90,7 +90,8 @@ def test_review_lists_the_unsure_and_the_disagreeing_least_sure_first():
     assert frames.counts() == [5, 1, 1]
     item = frames.item(4, {"a": "11", "b": "12", "c": None})
     assert item == {"predicted": "b", "probability": 0.7, "confidence": 0.2, "label": "a", "disagrees": True,
-                    "top": [{"id": "12", "name": "b", "probability": 0.7}, {"id": "11", "name": "a", "probability": 0.2},
+                    "top": [{"id": "12", "name": "b", "probability": 0.7},
+                            {"id": "11", "name": "a", "probability": 0.2},
                             {"id": None, "name": "c", "probability": 0.1}]}
 
 
@@ -330,7 +331,8 @@ def test_review_confirm_and_see_the_tagger_in_a_real_browser(browser, web_server
     wait_for(browser, "document.querySelectorAll('svg.confusion rect').length === 9")
     assert browser.find_element("css selector", ".tagger-summary").text.startswith("Tagger 1 (softmax head, 3 labels")
     assert len(browser.find_elements("css selector", "table.per-label tbody tr")) == 3
-    labels = browser.execute_script("return [...document.querySelectorAll('svg.confusion > text:not(.count):not(.axis)')]"
+    labels = browser.execute_script("return [...document.querySelectorAll("
+                                    "'svg.confusion > text:not(.count):not(.axis)')]"
                                     ".map((t) => t.firstChild.textContent)")
     assert labels == ["bars", "bars", "fractal", "fractal", "pattern", "pattern"]
     browser.execute_script("document.getElementById('tagger-section').scrollIntoView()")

@@ -73,11 +73,12 @@ const TagLegend = L.Control.extend({
       });
       return element("li", {}, entry);
     });
-    const review = new URLSearchParams(tagFilter ? { label: tagFilter } : {}).toString();
+    const review = `/collections/${collectionId}/review/` +
+      (tagFilter ? `?${new URLSearchParams({ label: tagFilter })}` : "");
     const box = element("div", { className: "tag-legend" },
       element("div", { className: "title", textContent: `Predicted by tagger ${tagInfo.version}` }),
       element("ul", {}, ...entries),
-      element("a", { className: "review-link", href: `/collections/${collectionId}/review/${review ? `?${review}` : ""}`,
+      element("a", { className: "review-link", href: review,
         textContent: tagFilter ? `needs review: ${tagFilter}` : "needs review" }));
     L.DomEvent.disableClickPropagation(box);
     L.DomEvent.disableScrollPropagation(box);
