@@ -42,12 +42,18 @@ def env_int(name, default, minimum=None):
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
+    return _within(name, number, minimum)
+
+
+def _within(name, number, minimum, maximum=None):
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below its minimum of {minimum}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} is above its maximum of {maximum}")
     return number
 
 
-def env_float(name, default, minimum=None):
+def env_float(name, default, minimum=None, maximum=None):
     value = _raw(name, None)
     if value is None:
         return default
@@ -57,9 +63,7 @@ def env_float(name, default, minimum=None):
         raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
     if not math.isfinite(number):
         raise ImproperlyConfigured(f"{name}={value!r} is not a finite number")
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name}={number} is below its minimum of {minimum}")
-    return number
+    return _within(name, number, minimum, maximum)
 
 
 def env_url(name, default=None, schemes=()):

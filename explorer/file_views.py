@@ -1,8 +1,9 @@
-"""Files served to the browser: frame images from the frame store, map tiles, and the
-sources' own files for playback. Only ids and numbers reach the disk: every path is
-built from the collection's own folders or a source's recorded path, so no parameter
-can point elsewhere; and a source's file is served only while it is a regular file
-inside the allowed folders, checked at every request on its real path."""
+"""Files served to the browser: frame images from the frame store, map tiles and their
+overlay of the tagger's predictions, and the sources' own files for playback. Only ids and
+numbers reach the disk: every path is built from the collection's own folders or a
+source's recorded path, so no parameter can point elsewhere; and a source's file is
+served only while it is a regular file inside the allowed folders, checked at every
+request on its real path."""
 import mimetypes
 import os
 import re
@@ -15,12 +16,12 @@ from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from explorer.models import Collection, Job, Source
+from explorer.models import Collection, Job, Source, Tagger
 from explorer.served_maps import snapshot
 from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
 from workers.pipeline.arrays import open_array
 from workers.pipeline.files import open_regular
-from workers.pipeline.images import encode_jpeg
+from workers.pipeline.images import encode_jpeg, encode_png
 
 
 @require_GET
@@ -50,6 +51,33 @@ def tile(request, collection_id, version, zoom, column, row):
         raise Http404(f"no tile {zoom}/{column}/{row}: this map has zoom levels 0 to {current.grid.max_zoom}, "
                       f"with 2^zoom tiles a side")
     response = FileResponse(open(current.tile(zoom, column, row), "rb"), content_type="image/jpeg")
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
+def tag_tile(request, collection_id, version, tagger_id, zoom, column, row):
+    """The overlay of a tile (PNG, transparent but for the cells' borders): each cell in the
+    colour of the label its frame is predicted as by tagger `tagger_id`; `?only=N` dims the
+    cells of every label but the Nth. The map version and the tagger are in the URL, and
+    predictions never change once made, so an overlay never changes either."""
+    from explorer.predictions import predicted_labels
+    from workers.pipeline.tiles import render_tag_overlay
+
+    collection = get_object_or_404(Collection, pk=collection_id)
+    tagger = get_object_or_404(Tagger, pk=tagger_id, collection=collection)
+    current = snapshot(collection, version)
+    if current is None or not current.grid.has_tile(zoom, column, row):
+        raise Http404(f"no tile {zoom}/{column}/{row} of map version {version}")
+    only = request.GET.get("only")
+    if only is not None and not (only.isdigit() and int(only) < len(tagger.classes)):
+        raise Http404(f"tagger {tagger.version} has labels 0 to {len(tagger.classes) - 1}, not {only}")
+    try:
+        predicted, _ = predicted_labels(tagger, current.version)
+    except FileNotFoundError:
+        raise Http404(f"tagger {tagger.version} has not tagged map version {version}") from None
+    overlay = render_tag_overlay(current.cells, zoom, column, row, predicted, None if only is None else int(only))
+    response = HttpResponse(encode_png(overlay), content_type="image/png")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
 

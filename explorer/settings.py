@@ -73,6 +73,9 @@ PREDICT_ADDRESS = env_str("PREDICT_ADDRESS", str(DATA_DIR / "predictor.sock"))
 PREDICT_TIMEOUT = env_float("PREDICT_TIMEOUT", 60.0, minimum=1.0)
 PREDICT_MAX_UPLOAD_MB = env_int("PREDICT_MAX_UPLOAD_MB", 50, minimum=1)
 PREDICT_MAX_VIDEO_SECONDS = env_int("PREDICT_MAX_VIDEO_SECONDS", 60, minimum=1)
+# The tagger's review (explorer/prediction_api.py): an unlabelled frame whose most probable
+# label is less probable than this needs a person's look.
+TAGGER_REVIEW_BELOW = env_float("TAGGER_REVIEW_BELOW", 0.6, minimum=0.0, maximum=1.0)
 
 # The map: a clip is CLIP_SECONDS of a video around a clicked moment (similar clips are
 # ranked by how their frames follow it); DISSIMILAR_CLIPS clips are chosen to be as

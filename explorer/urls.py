@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, cluster_api, file_views, label_api, map_api, predict_api, tagger_api, views
+from explorer import api, cluster_api, file_views, label_api, map_api, predict_api, prediction_api, tagger_api, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -19,10 +19,13 @@ urlpatterns = [
     path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
     path("collections/<int:collection_id>/map/", views.collection_map, name="map"),
     path("collections/<int:collection_id>/clusters/<int:cluster>/", views.cluster_gallery, name="cluster"),
+    path("collections/<int:collection_id>/review/", views.review, name="review"),
     path("frames/<int:source_id>/<int:number>.jpg", file_views.frame_image, name="frame-image"),
     # The version is checked against the map folders' names (explorer/served_maps.py).
     path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile,
          name="tile"),
+    path("collections/<int:collection_id>/tags/<str:version>/<int:tagger_id>/<int:zoom>/<int:column>/<int:row>.png",
+         file_views.tag_tile, name="tag-tile"),
     path("sources/<int:source_id>/file", file_views.source_file, name="source-file"),
     path("posters/<int:poster_id>/file", file_views.poster_file, name="poster-file"),
     path("api/collections/<int:pk>/map/", map_api.map_state, name="api-map"),
@@ -41,6 +44,9 @@ urlpatterns = [
     path("api/collections/<int:pk>/labels/import/", label_api.import_labels, name="api-labels-import"),
     path("api/collections/<int:pk>/tagger/", tagger_api.tagger, name="api-tagger"),
     path("api/collections/<int:pk>/predict/", predict_api.predict, name="api-predict"),
+    path("api/collections/<int:pk>/predictions/", prediction_api.predictions, name="api-predictions"),
+    path("api/collections/<int:pk>/predictions/videos/", prediction_api.video_predictions,
+         name="api-predictions-videos"),
     path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("api/", include(router.urls)),
 ]

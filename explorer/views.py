@@ -35,3 +35,11 @@ def cluster_gallery(request, collection_id, cluster):
     """A cluster's members as a grid of thumbnails, to name, select, relabel, merge and split."""
     collection = get_object_or_404(Collection, pk=collection_id)
     return render(request, "explorer/cluster.html", {"collection": collection, "cluster": cluster})
+
+
+@ensure_csrf_cookie
+def review(request, collection_id):
+    """The frames the tagger is least sure of, or that it tags otherwise than people did:
+    to confirm its prediction or give another label."""
+    collection = get_object_or_404(Collection, pk=collection_id)
+    return render(request, "explorer/review.html", {"collection": collection})

@@ -2,9 +2,9 @@
 (response schema conformance, documented status codes and content types, schema-valid
 data accepted and schema-violating data refused, unsupported methods, created resources
 that can be read...), in all its phases (examples, coverage, fuzzing, stateful): a real
-web server on the test database, a collection ingested and mapped by the real worker so
-that requests reach real maps, sources and frames, and an editor's headers
-(api_auth_headers).
+web server on the test database, a collection ingested and mapped by the real worker (and
+tagged: a tagger trained on a few labels) so that requests reach real maps, sources, frames
+and predictions, and an editor's headers (api_auth_headers).
 
 schemathesis runs as its command line (`st run`) against the live server: its pytest
 plugin cannot name tests under this pytest. The run is bounded (examples per operation,
@@ -43,6 +43,7 @@ def fuzz_server(map_collection, django_db_blocker, request):
     with django_db_blocker.unblock():
         before = set(Collection.objects.values_list("pk", flat=True))
         Collection.objects.create(name="fuzz: no frames")
+        train_a_tagger(map_collection)
         last_job = Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         # A server that requires login, as deployed: the fuzzer signs in with an editor's token.
         with running_web_server("fuzz-server.log", REQUIRE_LOGIN="true", DJANGO_SECRET_KEY="fuzz-" + "k" * 50,
@@ -56,6 +57,22 @@ def fuzz_server(map_collection, django_db_blocker, request):
         waited = time.monotonic() - started
         show(request, f"schemathesis started {dict(jobs)} job(s), all done {waited:.0f} s after the run")
         Collection.objects.exclude(pk__in=before).delete()
+
+
+def train_a_tagger(map_collection):
+    """A tagger of two labels (three frames of each of two videos), so that the predictions,
+    their videos and the tagger's state answer with real data."""
+    from explorer import labels
+    from explorer.jobs import start_tagging
+    from explorer.models import Job, LabelAction
+    from tests.conftest import wait_for_job
+
+    collection, sources = map_collection
+    for name, source in (("scenes", sources["original.mp4"]), ("others", sources["other.mp4"])):
+        frames = [(source.pk, int(f)) for f in labels.source_frames(source)[0][:3]]
+        labels.apply(collection, frames, name, LabelAction.Kind.LABEL_FRAMES, f"labelled 3 frames as {name}")
+    job = wait_for_job(start_tagging(collection), timeout=180)
+    assert job.status == Job.Status.SUCCEEDED, (job.error, job.message)
 
 
 def show(request, line):

@@ -13,7 +13,6 @@ const clustersApi = `/api/collections/${collectionId}/clusters/`;
 const labelsApi = `/api/collections/${collectionId}/labels/`;
 const PAGE_SIZE = 60;
 const NOTE_KEY = "explorer-cluster-note"; // what the page before a renumbering had to say
-const editor = document.body.dataset.role !== "viewer";
 
 const grid = document.getElementById("grid");
 const byId = (id) => document.getElementById(id);
@@ -23,11 +22,9 @@ let pages = 1;
 let members = []; // this page's members, as the API gives them
 let cluster = null; // this cluster, as the API gives it
 let clusteringId = null; // the grouping the page shows: a change means the numbers changed
-const selected = new Map(); // "source:frame" -> [source, frame], kept across pages
-let anchor = null; // index on this page of the last thumbnail clicked: shift-click's start
-let busy = false;
-
-const keyOf = (frame) => `${frame.source}:${frame.frame}`;
+const act = actions("#cluster-tools button, #label-form button", showError, markSelection);
+const selection = new GallerySelection(grid, { pageFrames: () => members.map((member) => member.frame),
+  count: byId("selected-count"), changed: enableSelectionButtons });
 
 // --- messages ---
 
@@ -76,7 +73,7 @@ async function loadPage() {
   pages = data.pages;
   page = Math.min(data.page, pages);
   members = data.members;
-  anchor = null;
+  selection.newPage();
   history.replaceState(null, "", galleryUrl(clusterId, page) + location.hash);
   showHead(data);
   showMembers();
@@ -110,9 +107,7 @@ function showHead(data) {
   document.title = `Cluster ${cluster.id}${cluster.label === null ? "" : ` (${cluster.label})`} · ` +
     document.title.split(" · ").slice(1).join(" · ");
   byId("map-link").href = mapLink(cluster);
-  byId("page-of").textContent = `page ${page} of ${pages} · ${data.count} member(s)`;
-  byId("page-prev").disabled = page <= 1;
-  byId("page-next").disabled = page >= pages;
+  showPager(page, pages, `page ${page} of ${pages} · ${data.count} member(s)`);
 }
 
 // The map centred on the cluster, at a zoom where its outline fills a good part of the window.
@@ -139,161 +134,38 @@ function showMembers() {
 }
 
 function memberElement(member, index) {
-  const frame = member.frame;
-  const when = clock(frame.time);
-  const item = element("div", { className: "member", role: "option", tabIndex: index === 0 ? 0 : -1 });
-  item.dataset.index = index;
-  item.dataset.key = keyOf(frame);
-  item.classList.toggle("outlier", member.outlier);
-  const image = element("img", { src: frame.image, alt: `${frame.name} at ${when}`, loading: "lazy", draggable: false });
-  const thumb = element("div", { className: "thumb" }, image, element("span", { className: "check", textContent: "✓" }));
-  thumb.querySelector(".check").setAttribute("aria-hidden", "true");
-  if (member.outlier) thumb.append(element("span", { className: "outlier-mark", textContent: "outlier" }));
-  const caption = element("div", { className: "caption" },
-    element("span", { className: "name", textContent: frame.name, title: frame.name }),
-    element("span", { className: "time", textContent: when }));
   const chips = element("div", { className: "chips" });
   if (member.label !== null) {
     const chip = element("span", { className: "chip", textContent: member.label, title: `label: ${member.label}` });
     chip.classList.toggle("other", cluster.label !== null && member.label !== cluster.label);
     chips.append(chip);
   }
-  item.append(thumb, caption, chips);
-  item.title = `${frame.name} at ${when}` + (member.label !== null ? ` · ${member.label}` : "") +
-    (member.outlier ? " · outlier" : "") + ` · distance to the exemplar ${member.distance.toFixed(3)}`;
+  const item = galleryItem(member.frame, index, chips);
+  item.classList.toggle("outlier", member.outlier);
+  if (member.outlier) {
+    item.querySelector(".thumb").append(element("span", { className: "outlier-mark", textContent: "outlier" }));
+  }
+  item.title += (member.label !== null ? ` · ${member.label}` : "") + (member.outlier ? " · outlier" : "") +
+    ` · distance to the exemplar ${member.distance.toFixed(3)}`;
   return item;
 }
 
-// --- selection ---
-
-function memberItems() {
-  return [...grid.querySelectorAll(".member")];
-}
-
-function setSelected(member, on) {
-  const key = keyOf(member.frame);
-  if (on) selected.set(key, [member.frame.source, member.frame.frame]);
-  else selected.delete(key);
-}
+// --- selection (common.js: GallerySelection) ---
 
 function markSelection() {
-  for (const item of memberItems()) {
-    const on = selected.has(item.dataset.key);
-    item.classList.toggle("selected", on);
-    item.setAttribute("aria-selected", on ? "true" : "false");
-  }
-  const elsewhere = [...selected.keys()].filter((key) => !members.some((m) => keyOf(m.frame) === key)).length;
-  byId("selected-count").textContent = `${selected.size} selected` + (elsewhere ? ` (${elsewhere} on other pages)` : "");
-  const none = selected.size === 0 || busy;
+  selection.mark();
+}
+
+function enableSelectionButtons() {
+  const none = selection.selected.size === 0 || act.busy();
   byId("label-selected").disabled = none;
   byId("unlabel-selected").disabled = none;
   byId("label-videos").disabled = none;
-  byId("select-clear").disabled = selected.size === 0;
+  byId("select-clear").disabled = selection.selected.size === 0;
 }
 
-function choose(index, { range = false } = {}) {
-  if (range && anchor !== null) {
-    const [from, to] = anchor < index ? [anchor, index] : [index, anchor];
-    for (let i = from; i <= to; i++) setSelected(members[i], true);
-  } else {
-    setSelected(members[index], !selected.has(keyOf(members[index].frame)));
-  }
-  anchor = index;
-  markSelection();
-}
-
-let suppressClick = false; // the click that ends a box selection selects nothing more
-
-grid.addEventListener("click", (event) => {
-  if (suppressClick) return;
-  const item = event.target.closest(".member");
-  if (!item) return;
-  choose(+item.dataset.index, { range: event.shiftKey });
-  focusItem(item);
-});
-
-function focusItem(item) {
-  for (const other of memberItems()) other.tabIndex = -1;
-  item.tabIndex = 0;
-  item.focus({ preventScroll: false });
-}
-
-// The keyboard: arrows move, space or enter toggles (with shift: the range), ctrl+A all.
-grid.addEventListener("keydown", (event) => {
-  const item = event.target.closest(".member");
-  if (!item) return;
-  const items = memberItems();
-  const index = +item.dataset.index;
-  const columns = getComputedStyle(grid).gridTemplateColumns.split(" ").length;
-  const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns,
-    Home: -index, End: items.length - 1 - index };
-  if (event.key in moves) {
-    const next = items[Math.max(0, Math.min(items.length - 1, index + moves[event.key]))];
-    focusItem(next);
-    if (event.shiftKey) choose(+next.dataset.index, { range: true });
-    event.preventDefault();
-  } else if (event.key === " " || event.key === "Enter") {
-    choose(index, { range: event.shiftKey });
-    event.preventDefault();
-  } else if (event.key === "a" && (event.ctrlKey || event.metaKey)) {
-    selectPage();
-    event.preventDefault();
-  }
-});
-
-function selectPage() {
-  for (const member of members) setSelected(member, true);
-  markSelection();
-}
-
-// Box selection: press anywhere on the grid (on a thumbnail too) and drag.
-let drag = null;
-
-grid.addEventListener("pointerdown", (event) => {
-  if (event.button !== 0 || event.pointerType === "touch") return; // touch scrolls
-  drag = { x: event.pageX, y: event.pageY, additive: event.shiftKey, base: new Map(selected), box: null };
-});
-
-document.addEventListener("pointermove", (event) => {
-  if (!drag) return;
-  if (!drag.box) {
-    if (Math.hypot(event.pageX - drag.x, event.pageY - drag.y) < 6) return; // still a click
-    drag.box = element("div", { className: "select-box" });
-    grid.append(drag.box);
-  }
-  event.preventDefault();
-  const area = { left: Math.min(drag.x, event.pageX), right: Math.max(drag.x, event.pageX),
-    top: Math.min(drag.y, event.pageY), bottom: Math.max(drag.y, event.pageY) };
-  const origin = grid.getBoundingClientRect();
-  Object.assign(drag.box.style, {
-    left: `${area.left - origin.left - scrollX}px`, top: `${area.top - origin.top - scrollY}px`,
-    width: `${area.right - area.left}px`, height: `${area.bottom - area.top}px` });
-  selected.clear();
-  if (drag.additive) for (const [key, value] of drag.base) selected.set(key, value);
-  for (const item of memberItems()) {
-    const r = item.getBoundingClientRect();
-    const touches = r.left + scrollX <= area.right && r.right + scrollX >= area.left &&
-      r.top + scrollY <= area.bottom && r.bottom + scrollY >= area.top;
-    if (touches) setSelected(members[+item.dataset.index], true);
-  }
-  markSelection();
-});
-
-document.addEventListener("pointerup", () => {
-  if (drag && drag.box) {
-    drag.box.remove();
-    suppressClick = true;
-    setTimeout(() => { suppressClick = false; }, 0); // past the click this release makes
-  }
-  drag = null;
-});
-
-byId("select-page").addEventListener("click", selectPage);
-byId("select-clear").addEventListener("click", () => {
-  selected.clear();
-  anchor = null;
-  markSelection();
-});
+byId("select-page").addEventListener("click", () => selection.selectPage());
+byId("select-clear").addEventListener("click", () => selection.clear());
 
 // --- pages ---
 
@@ -318,34 +190,6 @@ async function loadLabels() {
   byId("undo").title = next ? `undo the collection's last change: ${next.description} (${next.who || "someone"})`
     : "nothing to undo";
   return data;
-}
-
-function actionElement(action) {
-  const when = new Date(action.created_at).toLocaleString();
-  const item = element("li", { className: action.undone_at ? "undone" : "" },
-    element("span", { className: "what", textContent: action.description }),
-    element("span", { className: "who", textContent: ` · ${action.who || "someone"} · ${when}` }));
-  if (action.undone_at) item.append(element("span", { className: "badge", textContent: "undone" }));
-  return item;
-}
-
-// Runs a change with the buttons held and any error said in the message area.
-async function act(work) {
-  if (busy) return;
-  busy = true;
-  showError("");
-  const buttons = [...document.querySelectorAll("#cluster-tools button, #label-form button")];
-  const before = buttons.map((b) => b.disabled);
-  buttons.forEach((b) => { b.disabled = true; });
-  try {
-    await work();
-  } catch (error) {
-    showError(errorText(error));
-  } finally {
-    busy = false;
-    buttons.forEach((b, i) => { b.disabled = before[i]; });
-    markSelection();
-  }
 }
 
 function labelName() {
@@ -377,25 +221,25 @@ byId("label-form").addEventListener("submit", (event) => {
   event.preventDefault();
   act(async () => {
     const name = labelName();
-    const action = await postJSON(labelsApi, { label: name, frames: [...selected.values()] });
-    selected.clear();
+    const action = await postJSON(labelsApi, { label: name, frames: selection.frames() });
+    selection.selected.clear();
     await afterLabelling(action);
   });
 });
 
 byId("unlabel-selected").addEventListener("click", () => act(async () => {
-  const action = await postJSON(labelsApi, { label: null, frames: [...selected.values()] });
-  selected.clear();
+  const action = await postJSON(labelsApi, { label: null, frames: selection.frames() });
+  selection.selected.clear();
   await afterLabelling(action);
 }));
 
 // Every frame of the selected frames' videos, one action per video (each undone on its own).
 byId("label-videos").addEventListener("click", () => act(async () => {
   const name = labelName();
-  const sources = [...new Set([...selected.values()].map(([source]) => source))];
+  const sources = [...new Set(selection.frames().map(([source]) => source))];
   let changed = 0;
   for (const source of sources) changed += (await postJSON(labelsApi, { label: name, source })).frames;
-  selected.clear();
+  selection.selected.clear();
   showNote(`Done: labelled every frame of ${sources.length} video(s) as '${name}' (${changed} frame(s) changed).`);
   await Promise.all([loadPage(), loadLabels()]);
 }));
@@ -470,7 +314,7 @@ async function goToRegrouped(before, done) {
 // --- start ---
 
 async function start() {
-  if (!editor) for (const node of document.querySelectorAll(".editor-only")) node.hidden = true;
+  hideEditorOnly();
   const saved = sessionStorage.getItem(NOTE_KEY);
   if (saved) {
     sessionStorage.removeItem(NOTE_KEY);

@@ -1,5 +1,5 @@
 // One collection: its jobs, its clusters (each opening its gallery; editors group again),
-// its labels (export, import), then every source as a card with a thumbnail (its middle
+// its labels (export, import), its tagger (tagger.js), then every source as a card with a thumbnail (its middle
 // frame), status, and the error or warning that explains a failure.
 "use strict";
 
@@ -70,7 +70,7 @@ async function refresh() {
   const seen = jobs.results.map((job) => `${job.id}:${job.finished_at || ""}`).join(",");
   if (seen !== jobsSeen) { // a job started or ended: the clusters and labels may be new
     jobsSeen = seen;
-    await Promise.all([showClusters(), showLabels()]);
+    await Promise.all([showClusters(), showLabels(), showTagger()]);
   }
   scheduleRefresh(busy ? 1000 : 10000);
 }
@@ -145,12 +145,6 @@ function showMethodFields() {
   }
 }
 
-function clusterMessage(text) {
-  const box = document.getElementById("cluster-message");
-  box.textContent = text;
-  box.hidden = !text;
-}
-
 document.getElementById("cluster-form").addEventListener("change", showMethodFields);
 document.getElementById("cluster-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -162,19 +156,8 @@ document.getElementById("cluster-form").addEventListener("submit", async (event)
     if (form.elements.preference.value !== "") body.preference = parseFloat(form.elements.preference.value);
     body.damping = parseFloat(form.elements.damping.value);
   }
-  clusterMessage("");
-  button.disabled = true;
-  try {
-    const box = document.getElementById("cluster-job");
-    const job = await followJob(await postJSON(clustersApi, body), box);
-    if (job.status !== "succeeded") clusterMessage(job.error || `The clustering ended ${job.status}.`);
-    else box.replaceChildren();
-    await Promise.all([showClusters(), showLabels()]);
-  } catch (error) {
-    clusterMessage(errorText(error));
-  } finally {
-    button.disabled = false;
-  }
+  await runJob(button, document.getElementById("cluster-job"), document.getElementById("cluster-message"),
+    () => postJSON(clustersApi, body), () => Promise.all([showClusters(), showLabels()]).catch(console.error));
 });
 
 document.querySelector("#clusters-more button").addEventListener("click", () => {
@@ -212,7 +195,7 @@ document.getElementById("import-form").addEventListener("submit", async (event) 
       textContent: `${done.labelled} labelled, ${done.skipped.length} skipped` }));
     if (rows.length) result.append(element("ul", { className: "skipped-rows" }, ...rows));
     form.reset();
-    await Promise.all([showLabels(), showClusters()]);
+    await Promise.all([showLabels(), showClusters(), showTagger()]);
   } catch (error) {
     result.replaceChildren(element("p", { className: "error", textContent: errorText(error) }));
   } finally {
@@ -220,9 +203,7 @@ document.getElementById("import-form").addEventListener("submit", async (event) 
   }
 });
 
-if (document.body.dataset.role === "viewer") {
-  for (const node of document.querySelectorAll(".editor-only")) node.hidden = true;
-}
+hideEditorOnly();
 
 document.querySelector("#more button").addEventListener("click", () => {
   shown += pageSize;

@@ -126,6 +126,26 @@ async function followJob(job, box) {
   }
 }
 
+// A form's button starts a job: the button is held until the job ends, the job shown in `box`
+// with its progress (cleared when it succeeds), and a refusal or a job that did not succeed
+// said in `message` (hidden when there is nothing to say). `start()` posts and returns the
+// job; `after()` redraws what the job changed.
+async function runJob(button, box, message, start, after) {
+  message.hidden = true;
+  button.disabled = true;
+  try {
+    const job = await followJob(await start(), box);
+    if (job.status !== "succeeded") throw new Error(job.error || `The ${job.kind} job ended ${job.status}.`);
+    box.replaceChildren();
+  } catch (error) {
+    message.textContent = errorText(error);
+    message.hidden = false;
+  } finally {
+    button.disabled = false;
+    await after();
+  }
+}
+
 const FILES_SHOWN = 10; // then "and N more", which opens the rest
 const openFileLists = new Set(); // those the user opened stay open as the page redraws the job
 
@@ -230,4 +250,223 @@ function randomWeightsBadge() {
   badge.title = "XCEPTION_WEIGHTS=random: for tests and demos; similar frames are grouped by colour and texture only";
   badge.textContent = "random weights: demo map";
   return badge;
+}
+
+// --- galleries: pages of frame thumbnails to select (a cluster's members, the frames to review) ---
+
+function frameKey(frame) {
+  return `${frame.source}:${frame.frame}`;
+}
+
+// A frame's thumbnail: its image with a check mark, its video's name and time; `below`
+// (elements: chips) under them. Selection finds it by data-index (its place on the page).
+function galleryItem(frame, index, ...below) {
+  const when = clock(frame.time);
+  const item = element("div", { className: "member", role: "option", tabIndex: index === 0 ? 0 : -1,
+    title: `${frame.name} at ${when}` });
+  item.dataset.index = index;
+  item.dataset.key = frameKey(frame);
+  const check = element("span", { className: "check", textContent: "✓" });
+  check.setAttribute("aria-hidden", "true");
+  item.append(element("div", { className: "thumb" },
+    element("img", { src: frame.image, alt: `${frame.name} at ${when}`, loading: "lazy", draggable: false }), check),
+  element("div", { className: "caption" },
+    element("span", { className: "name", textContent: frame.name, title: frame.name }),
+    element("span", { className: "time", textContent: when })), ...below);
+  return item;
+}
+
+// The selection of a gallery's `grid`: a click toggles a thumbnail, shift-click selects the
+// range from the last one clicked, a rectangle dragged over the grid every one it touches
+// (shift adds to the selection); arrows move, space or enter toggles (with shift: the range),
+// ctrl+A takes the page. Frames stay selected across pages. `pageFrames()` gives the frames
+// of the page shown, in the grid's order; `count` (an element) says how many are selected;
+// `changed()` follows every change.
+class GallerySelection {
+  constructor(grid, { pageFrames, count, changed = () => {} }) {
+    Object.assign(this, { grid, pageFrames, count, changed });
+    this.selected = new Map(); // "source:frame" -> [source, frame]
+    this.anchor = null; // index on the page of the last thumbnail clicked: shift-click's start
+    this.drag = null;
+    this.suppressClick = false; // the click that ends a box selection selects nothing more
+    grid.addEventListener("click", (event) => this.onClick(event));
+    grid.addEventListener("keydown", (event) => this.onKey(event));
+    grid.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0 || event.pointerType === "touch") return; // touch scrolls
+      this.drag = { x: event.pageX, y: event.pageY, additive: event.shiftKey, base: new Map(this.selected), box: null };
+    });
+    document.addEventListener("pointermove", (event) => this.onDrag(event));
+    document.addEventListener("pointerup", () => {
+      if (this.drag && this.drag.box) {
+        this.drag.box.remove();
+        this.suppressClick = true;
+        setTimeout(() => { this.suppressClick = false; }, 0); // past the click this release makes
+      }
+      this.drag = null;
+    });
+  }
+
+  items() {
+    return [...this.grid.querySelectorAll(".member")];
+  }
+
+  frames() {
+    return [...this.selected.values()];
+  }
+
+  set(frame, on) {
+    if (on) this.selected.set(frameKey(frame), [frame.source, frame.frame]);
+    else this.selected.delete(frameKey(frame));
+  }
+
+  // Shows the selection on the thumbnails and in `count`; to call after the grid is redrawn.
+  mark() {
+    for (const item of this.items()) {
+      const on = this.selected.has(item.dataset.key);
+      item.classList.toggle("selected", on);
+      item.setAttribute("aria-selected", on ? "true" : "false");
+    }
+    const shown = new Set(this.pageFrames().map(frameKey));
+    const elsewhere = [...this.selected.keys()].filter((key) => !shown.has(key)).length;
+    this.count.textContent = `${this.selected.size} selected` + (elsewhere ? ` (${elsewhere} on other pages)` : "");
+    this.changed();
+  }
+
+  newPage() {
+    this.anchor = null;
+  }
+
+  clear() {
+    this.selected.clear();
+    this.anchor = null;
+    this.mark();
+  }
+
+  selectPage() {
+    for (const frame of this.pageFrames()) this.set(frame, true);
+    this.mark();
+  }
+
+  choose(index, { range = false } = {}) {
+    const frames = this.pageFrames();
+    if (range && this.anchor !== null) {
+      const [from, to] = this.anchor < index ? [this.anchor, index] : [index, this.anchor];
+      for (let i = from; i <= to; i++) this.set(frames[i], true);
+    } else {
+      this.set(frames[index], !this.selected.has(frameKey(frames[index])));
+    }
+    this.anchor = index;
+    this.mark();
+  }
+
+  focus(item) {
+    for (const other of this.items()) other.tabIndex = -1;
+    item.tabIndex = 0;
+    item.focus({ preventScroll: false });
+  }
+
+  onClick(event) {
+    const item = event.target.closest(".member");
+    if (this.suppressClick || !item) return;
+    this.choose(+item.dataset.index, { range: event.shiftKey });
+    this.focus(item);
+  }
+
+  onKey(event) {
+    const item = event.target.closest(".member");
+    if (!item) return;
+    const items = this.items();
+    const index = +item.dataset.index;
+    const columns = getComputedStyle(this.grid).gridTemplateColumns.split(" ").length;
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns,
+      Home: -index, End: items.length - 1 - index };
+    if (event.key in moves) {
+      const next = items[Math.max(0, Math.min(items.length - 1, index + moves[event.key]))];
+      this.focus(next);
+      if (event.shiftKey) this.choose(+next.dataset.index, { range: true });
+    } else if (event.key === " " || event.key === "Enter") {
+      this.choose(index, { range: event.shiftKey });
+    } else if (event.key === "a" && (event.ctrlKey || event.metaKey)) {
+      this.selectPage();
+    } else {
+      return;
+    }
+    event.preventDefault();
+  }
+
+  onDrag(event) {
+    const drag = this.drag;
+    if (!drag) return;
+    if (!drag.box) {
+      if (Math.hypot(event.pageX - drag.x, event.pageY - drag.y) < 6) return; // still a click
+      drag.box = element("div", { className: "select-box" });
+      this.grid.append(drag.box);
+    }
+    event.preventDefault();
+    const area = { left: Math.min(drag.x, event.pageX), right: Math.max(drag.x, event.pageX),
+      top: Math.min(drag.y, event.pageY), bottom: Math.max(drag.y, event.pageY) };
+    const origin = this.grid.getBoundingClientRect();
+    Object.assign(drag.box.style, {
+      left: `${area.left - origin.left - scrollX}px`, top: `${area.top - origin.top - scrollY}px`,
+      width: `${area.right - area.left}px`, height: `${area.bottom - area.top}px` });
+    this.selected.clear();
+    if (drag.additive) for (const [key, value] of drag.base) this.selected.set(key, value);
+    const frames = this.pageFrames();
+    for (const item of this.items()) {
+      const r = item.getBoundingClientRect();
+      const touches = r.left + scrollX <= area.right && r.right + scrollX >= area.left &&
+        r.top + scrollY <= area.bottom && r.bottom + scrollY >= area.top;
+      if (touches) this.set(frames[+item.dataset.index], true);
+    }
+    this.mark();
+  }
+}
+
+// The previous and next buttons of a gallery's pages and the "page 1 of 3" between them.
+function showPager(page, pages, text) {
+  document.getElementById("page-of").textContent = text;
+  document.getElementById("page-prev").disabled = page <= 1;
+  document.getElementById("page-next").disabled = page >= pages;
+}
+
+// A label action of the collection's history, as the galleries list them.
+function actionElement(action) {
+  const when = new Date(action.created_at).toLocaleString();
+  const item = element("li", { className: action.undone_at ? "undone" : "" },
+    element("span", { className: "what", textContent: action.description }),
+    element("span", { className: "who", textContent: ` · ${action.who || "someone"} · ${when}` }));
+  if (action.undone_at) item.append(element("span", { className: "badge", textContent: "undone" }));
+  return item;
+}
+
+// A page's changes, one at a time: `act(work)` runs the async `work` with the buttons that
+// `selector` matches held, says its error with `showError`, then calls `after()` (which sets
+// the buttons as the selection allows: `act.busy()` is still true then, false after).
+function actions(selector, showError, after) {
+  let busy = false;
+  const act = async (work) => {
+    if (busy) return;
+    busy = true;
+    showError("");
+    const buttons = [...document.querySelectorAll(selector)];
+    const before = buttons.map((b) => b.disabled);
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      await work();
+    } catch (error) {
+      showError(errorText(error));
+    } finally {
+      buttons.forEach((b, i) => { b.disabled = before[i]; });
+      busy = false;
+      after();
+    }
+  };
+  act.busy = () => busy;
+  return act;
+}
+
+// Hides what only editors may use (the server refuses viewers anyway).
+function hideEditorOnly() {
+  if (document.body.dataset.role !== "viewer") return;
+  for (const node of document.querySelectorAll(".editor-only")) node.hidden = true;
 }

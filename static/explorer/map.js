@@ -2,8 +2,9 @@
 // tiles. Hover names the frame under the pointer; a click opens the panel with the frame,
 // its video playing from that moment, its video's path, and the most similar clips.
 // The URL's hash holds the view and the selected frame: #z=3&x=0.1&y=-0.2&frame=12:340,
-// and clusters=1 while the clusters are drawn (each a tinted outline with a chip at its
-// centre that opens its gallery).
+// clusters=1 while the clusters are drawn (each a tinted outline with a chip at its
+// centre that opens its gallery), and tags=1&tag=NAME while the predicted labels are
+// (map_tags.js).
 "use strict";
 
 const mapElement = document.getElementById("map");
@@ -41,7 +42,8 @@ function readHash() {
   const view = { z: parseInt(params.get("z"), 10), x: parseFloat(params.get("x")), y: parseFloat(params.get("y")) };
   const frame = (params.get("frame") || "").match(/^(\d+):(\d+)$/);
   return { view: Number.isFinite(view.z + view.x + view.y) ? view : null,
-    frame: frame ? { source: +frame[1], frame: +frame[2] } : null, clusters: params.get("clusters") === "1" };
+    frame: frame ? { source: +frame[1], frame: +frame[2] } : null, clusters: params.get("clusters") === "1",
+    tags: params.get("tags") === "1", tag: params.get("tag") || "" };
 }
 
 function writeHash() {
@@ -49,7 +51,7 @@ function writeHash() {
   const frame = panel.dataset.frame ? `&frame=${panel.dataset.frame}` : ""; // "source:frame", kept readable
   const shown = clustersShown ? "&clusters=1" : "";
   history.replaceState(null, "",
-    `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}${shown}`);
+    `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}${shown}${tagsHash()}`);
 }
 
 // --- the map ---
@@ -90,8 +92,10 @@ function startMap() {
   }).addTo(map);
   overlays = L.layerGroup().addTo(map);
   clusterLayer = L.layerGroup().addTo(map);
-  const { view, frame, clusters: showClusters } = readHash();
+  const { view, frame, clusters: showClusters, tags, tag } = readHash();
   clustersShown = showClusters;
+  tagsShown = tags;
+  tagFilter = tag;
   new FitControl().addTo(map);
   if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom));
   else fitContent();
@@ -106,6 +110,7 @@ function startMap() {
   mapElement.focus();
   if (frame) select(`source=${frame.source}&frame=${frame.frame}`);
   loadClusters();
+  loadTags();
 }
 
 // --- clusters: a tinted outline each, and a chip at its centre that opens its gallery ---
@@ -461,8 +466,10 @@ async function poll() {
       tiles.options.maxZoom = tiles.options.maxNativeZoom = state.max_zoom;
       tiles.setUrl(state.tile_url);
       loadClusters();
+      loadTags();
     } else if (hadJobs && !current.jobs.length) {
-      loadClusters(); // a job ended: it may have grouped the map again
+      loadClusters(); // a job ended: it may have grouped the map again, or trained a tagger
+      loadTags();
     }
     hadJobs = current.jobs.length > 0;
     if (current.jobs.length) delay = 1000;

@@ -105,3 +105,15 @@ def encode_jpeg(pixels, quality=JPEG_QUALITY):
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return encoded.tobytes()
+
+
+def encode_png(pixels):
+    """PNG bytes of RGB or RGBA `pixels` (uint8)."""
+    import cv2
+
+    pixels = np.asarray(pixels)
+    order = [2, 1, 0, 3][:pixels.shape[-1]]  # OpenCV's BGR(A)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels[..., order]))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return encoded.tobytes()

@@ -141,3 +141,47 @@ def render_tile(cells, zoom, column, row, read_frame, quality=JPEG_QUALITY):
             continue
         tile[i * height:(i + 1) * height, j * width:(j + 1) * width] = resize_area(frame, width, height)
     return encode_jpeg(tile, quality)
+
+
+# --- the tagger's overlay: each cell outlined in the colour of its frame's predicted label ---
+
+# A fixed qualitative palette (Sasha Trubetskoy's 20 distinct colours), by the label's index
+# in the tagger's classes; past 20 labels the colours repeat.
+TAG_COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+               "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
+               "#808000", "#ffd8b1", "#000075", "#808080")
+DIMMED = (0, 0, 0, 170)  # RGBA over the cells of other labels, when the overlay shows one label
+
+
+def tag_colour(index):
+    return TAG_COLOURS[index % len(TAG_COLOURS)]
+
+
+def _rgba(colour):
+    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5)) + (255,)
+
+
+def render_tag_overlay(cells, zoom, column, row, predicted, only=None):
+    """RGBA pixels (TILE_HEIGHT, TILE_WIDTH, 4) to lay over tile (zoom, column, row): every
+    cell that shows a frame gets a border and a square in its top-left corner in the colour
+    of its frame's label (`predicted[map_row]`: an index into the tagger's classes); the rest
+    is transparent. With `only` (a label's index), the cells of the other labels are dimmed
+    instead, so that label's frames stand out."""
+    level, columns, rows = cells.grid.tile_cells(zoom, column, row)
+    shown = cells.lookup(level, columns, rows)
+    per_tile = shown.shape[0]
+    width, height = TILE_WIDTH // per_tile, TILE_HEIGHT // per_tile
+    border, chip = max(3, width // 20), max(12, width // 5)  # 64x36 cells: 3 and 12 pixels
+    overlay = np.zeros((TILE_HEIGHT, TILE_WIDTH, 4), np.uint8)
+    for (i, j), map_row in np.ndenumerate(shown):
+        if map_row < 0:
+            continue
+        label = int(predicted[map_row])
+        cell = overlay[i * height:(i + 1) * height, j * width:(j + 1) * width]
+        if only is not None and label != only:
+            cell[:] = DIMMED
+            continue
+        colour = _rgba(tag_colour(label))
+        cell[:border], cell[-border:], cell[:, :border], cell[:, -border:] = colour, colour, colour, colour
+        cell[:chip, :chip] = colour
+    return overlay
