@@ -19,7 +19,7 @@ from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from explorer.api_errors import error_response
+from explorer.api_errors import Conflict, error_response
 from explorer.api_params import INT64_MAX, ExactFields, StrictFloatField, StrictIntegerField
 from explorer.cluster_api import collection_or_404
 from explorer.map_api import FrameSchema, frame_json, source_info
@@ -82,6 +82,7 @@ PREDICTION = inline_serializer("Prediction", {
                responses={200: PREDICTION, 400: error_response(
                    "Not an image or video, empty, too big, over the pixel limit, or no tagger yet."),
                    404: OpenApiResponse(description="Unknown collection, or a source or frame it does not have."),
+                   409: error_response("The tagger's predictions for the current map are being made."),
                    503: error_response("The predict worker is not running.")})
 @api_view(["POST"])
 @parser_classes([MultiPartParser, JSONParser])
@@ -112,8 +113,7 @@ def _predict_frame(collection, tagger, query):
     row = int(path["rows"][np.argmin(np.abs(path["times"] - query["timestamp"]))])
     _, probabilities = current_predictions(collection, current.version)
     if probabilities is None:
-        raise exceptions.ValidationError({"detail": "the tagger's predictions for the current map are being made: "
-                                                    "ask again in a moment"})
+        raise Conflict("the tagger's predictions for the current map are being made: ask again in a moment")
     distances, rows = current.neighbours.search(current.vectors[row], NEAREST + 1)
     keep = rows[0] != row
     return {"data": label_scores(tagger, probabilities[row], query["top"]), "kind": "frame", "seconds": [],

@@ -129,6 +129,10 @@ def fuzz_config(map_collection):
     # source,timestamp,label) it cannot state, and a file without them is refused (400).
     lines += ["[[operations]]", 'include-name = "POST /api/collections/{id}/labels/import/"',
               'checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]']
+    # A photo or video to tag is a binary part to the schema too: a file that is not one is
+    # refused (400), as is a frame of a collection without a tagger yet.
+    lines += ["[[operations]]", 'include-name = "POST /api/collections/{id}/predict/"',
+              'checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]']
     # Each retraining of the map costs the worker half a minute: the fuzzer asks to train
     # a collection without frames (409), the map's own retraining is tested elsewhere.
     lines += ["[[operations]]", 'include-name = "POST /api/collections/{id}/train/"',
