@@ -34,7 +34,7 @@ def env_bool(name, default=False):
     raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use true/false, 1/0, yes/no or on/off")
 
 
-def env_int(name, default, minimum=None):
+def env_int(name, default, minimum=None, maximum=None):
     value = _raw(name, None)
     if value is None:
         return default
@@ -42,7 +42,7 @@ def env_int(name, default, minimum=None):
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
-    return _within(name, number, minimum)
+    return _within(name, number, minimum, maximum)
 
 
 def _within(name, number, minimum, maximum=None):

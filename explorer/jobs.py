@@ -6,7 +6,7 @@ marked `reused`, instead of queuing another."""
 from contextlib import contextmanager
 
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import F
 
 from explorer.models import Collection, Job
 from workers import lifecycle, stages
@@ -114,21 +114,19 @@ def start_cluster_edit(collection, edit, user=None):
         return _open_identical(collection, Job.Kind.CLUSTER, params) or _create(collection, Job.Kind.CLUSTER, params)
 
 
-def start_tagging(collection, head="softmax"):
+def start_tagging(collection, head="softmax", fine_tune=False):
     """Train a tagger with a `head` (workers/pipeline/tagger.py HEADS) on the collection's
-    labels, then tag every frame of its map; or return the identical training already
-    queued or running. NotReady when there is no map or too few labels (saying how many
-    more are needed)."""
-    from explorer.models import FrameLabel
-    from workers.pipeline.tagger import TaggerError, check_labels
+    labels, then tag every frame of its map; with `fine_tune`, also fine-tune the top blocks
+    of Xception and report them beside it. Or return the identical training already queued
+    or running. NotReady when there is no map or too few labels (saying how many more are
+    needed)."""
+    from explorer.labels import tagger_readiness
 
     current_map(collection)
-    counts = FrameLabel.objects.filter(collection=collection).values_list("label__name").annotate(n=Count("pk"))
-    try:
-        check_labels(dict(counts))
-    except TaggerError as error:
-        raise NotReady(str(error)) from None
-    params = {"head": head}
+    _, needed = tagger_readiness(collection)
+    if needed:
+        raise NotReady(needed)
+    params = {"head": head, **({"fine_tune": True} if fine_tune else {})}
     with _one_start_at_a_time(collection):
         return _open_identical(collection, Job.Kind.TAG, params) or _create(collection, Job.Kind.TAG, params)
 

@@ -158,6 +158,22 @@ def source_frames(source):
     return np.asarray(index["frame"]), np.asarray(index["time"])
 
 
+def tagger_readiness(collection):
+    """({label name: labelled frames}, what is missing to train a tagger on them: empty when
+    nothing is; workers/pipeline/tagger.py check_labels says how many more are needed)."""
+    from django.db.models import Count
+
+    from workers.pipeline.tagger import TaggerError, check_labels
+
+    counts = dict(FrameLabel.objects.filter(collection=collection).values_list("label__name").annotate(
+        n=Count("pk")).order_by("label__name"))
+    try:
+        check_labels(counts)
+    except TaggerError as error:
+        return counts, str(error)
+    return counts, ""
+
+
 def frames_of_rows(snapshot, rows):
     """(source, frame) of each map row."""
     index = snapshot.index

@@ -19,11 +19,12 @@ from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from explorer.api_errors import Conflict, error_response
+from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, ExactFields, StrictFloatField, StrictIntegerField
 from explorer.cluster_api import collection_or_404
 from explorer.map_api import FrameSchema, frame_json, source_info
-from explorer.predictions import current_predictions, head_of, label_scores
+from explorer.prediction_api import ScoreSchema, require_predictions
+from explorer.predictions import collection_precision, head_of, label_ids, label_scores
 from explorer.served_maps import snapshot
 from workers.pipeline.arrays import read_manifest
 from workers.predictor import PredictorUnavailable, describe
@@ -52,12 +53,6 @@ class PredictFrame(ExactFields, serializers.Serializer):
     timestamp = StrictFloatField(min_value=0, max_value=1e9,
                                  help_text="...and a time in it, in seconds (its nearest sampled frame).")
     top = StrictIntegerField(required=False, min_value=1, max_value=1000, default=3, help_text=TOP_HELP)
-
-
-class ScoreSchema(serializers.Serializer):
-    id = serializers.CharField(allow_null=True, help_text="The label's id (null if it was deleted since).")
-    name = serializers.CharField()
-    probability = serializers.FloatField()
 
 
 class NearestSchema(serializers.Serializer):
@@ -90,6 +85,7 @@ def predict(request, pk):
     """The tagger's labels for a photo or video, or for a frame of the collection, with the
     collection's most similar frames. Viewers may ask: it changes nothing."""
     collection = collection_or_404(pk)
+    _refuse_oversized(request)
     frame = request.content_type.split(";")[0].strip().lower() == "application/json"
     body = (PredictFrame if frame else PredictUpload)(data=request.data)
     body.is_valid(raise_exception=True)
@@ -105,15 +101,25 @@ def predict(request, pk):
     return Response(answer)
 
 
+def _refuse_oversized(request):
+    """400 before the body is read when it says it is larger than an upload may be."""
+    limit = settings.PREDICT_MAX_UPLOAD_MB
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit * 1024 * 1024 + 64 * 1024:  # the file and its multipart headers
+        raise exceptions.ValidationError({"detail": f"the request is {length / 2**20:.1f} MB, over the limit of "
+                                                    f"{limit} MB for a file (PREDICT_MAX_UPLOAD_MB)"})
+
+
 def _predict_frame(collection, tagger, query):
     current = snapshot(collection)
     path = current.path(query["source"]) if current is not None else None
     if path is None:
         raise exceptions.NotFound(f"source {query['source']} is not on the collection's map")
     row = int(path["rows"][np.argmin(np.abs(path["times"] - query["timestamp"]))])
-    _, probabilities = current_predictions(collection, current.version)
-    if probabilities is None:
-        raise Conflict("the tagger's predictions for the current map are being made: ask again in a moment")
+    _, _, probabilities = require_predictions(collection)
     distances, rows = current.neighbours.search(current.vectors[row], NEAREST + 1)
     keep = rows[0] != row
     return {"data": label_scores(tagger, probabilities[row], query["top"]), "kind": "frame", "seconds": [],
@@ -144,7 +150,7 @@ def _predict_upload(collection, tagger, upload, top):
             raise exceptions.ValidationError({"detail": str(error).replace(str(path), name)}) from None
     crops = np.stack([crop for frame in frames for crop in left_and_right_squares(frame, CROP)])
     try:
-        described = describe(crops, _precision(collection), settings.PREDICT_ADDRESS, settings.SECRET_KEY,
+        described = describe(crops, collection_precision(collection), settings.PREDICT_ADDRESS, settings.SECRET_KEY,
                              timeout=settings.PREDICT_TIMEOUT)
     except PredictorUnavailable as error:
         raise Unavailable(str(error)) from None
@@ -153,7 +159,8 @@ def _predict_upload(collection, tagger, upload, top):
     answer = {"data": label_scores(tagger, probabilities.mean(axis=0), top), "kind": kind, "seconds": [],
               "nearest": _nearest_to(collection, features.mean(axis=0, keepdims=True))}
     if kind == "video":
-        answer["seconds"] = [{"time": round(float(t), 3), "data": label_scores(tagger, p, top)}
+        ids = label_ids(tagger)
+        answer["seconds"] = [{"time": round(float(t), 3), "data": label_scores(tagger, p, top, ids)}
                              for t, p in zip(times, probabilities)]
     return answer
 
@@ -162,12 +169,6 @@ def _safe_suffix(name):
     """The upload's extension, if it is a plain one (it tells a photo from a video)."""
     suffix = Path(name).suffix.lower()
     return suffix if suffix[1:].isalnum() and len(suffix) <= 6 else ""
-
-
-def _precision(collection):
-    """The precision the collection's features were made in: the upload's must match."""
-    state = read_manifest(collection.models_dir, "pca") or {}
-    return state.get("precision", "float32")
 
 
 def _nearest_to(collection, features):

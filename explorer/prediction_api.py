@@ -110,7 +110,7 @@ def _paged(common):
             "pages": serializers.IntegerField(), **common}
 
 
-def _predictions(collection):
+def require_predictions(collection):
     """(map, tagger, probabilities), or 409 saying what is missing."""
     current = require_snapshot(collection)
     tagger, probabilities = current_predictions(collection, current.version)
@@ -159,7 +159,7 @@ def predictions(request, pk):
     frame in map order, the frames predicted as a label, or those that need review."""
     collection = collection_or_404(pk)
     query = validated_query(request, PredictionsQuery)
-    current, tagger, probabilities = _predictions(collection)
+    current, tagger, probabilities = require_predictions(collection)
     label = _class_index(tagger, query.get("label"))
     predicted, best = predicted_labels(tagger, current.version)
     names = dict(Label.objects.filter(collection=collection).values_list("pk", "name"))
@@ -176,10 +176,12 @@ def predictions(request, pk):
 
 
 @functools.lru_cache(maxsize=8)
-def _video_means(directory, written, current):
+def _video_means(directory, written, version, spans):
+    """Keyed by the map's version and its spans, not its snapshot: a cached snapshot would keep
+    an evicted map's memmaps and faiss index alive."""
     from workers.pipeline.arrays import open_array
 
-    return source_means(open_array(directory, "probabilities"), current.spans)
+    return source_means(open_array(directory, "probabilities"), spans)
 
 
 @extend_schema(parameters=[VideosQuery], responses={200: inline_serializer("VideoPredictions", _paged({
@@ -193,10 +195,11 @@ def video_predictions(request, pk):
 
     collection = collection_or_404(pk)
     query = validated_query(request, VideosQuery)
-    current, tagger, _ = _predictions(collection)
+    current, tagger, _ = require_predictions(collection)
     label = _class_index(tagger, query.get("label"))
     directory = tagger.predictions_dir(current.version)
-    means = _video_means(str(directory), (directory / "probabilities.json").stat().st_mtime_ns, current)
+    means = _video_means(str(directory), (directory / "probabilities.json").stat().st_mtime_ns, current.version,
+                         current.spans)
     tops = means.argmax(axis=1) if len(means) else np.zeros(0, np.int64)
     positions = np.arange(len(means))
     if label is not None:

@@ -19,6 +19,15 @@ NO_LABEL = -1  # in `given`: a frame nobody labelled
 UNKNOWN_LABEL = -2  # in `given`: a label the tagger was not trained on (given since)
 
 
+def collection_precision(collection):
+    """The precision of the collection's features (its PCA was fitted on features in it), or
+    None before it has any: what a tagger's inputs must be made in."""
+    from workers.pipeline.arrays import read_manifest
+
+    state = read_manifest(collection.models_dir, "pca")
+    return state.get("precision") if state else None
+
+
 def current_predictions(collection, map_version=None):
     """(tagger, probabilities (frames, labels)) of the collection's tagger for a map version
     (the current map by default); (tagger or None, None) while there are none for it: no

@@ -70,9 +70,9 @@ CLUSTER_OVER = env_choice("CLUSTER_OVER", "clips", ("clips", "frames"))
 # `manage.py predictor`) at PREDICT_ADDRESS (a socket path, or host:port) for the features of
 # an upload of at most PREDICT_MAX_UPLOAD_MB; of a video it reads PREDICT_MAX_VIDEO_SECONDS.
 PREDICT_ADDRESS = env_str("PREDICT_ADDRESS", str(DATA_DIR / "predictor.sock"))
-PREDICT_TIMEOUT = env_float("PREDICT_TIMEOUT", 60.0, minimum=1.0)
+PREDICT_TIMEOUT = env_float("PREDICT_TIMEOUT", 30.0, minimum=1.0)  # under gunicorn's 60 s in docker/
 PREDICT_MAX_UPLOAD_MB = env_int("PREDICT_MAX_UPLOAD_MB", 50, minimum=1)
-PREDICT_MAX_VIDEO_SECONDS = env_int("PREDICT_MAX_VIDEO_SECONDS", 60, minimum=1)
+PREDICT_MAX_VIDEO_SECONDS = env_int("PREDICT_MAX_VIDEO_SECONDS", 60, minimum=1, maximum=256)  # 2 crops a second
 # The tagger's review (explorer/prediction_api.py): an unlabelled frame whose most probable
 # label is less probable than this needs a person's look.
 TAGGER_REVIEW_BELOW = env_float("TAGGER_REVIEW_BELOW", 0.6, minimum=0.0, maximum=1.0)

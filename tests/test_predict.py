@@ -117,9 +117,15 @@ def test_bad_uploads_get_a_clear_400_and_leave_nothing(client, tagged, predictor
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
     (tmp_path / "huge.mp4").write_bytes(np.random.default_rng(0).bytes(1_200_000))
     still_photo(tmp_path / "wide.png", "testsrc2", size="800x600")
+    from PIL import Image, PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("comment", "x" * 3_000_000, zip=True)  # compresses to little, decompresses past Pillow's limit
+    Image.new("RGB", (8, 8)).save(tmp_path / "text.png", pnginfo=text)
     expected = {"empty.jpg": "empty.jpg: empty file (0 bytes)", "notes.txt": "notes.txt: not a video or photo",
                 "broken.jpg": "broken.jpg: not a readable image", "huge.mp4": "over the limit of 1 MB",
-                "wide.png": "wide.png: image is larger than the limit of 100,000 pixels"}
+                "wide.png": "wide.png: image is larger than the limit of 100,000 pixels",
+                "text.png": "text.png: not a readable image"}
     before, temporary = files_under(tagged.data_dir), files_under(tempfile.gettempdir())
     for name, reason in expected.items():
         with open(tmp_path / name, "rb") as handle:
@@ -183,6 +189,10 @@ def test_the_predict_worker_batches_requests_that_arrive_together(tmp_path, monk
     def ask(i):
         results[i] = predict_worker.describe(crops[i], "float32", address, "secret")
 
+    import socket
+
+    silent = socket.socket(socket.AF_UNIX)  # connects and says nothing: it must not hold up the others
+    silent.connect(address)
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
     threads[0].start()
     while not calls:
@@ -200,6 +210,7 @@ def test_the_predict_worker_batches_requests_that_arrive_together(tmp_path, monk
     with pytest.raises(predict_worker.PredictorUnavailable, match="same DJANGO_SECRET_KEY"):
         predict_worker.describe(crops[0], "float32", address, "wrong secret")
     np.testing.assert_array_equal(predict_worker.describe(crops[1], "float32", address, "secret"), results[1])
+    silent.close()
     server.close()
 
 

@@ -103,6 +103,33 @@ def test_a_label_with_few_frames_is_not_drowned_by_a_large_one():
     assert weighted_recall > 0.6 > plain_recall
 
 
+def test_fine_tuning_starts_exactly_where_the_frozen_head_is():
+    """Cut at the exit flow and put back under the frozen head, the network untrained for a
+    single step predicts what the frozen head predicts from the stored features."""
+    from workers.pipeline.features import XceptionFeatures
+    from workers.pipeline.fine_tune import fine_tune
+    from workers.pipeline.tagger import evaluate
+
+    rng = np.random.default_rng(5)
+    ramp = np.linspace(0, 255, 160)
+    kinds = [np.broadcast_to(ramp[None, :, None], (90, 160, 3)),  # left to right
+             np.broadcast_to(ramp[:90, None, None], (90, 160, 3)),  # top to bottom
+             np.broadcast_to(((np.arange(160) // 8) % 2 * 255)[None, :, None], (90, 160, 3))]  # stripes
+    frames = np.stack([np.clip(kinds[k] + rng.normal(0, 20, (90, 160, 3)), 0, 255)
+                       for k in range(3) for _ in range(8)]).astype(np.uint8)
+    targets = np.repeat([0, 1, 2], 8)
+    videos = np.arange(24) // 2
+    features = XceptionFeatures("random", batch_size=8, precision="float32").transform(frames).astype(np.float32)
+    held = split_by_video(targets, videos, share=0.25, seed=0)
+    head = fit_head(features[~held], targets[~held], ["a", "b", "c"])
+    frozen = evaluate(head, features[held], targets[held])
+    untouched = fine_tune(frames, targets, held, head, "random", epochs=0)
+    assert untouched["confusion"] == frozen["confusion"] and untouched["frames"] == held.sum()
+    tuned = fine_tune(frames, targets, held, head, "random", epochs=1)
+    assert tuned["epochs"] == 1 and tuned["trained_frames"] == (~held).sum()
+    assert np.array(tuned["confusion"]).sum() == held.sum()
+
+
 # --- end to end ---
 
 VIDEOS = {"bars-sd.mp4": ("smptebars", ()), "bars-hd.mp4": ("smptehdbars", ()),
@@ -195,9 +222,14 @@ def test_the_tagger_learns_the_kinds_and_tags_every_frame(client, unlabelled, dj
     assert all(1 / 3 < float(row["probability"]) <= 1 for row in rows)
 
     # The command line trains a second version and prints its validation.
-    out = manage("tag", collection.name, "--head", "dense")
+    out = manage("tag", collection.name, "--head", "dense", "--fine-tune")
     assert out.returncode == 0, out.stderr
     assert "Tagger 2 (dense head) learned 3 labels from 18 frame(s) of 6 video(s)." in out.stdout
+    held_out = validation["frames"]
+    assert (f"Fine-tuned top blocks of Xception (8 epochs on {18 - held_out} frame(s)), on the same held-out "
+            "frames: accuracy") in out.stdout
+    tuned = client.get(f"/api/collections/{collection.pk}/tagger/").json()["tagger"]["fine_tuned"]
+    assert tuned["frames"] == held_out and np.array(tuned["confusion"]).sum() == held_out
     assert "Confusion (rows: label given, columns: predicted" in out.stdout
     versions = client.get(f"/api/collections/{collection.pk}/tagger/").json()["taggers"]
     assert [(t["version"], t["head"], t["in_use"]) for t in versions] == [(2, "dense", True), (1, "softmax", False)]

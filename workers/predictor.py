@@ -10,13 +10,18 @@ raw float32 bytes. No pickle crosses the socket.
 Requests that arrive while the network is busy wait in a queue and go through together as
 one batch: four clients at once cost one pass of the network, not four in turn.
 """
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import queue
+import socket
+import struct
 import threading
+import time
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
 import numpy as np
 
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 CROP = 299  # workers/pipeline/features.py CROP; the network's input side
 MAX_BATCH = 32  # crops per pass of the network
 MAX_CROPS = 512  # per request: a request is at most a bounded video's worth of crops
+HANDSHAKE_SECONDS = 5.0  # to connect and authenticate; then reads wait as long as the request may
 
 
 class PredictorUnavailable(Exception):
@@ -32,15 +38,11 @@ class PredictorUnavailable(Exception):
 
 
 def address_of(setting):
-    """A Listener/Client address: 'host:port' -> (host, port); anything else is a socket path."""
+    """A socket address: 'host:port' -> (host, port); anything else is a Unix socket's path."""
     host, _, port = str(setting).rpartition(":")
     if host and port.isdigit() and "/" not in host:
         return host, int(port)
     return str(setting)
-
-
-def family_of(address):
-    return "AF_INET" if isinstance(address, tuple) else "AF_UNIX"
 
 
 def key_from(secret):
@@ -56,7 +58,7 @@ def describe(crops, precision, address, secret, timeout=60.0):
         raise ValueError(f"crops must be 1 to {MAX_CROPS} of {CROP}x{CROP}x3, not {crops.shape}")
     address = address_of(address)
     try:
-        connection = Client(address, family=family_of(address), authkey=key_from(secret))
+        connection = _connect(address, key_from(secret), timeout)
     except AuthenticationError:
         raise PredictorUnavailable(f"the predict worker at {address} refused this server's key: both must have "
                                    "the same DJANGO_SECRET_KEY") from None
@@ -65,7 +67,7 @@ def describe(crops, precision, address, secret, timeout=60.0):
                                    "`python manage.py predictor`") from None
     with connection:
         try:
-            connection.send_bytes(json.dumps({"precision": precision, "crops": len(crops)}).encode())
+            connection.send_bytes(json.dumps({"precision": precision, "crops": len(crops), "seconds": timeout}).encode())
             connection.send_bytes(crops.tobytes())
             if not connection.poll(timeout):
                 raise PredictorUnavailable(f"the predict worker did not answer within {timeout:.0f} s")
@@ -77,11 +79,44 @@ def describe(crops, precision, address, secret, timeout=60.0):
             raise PredictorUnavailable(f"the predict worker closed the connection ({exc})") from None
 
 
+def _socket_for(address):
+    return socket.socket(socket.AF_INET if isinstance(address, tuple) else socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+def _read_timeout(sock, seconds):
+    """Every read on the (blocking) socket gives up after `seconds`: a peer that goes silent
+    mid-handshake or mid-request cannot hold a thread for good."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", int(seconds), int(seconds % 1 * 1e6)))
+
+
+def _connect(address, key, timeout):
+    """A connection to the predict worker, authenticated both ways (multiprocessing's HMAC
+    challenge), with the connect and every read bounded in time."""
+    sock = _socket_for(address)
+    try:
+        sock.settimeout(min(timeout, HANDSHAKE_SECONDS))
+        sock.connect(address)
+        sock.settimeout(None)
+        _read_timeout(sock, timeout)
+    except BaseException:
+        sock.close()
+        raise
+    connection = Connection(sock.detach())
+    try:
+        answer_challenge(connection, key)
+        deliver_challenge(connection, key)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 # --- the server side (its own process) ---
 
 class _Request:
-    def __init__(self, precision, crops):
+    def __init__(self, precision, crops, seconds):
         self.precision, self.crops = precision, crops
+        self.deadline = time.monotonic() + seconds  # past it, its client has given up
         self.features, self.error = None, None
         self.done = threading.Event()
 
@@ -97,44 +132,62 @@ class Predictor:
         self.listener = None
 
     def serve(self, ready=None):
-        import os
-
-        if family_of(self.address) == "AF_UNIX" and os.path.exists(self.address):
-            os.unlink(self.address)  # left by a predictor that was killed
-        self.listener = Listener(self.address, family=family_of(self.address), authkey=self.key)
+        """Listen and answer until close(). Each connection is authenticated and read in a
+        thread of its own, so a slow or silent client never holds up the others."""
+        listener = _socket_for(self.address)
+        if isinstance(self.address, tuple):
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        elif os.path.exists(self.address):
+            if _listening(self.address):
+                raise RuntimeError(f"another predict worker is listening on {self.address}")
+            os.unlink(self.address)  # left by a predict worker that was killed
+        listener.bind(self.address)
+        listener.listen(64)
+        self.listener = listener
         threading.Thread(target=self._run_network, name="network", daemon=True).start()
         log.info("predict worker listening on %s", self.address)
         if ready:
             ready()
         while True:
             try:
-                connection = self.listener.accept()
-            except (OSError, EOFError, AuthenticationError) as exc:  # a client with the wrong key, or that hung up
+                client, _ = listener.accept()
+            except OSError:
                 if self.listener is None:
                     return
-                log.warning("refused a predict client: %s", exc)
                 continue
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+            threading.Thread(target=self._answer, args=(client,), daemon=True).start()
 
     def close(self):
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.close()
+            if not isinstance(self.address, tuple):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.address)
 
-    def _answer(self, connection):
-        with connection:
+    def _answer(self, client):
+        _read_timeout(client, HANDSHAKE_SECONDS)
+        with Connection(client.detach()) as connection:
+            try:
+                deliver_challenge(connection, self.key)
+                answer_challenge(connection, self.key)
+            except (OSError, EOFError, AuthenticationError) as exc:  # a wrong key, or a client that went silent
+                log.warning("refused a predict client: %s", exc)
+                return
             try:
                 header = json.loads(connection.recv_bytes(1 << 16))
                 count = int(header["crops"])
                 if not 0 < count <= MAX_CROPS:
                     raise ValueError(f"1 to {MAX_CROPS} crops per request, not {count}")
                 data = connection.recv_bytes(count * CROP * CROP * 3)
-                request = _Request(str(header["precision"]), np.frombuffer(data, np.uint8).reshape(count, CROP, CROP, 3))
-            except (OSError, EOFError, ValueError, KeyError) as exc:
+                crops = np.frombuffer(data, np.uint8).reshape(count, CROP, CROP, 3)
+                request = _Request(str(header["precision"]), crops, float(header.get("seconds", 60.0)))
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
                 self._reply(connection, {"error": f"a bad request ({exc})"})
                 return
             self.waiting.put(request)
-            request.done.wait()
+            if not request.done.wait(max(0.0, request.deadline - time.monotonic()) + 1.0):
+                return  # its client gave up; the network skips it
             if request.error:
                 self._reply(connection, {"error": request.error})
             else:
@@ -160,8 +213,14 @@ class Predictor:
                     break
                 batch.append(more)
                 crops += len(more.crops)
-            for precision in {request.precision for request in batch}:
-                self._describe([r for r in batch if r.precision == precision], precision)
+            now = time.monotonic()
+            for request in batch:
+                if request.deadline < now:
+                    request.error = "its client gave up waiting"
+                    request.done.set()
+            live = [request for request in batch if not request.done.is_set()]
+            for precision in {request.precision for request in live}:
+                self._describe([r for r in live if r.precision == precision], precision)
 
     def _describe(self, requests, precision):
         from workers.pipeline.features import WeightsError, load_xception
@@ -184,3 +243,13 @@ class Predictor:
             request.features = features[start:start + len(request.crops)].astype(np.float32)
             start += len(request.crops)
             request.done.set()
+
+
+def _listening(path):
+    """True when something accepts connections on the Unix socket at `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False

@@ -25,6 +25,7 @@ from workers.pipeline.files import NotRegularFile, media_kind, open_regular
 from workers.pipeline.images import fit_size, letterbox_photo
 
 INDEX_DTYPE = np.dtype([("frame", "<i8"), ("time", "<f8")])
+MAX_FPS = 240  # no video has more frames a second: bounds decoding that `until` stops
 SUMMARY = "sample"
 
 
@@ -132,7 +133,7 @@ def read_photo(path, max_image_pixels):
             f"{path}: image is larger than the limit of {max_image_pixels:,} pixels "
             "(possible decompression bomb; raise MAX_IMAGE_PIXELS to allow it)"
         ) from None
-    except OSError as exc:
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow raises all three for damaged files
         raise MediaError(f"{path}: not a readable image ({exc})") from None
 
 
@@ -191,8 +192,8 @@ def _sample_video(path, out_dir, params, produced_by, progress, until=None):
                 if state["last_time"] is not None and time - state["last_time"] > gap:
                     state["gaps"].append((state["last_time"], time))
                 state["last_time"] = time
-                if until is not None and time >= until:
-                    break
+                if until is not None and (time >= until or number >= until * MAX_FPS):
+                    break  # the second asked for, or as many frames as it could take (timestamps may lie)
                 if frame.is_corrupt:
                     state["corrupt"] += 1
                     continue

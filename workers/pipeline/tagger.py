@@ -173,15 +173,19 @@ def _fit_dense(standard, targets, n_classes, weights, seed, progress):
 def evaluate(head, features, targets):
     """Accuracy, per-label precision and recall, and the confusion matrix (rows: the label
     given, columns: the label predicted) of `head` on frames of known labels."""
+    return scores(head.probabilities(features).argmax(axis=1), targets, head.classes)
+
+
+def scores(predicted, targets, classes):
+    """evaluate()'s figures for predicted class indexes against the true ones."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    predicted = head.probabilities(features).argmax(axis=1)
-    every = list(range(len(head.classes)))
+    every = list(range(len(classes)))
     precision, recall, _, support = precision_recall_fscore_support(targets, predicted, labels=every,
                                                                     zero_division=0)
     return {"frames": int(len(targets)), "accuracy": float(np.mean(predicted == targets)),
             "per_label": [{"label": name, "precision": float(p), "recall": float(r), "frames": int(s)}
-                          for name, p, r, s in zip(head.classes, precision, recall, support)],
+                          for name, p, r, s in zip(classes, precision, recall, support)],
             "confusion": confusion_matrix(targets, predicted, labels=every).tolist()}
 
 

@@ -66,7 +66,11 @@ class Command(DatabaseCommand):
             finally:
                 for process in (server, predictor):
                     process.terminate()
-                    process.wait(timeout=10)
+                for process in (server, predictor):
+                    try:
+                        process.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
 
 
 def open_in_browser(url):
