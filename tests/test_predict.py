@@ -16,7 +16,7 @@ from django.conf import settings
 
 from tests.conftest import ROOT, worker_env
 from tests.media import ffmpeg, make_video
-from tests.test_tagger import label_first_frames, media, train_tagger, unlabelled  # noqa: F401 (fixtures)
+from tests.test_tagger import label_first_frames, media, train_tagger  # noqa: F401 (media: a fixture)
 from workers import predictor as predict_worker
 
 
