@@ -331,6 +331,9 @@ def test_review_confirm_and_see_the_tagger_in_a_real_browser(browser, web_server
     wait_for(browser, "document.querySelectorAll('svg.confusion rect').length === 9")
     assert browser.find_element("css selector", ".tagger-summary").text.startswith("Tagger 1 (softmax head, 3 labels")
     assert len(browser.find_elements("css selector", "table.per-label tbody tr")) == 3
+    unvalidated = Tagger.objects.filter(collection=collection).latest("version").report["unvalidated"]
+    notes = [p.text for p in browser.find_elements("css selector", "#tagger-current .tagger-summary")]
+    assert any(note.startswith(f"Not validated: {', '.join(unvalidated)}") for note in notes) == bool(unvalidated)
     labels = browser.execute_script("return [...document.querySelectorAll("
                                     "'svg.confusion > text:not(.count):not(.axis)')]"
                                     ".map((t) => t.firstChild.textContent)")

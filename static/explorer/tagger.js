@@ -39,7 +39,21 @@ function taggerElement(tagger) {
     `head, ${tagger.classes.length} labels, ${new Date(tagger.created_at).toLocaleString()}): ` + (v
     ? `accuracy ${v.accuracy.toFixed(3)} on ${v.frames} frame(s) of ${v.videos} held-out video(s).`
     : "not validated: every label's frames come from one video. Label frames of a second video.") });
-  if (!v) return [summary];
+  const notes = [];
+  if (tagger.unvalidated.length) {
+    notes.push(`Not validated: ${tagger.unvalidated.join(", ")} (all their frames are of one video, which stays ` +
+      "in the training).");
+  }
+  const tuned = tagger.fine_tuned;
+  if (tuned && tuned.accuracy !== undefined) {
+    notes.push(`Fine-tuned top blocks of Xception (${tuned.epochs} epochs on ${tuned.trained_frames} frame(s)): ` +
+      `accuracy ${tuned.accuracy.toFixed(3)} on the same held-out frames, where the frozen head has ` +
+      `${v.accuracy.toFixed(3)}. The frozen head tags the collection.`);
+  } else if (tuned) {
+    notes.push(`Not fine-tuned: ${tuned.note}`);
+  }
+  const noteElements = notes.map((text) => element("p", { className: "tagger-summary", textContent: text }));
+  if (!v) return [summary, ...noteElements];
   // A share of no frames is no figure: precision of a label nothing was predicted as, recall
   // of a label no held-out frame has.
   const predicted = tagger.classes.map((_, j) => v.confusion.reduce((sum, row) => sum + row[j], 0));
@@ -53,7 +67,7 @@ function taggerElement(tagger) {
     element("thead", {}, element("tr", {}, ...["label", "precision", "recall", "held-out frames"].map((text) =>
       element("th", { textContent: text })))), element("tbody", {}, ...rows));
   const figures = element("div", { className: "tagger-figures" }, table, confusionMatrix(tagger.classes, v.confusion));
-  return [summary, figures];
+  return [summary, ...noteElements, figures];
 }
 
 function svgElement(tag, attributes = {}, ...children) {
@@ -109,6 +123,7 @@ document.getElementById("tagger-form").addEventListener("submit", async (event) 
   event.preventDefault();
   const form = event.target;
   await runJob(form.querySelector("button[type=submit]"), document.getElementById("tagger-job"),
-    document.getElementById("tagger-message"), () => postJSON(taggerApi, { head: form.elements.head.value }),
+    document.getElementById("tagger-message"), () => postJSON(taggerApi, { head: form.elements.head.value,
+      fine_tune: form.elements.fine_tune.checked }),
     () => showTagger().catch(console.error));
 });
