@@ -253,7 +253,9 @@ def test_the_map_in_a_real_browser(browser, web_server, mapped, client):
     browser.refresh()  # a new hash alone does not reload the page
     wait_for(browser, "document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
     map_element = browser.find_element("id", "map")
-    ActionChains(browser).move_to_element(map_element).pause(0.3).perform()
+    # From beside the centre, then onto it: a pointer already resting there would send no move.
+    ActionChains(browser).move_to_element_with_offset(map_element, 40, 40).pause(0.2).move_to_element(
+        map_element).pause(0.3).perform()
     tooltip = wait_for(browser, "document.querySelector('.frame-tooltip')?.textContent")
     assert tooltip == f"{hit['name']} · {clock(hit['time'])}"
     ActionChains(browser).click().perform()

@@ -46,7 +46,7 @@ def predictor_process():
     process = subprocess.Popen([sys.executable, "manage.py", "predictor"], cwd=ROOT, env=worker_env(),
                                stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
-    while not Path(settings.PREDICT_ADDRESS).exists():
+    while not predict_worker.listening(settings.PREDICT_ADDRESS):  # a socket file alone may be a dead one's
         assert process.poll() is None and time.monotonic() < deadline, "the predict worker did not start"
         time.sleep(0.2)
     yield process

@@ -138,7 +138,7 @@ class Predictor:
         if isinstance(self.address, tuple):
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         elif os.path.exists(self.address):
-            if _listening(self.address):
+            if listening(self.address):
                 raise RuntimeError(f"another predict worker is listening on {self.address}")
             os.unlink(self.address)  # left by a predict worker that was killed
         listener.bind(self.address)
@@ -245,11 +245,13 @@ class Predictor:
             request.done.set()
 
 
-def _listening(path):
-    """True when something accepts connections on the Unix socket at `path`."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+def listening(address):
+    """True when something accepts connections at `address` (a PREDICT_ADDRESS)."""
+    address = address_of(address)
+    with _socket_for(address) as probe:
+        probe.settimeout(HANDSHAKE_SECONDS)
         try:
-            probe.connect(path)
+            probe.connect(address)
             return True
         except OSError:
             return False

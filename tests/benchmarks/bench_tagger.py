@@ -23,6 +23,10 @@
    images at once). The weights are `--weights` (default "random": speed does not depend
    on their values; give the real file to check).
 
+3. With `--fine-tune-seeds N`: the frozen head against the fine-tuned top blocks of Xception
+   (workers/pipeline/fine_tune.py), scene as the class, `--fine-tune-labels` labelled frames
+   per class, on the same videos held out as the tag stage holds them out, for N seeds.
+
 Run from the repository root (not a pytest test):
 
     .venv/bin/python tests/benchmarks/bench_tagger.py [--data-dir DIR --collection NAME] [--weights FILE]
@@ -51,7 +55,8 @@ SEEDS = range(5)
 # ---------------------------------------------------------------- 1. accuracy
 
 def load_features(data_dir, name):
-    """(features (n, 4096) float32, [("video", classes), ("scene", classes)]) of a collection."""
+    """(features (n, 4096) float32, [("video", classes), ("scene", classes)], the source of
+    each frame, (source, position in its frame store) of each, the sources' folder)."""
     import sqlite3
     from contextlib import closing
     from pathlib import PurePosixPath
@@ -65,7 +70,7 @@ def load_features(data_dir, name):
             sys.exit(f"no collection {name!r} in {data_dir}")
         sources = db.execute("SELECT id, path, frame_count FROM explorer_source WHERE collection_id = ? AND "
                              "status = 'ready' AND frame_count > 0 ORDER BY id", found).fetchall()
-    features, videos, paths = [], [], {}
+    features, videos, paths, places = [], [], {}, []
     for pk, path, frames in sources:
         chunks = read_feature_chunks(Path(data_dir) / "collections" / str(found[0]) / "sources" / str(pk), frames, {})
         if chunks is None:
@@ -73,10 +78,12 @@ def load_features(data_dir, name):
         features += [np.asarray(chunk, dtype=np.float32) for chunk in chunks]
         videos += [pk] * frames
         paths[pk] = path
+        places += [(pk, position) for position in range(frames)]
     video_by_stem = {PurePosixPath(p).stem: p for p in paths.values() if not p.lower().endswith(".gif")}
     scenes = [scene_of(paths[v], video_by_stem) for v in videos]
     return np.concatenate(features), [("video", np.unique(videos, return_inverse=True)[1].reshape(-1)),
-                                      ("scene", np.unique(scenes, return_inverse=True)[1].reshape(-1))]
+                                      ("scene", np.unique(scenes, return_inverse=True)[1].reshape(-1))], \
+        np.array(videos), places, Path(data_dir) / "collections" / str(found[0]) / "sources"
 
 
 def accuracy(features, classes, labels_per_class, kind, seed):
@@ -101,7 +108,7 @@ def part_accuracy(args):
     if not args.data_dir:
         print("1. accuracy: skipped (give --data-dir and --collection of a collection ingested with the real weights)")
         return
-    features, definitions = load_features(args.data_dir, args.collection)
+    features, definitions, _, _, _ = load_features(args.data_dir, args.collection)
     print(f"1. accuracy: {len(features)} frames of {args.collection!r}, tagging the frames not labelled; "
           f"median [min-max] over {len(SEEDS)} seeds")
     print(f"   {'classes':<16} {'labelled':>9}  {'softmax':<22} {'s':>5}  {'dense':<22} {'s':>5}")
@@ -113,6 +120,34 @@ def part_accuracy(args):
                 cells.append((spread([a for a, _ in runs]), statistics.median(s for _, s in runs)))
             print(f"   {name} ({len(np.unique(classes))}){'':<{11 - len(name)}} {per_class:>5}/cls  "
                   + "  ".join(f"{acc:<22} {sec:>5.1f}" for acc, sec in cells))
+
+
+def part_fine_tune(args):
+    """Frozen head and fine-tuned top blocks on the same held-out videos, scene as the class."""
+    import time as clock
+
+    from workers.pipeline.arrays import open_array
+    from workers.pipeline.fine_tune import fine_tune
+    from workers.pipeline.tagger import evaluate, fit_head, split_by_video
+
+    features, definitions, videos, places, sources = load_features(args.data_dir, args.collection)
+    classes = dict(definitions)["scene"]
+    stores = {pk: open_array(sources / str(pk), "frames") for pk in np.unique(videos)}
+    print(f"3. fine-tuning ({args.weights}): scene as the class, {args.fine_tune_labels} labelled frames per class "
+          "drawn at random, validated on held-out videos (the tag stage's split); accuracy on the held-out frames")
+    print(f"   {'seed':>4}  {'held-out':>8}  {'frozen head':>11}  {'fine-tuned':>10}  {'s':>5}")
+    for seed in range(args.fine_tune_seeds):
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(np.concatenate([rng.choice(np.flatnonzero(classes == c), min(args.fine_tune_labels,
+                                         int((classes == c).sum())), replace=False) for c in np.unique(classes)]))
+        targets, names = classes[chosen], [str(c) for c in np.unique(classes)]
+        held = split_by_video(targets, videos[chosen], seed=0)
+        head = fit_head(features[chosen][~held], targets[~held], names, "softmax", 0)
+        frozen = evaluate(head, features[chosen][held], targets[held])["accuracy"]
+        frames = [stores[places[i][0]][places[i][1]] for i in chosen]
+        began = clock.perf_counter()
+        tuned = fine_tune(frames, targets, held, head, args.weights, seed=seed)["accuracy"]
+        print(f"   {seed:>4}  {int(held.sum()):>8}  {frozen:>11.3f}  {tuned:>10.3f}  {clock.perf_counter() - began:>5.0f}")
 
 
 # ---------------------------------------------------------------- 2. latency
@@ -256,11 +291,17 @@ def main():
     parser.add_argument("--weights", default="random", help="XCEPTION_WEIGHTS for part 2 (default random)")
     parser.add_argument("--requests", type=int, default=40, help="timed requests per client (default 40)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--fine-tune-seeds", type=int, default=0,
+                        help="part 3: fine-tuning against the frozen head, over this many seeds (default 0: skipped; "
+                             "minutes a seed; needs --data-dir and the real --weights)")
+    parser.add_argument("--fine-tune-labels", type=int, default=20, help="labelled frames per class for part 3")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "explorer.settings")
     part_accuracy(args)
     if not args.skip_latency:
         part_latency(args)
+    if args.fine_tune_seeds and args.data_dir:
+        part_fine_tune(args)
 
 
 if __name__ == "__main__":

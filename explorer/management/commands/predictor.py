@@ -1,4 +1,6 @@
 import logging
+import signal
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -13,6 +15,8 @@ class Command(BaseCommand):
             "request.")
 
     def handle(self, *args, **options):
+        # Stopped with SIGTERM (docker, explore), it still goes through `finally` and removes its socket.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         predictor = Predictor(settings.PREDICT_ADDRESS, settings.SECRET_KEY, settings.XCEPTION_WEIGHTS)
         try:
