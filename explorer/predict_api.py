@@ -27,10 +27,10 @@ from explorer.prediction_api import ScoreSchema, require_predictions
 from explorer.predictions import collection_precision, head_of, label_ids, label_scores
 from explorer.served_maps import snapshot
 from workers.pipeline.arrays import read_manifest
+from workers.pipeline.features import CROP
 from workers.predictor import PredictorUnavailable, describe
 
 NEAREST = 5
-CROP = 299
 
 
 class Unavailable(exceptions.APIException):

@@ -25,9 +25,10 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 
 import numpy as np
 
+from workers.pipeline.features import CROP  # the network's input side
+
 log = logging.getLogger(__name__)
 
-CROP = 299  # workers/pipeline/features.py CROP; the network's input side
 MAX_BATCH = 32  # crops per pass of the network
 MAX_CROPS = 512  # per request: a request is at most a bounded video's worth of crops
 HANDSHAKE_SECONDS = 5.0  # to connect and authenticate; then reads wait as long as the request may

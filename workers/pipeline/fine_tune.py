@@ -13,13 +13,13 @@ would mean describing every frame again with it.
 """
 import numpy as np
 
+from workers.pipeline.features import CROP
 from workers.pipeline.tagger import scores
 
 SPLIT = "block13_sepconv1_act"  # the first layer of the exit flow: everything from here on learns
 EPOCHS = 8
 LEARNING_RATE = 1e-4
 MAX_FRAMES = 200  # labelled frames the top learns from (their activations stay in memory: ~4 MB a frame)
-CROP = 299
 
 
 def _xception(weights):
