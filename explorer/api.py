@@ -30,7 +30,7 @@ def _limited(field_class, name, **kwargs):
     return field_class(min_value=low, max_value=high, **kwargs)
 
 
-def _listed(view, queryset, query_class):
+def listed(view, queryset, query_class):
     """The list's rows, narrowed by its query parameters; other actions take none."""
     if view.action != "list":
         return queryset
@@ -311,7 +311,7 @@ class PosterViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PosterSerializer
 
     def get_queryset(self):
-        return _listed(self, Poster.objects.select_related("job", "collection").prefetch_related(
+        return listed(self, Poster.objects.select_related("job", "collection").prefetch_related(
             failed_sources("job__sources")), CollectionFilter)
 
     @extend_schema(request=PosterRequestSerializer, responses=started(PosterSerializer, "poster", {409: NO_MAP}))
@@ -390,7 +390,7 @@ class SourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SourceSerializer
 
     def get_queryset(self):
-        return _listed(self, Source.objects.all(), CollectionFilter)
+        return listed(self, Source.objects.all(), CollectionFilter)
 
 
 @extend_schema_view(list=extend_schema(parameters=[JobFilter]))
@@ -398,7 +398,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
 
     def get_queryset(self):
-        return _listed(self, Job.objects.prefetch_related(failed_sources()), JobFilter)
+        return listed(self, Job.objects.prefetch_related(failed_sources()), JobFilter)
 
     @extend_schema(request=NO_PARAMETERS, responses={
         200: OpenApiResponse(JobSerializer, description="Cancelled: the job, with status `cancelled`."),

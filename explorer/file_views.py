@@ -1,5 +1,6 @@
 """Files served to the browser: frame images from the frame store, map tiles and their
-overlay of the tagger's predictions, and the sources' own files for playback. Only ids and
+overlay of the tagger's predictions, the sources' own files for playback, posters, clip
+GIFs and the map's hover previews. Only ids and
 numbers reach the disk: every path is built from the collection's own folders or a
 source's recorded path, so no parameter can point elsewhere; and a source's file is
 served only while it is a regular file inside the allowed folders, checked at every
@@ -11,13 +12,14 @@ import stat
 from pathlib import Path
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from explorer.models import Collection, Job, Source, Tagger
 from explorer.served_maps import snapshot
+from workers.celery import send
 from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
 from workers.pipeline.arrays import open_array
 from workers.pipeline.files import open_regular
@@ -155,6 +157,51 @@ def poster_file(request, poster_id):
     # Django's helper quotes or percent-encodes the name (RFC 6266): a collection name with
     # quotes, line breaks or non-ASCII letters can neither break the header nor add to it.
     response["Content-Disposition"] = content_disposition_header(True, f"{poster.collection.name}-{path.name}")
+    return response
+
+
+@require_GET
+def gif_file(request, gif_id):
+    """A clip's GIF, as a download (or shown in place with ?inline=1)."""
+    from explorer.models import Gif
+
+    gif = get_object_or_404(Gif.objects.select_related("collection", "source"), pk=gif_id)
+    if not gif.ready:
+        raise Http404(f"GIF {gif_id} is not made (yet)")
+    response = FileResponse(open(gif.file_path, "rb"), content_type="image/gif")
+    name = f"{Path(gif.source.path).stem}-{gif.start:g}-{gif.stop:g}s.gif"
+    response["Content-Disposition"] = content_disposition_header(request.GET.get("inline") != "1", name)
+    return response
+
+
+@require_GET
+def preview(request, collection_id, version, row):
+    """The hover preview of the clip around map row `row`: its GIF once made (cached with the
+    map version); the first request asks a worker to make it and gets 202 with Retry-After,
+    so no request waits for the decoding; 404 when it cannot be made (the reason given)."""
+    from workers.pipeline.previews import claim_preview, preview_path, preview_state
+    from workers.stages import PREVIEW_TASK
+
+    collection = get_object_or_404(Collection, pk=collection_id)
+    current = snapshot(collection, version)
+    if current is None:
+        raise Http404(f"collection {collection_id} has no map version {version}")
+    if not 0 <= row < len(current):
+        raise Http404(f"map version {version} has rows 0 to {len(current) - 1}, not {row}")
+    first, stop = current.clip_at(row, settings.PREVIEW_SECONDS)
+    state = preview_state(collection.maps_dir, version, first)
+    if state == "ready":
+        response = FileResponse(open(preview_path(collection.maps_dir, version, first), "rb"),
+                                content_type="image/gif")
+        response["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+    if state == "failed":
+        reason = preview_path(collection.maps_dir, version, first).with_suffix(".failed").read_text().strip()
+        raise Http404(f"no preview of this clip: {reason}")
+    if state == "missing" and claim_preview(collection.maps_dir, version, first):
+        send(PREVIEW_TASK, collection.pk, version, first, stop)
+    response = JsonResponse({"detail": "the preview is being made: ask again in a moment"}, status=202)
+    response["Retry-After"] = "1"
     return response
 
 

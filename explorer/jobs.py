@@ -131,6 +131,111 @@ def start_tagging(collection, head="softmax", fine_tune=False):
         return _open_identical(collection, Job.Kind.TAG, params) or _create(collection, Job.Kind.TAG, params)
 
 
+GIF_DEFAULTS = {"colours": 16, "distance": "euclidean", "seeding": "sequential", "fps": 10.0, "width": 480,
+                "palette_from": None}
+GIF_MAX_FRAMES = 300  # frames a GIF may hold: with GIF_MAX_WIDTH, what a worker holds in memory at once
+
+
+class GifError(ValueError):
+    """A clip or parameters that cannot make a GIF; the message gives every reason."""
+
+
+def gif_problems(source, start, stop, params):
+    """Every reason these parameters cannot make a GIF of `source` from `start` to `stop`
+    seconds (an empty list when they can), in words a person can act on."""
+    from django.conf import settings
+
+    from workers.pipeline.palette import DISTANCES, MAX_COLOURS, MIN_COLOURS, SEEDINGS
+
+    problems = []
+    if source.status != source.Status.READY:
+        problems.append(f"source {source.pk} ({source.path}) is {source.status}, not sampled")
+    unknown = sorted(set(params) - set(GIF_DEFAULTS))
+    if unknown:
+        problems.append(f"unknown GIF parameter(s): {', '.join(unknown)}")
+    if not MIN_COLOURS <= params["colours"] <= MAX_COLOURS:
+        problems.append(f"colours must be {MIN_COLOURS} to {MAX_COLOURS}, not {params['colours']}")
+    for name, allowed in (("distance", DISTANCES), ("seeding", SEEDINGS)):
+        if params[name] not in allowed:
+            problems.append(f"{name} must be one of {', '.join(allowed)}, not {params[name]!r}")
+    if not 16 <= params["width"] <= settings.GIF_MAX_WIDTH:
+        problems.append(f"width must be 16 to {settings.GIF_MAX_WIDTH} pixels (GIF_MAX_WIDTH), not {params['width']}")
+    if not 0 < params["fps"] <= settings.GIF_MAX_FPS:
+        problems.append(f"fps must be above 0 and at most {settings.GIF_MAX_FPS:g} (GIF_MAX_FPS), not {params['fps']}")
+    if source.kind == source.Kind.PHOTO:
+        return problems  # a photo is a one-frame GIF, whatever the times
+    duration = source.duration or 0.0
+    if not 0 <= start < stop:
+        problems.append(f"the clip must start at 0 s or later and stop after it starts, not {start:g}-{stop:g} s")
+    elif start >= duration:
+        problems.append(f"the clip {start:g}-{stop:g} s starts past the end of {source.path} ({duration:.1f} s)")
+    elif stop - start > settings.GIF_MAX_SECONDS:
+        problems.append(f"the clip is {stop - start:g} s long: at most {settings.GIF_MAX_SECONDS:g} s (GIF_MAX_SECONDS)")
+    elif (min(stop, duration) - start) * params["fps"] > GIF_MAX_FRAMES:
+        problems.append(f"{(min(stop, duration) - start) * params['fps']:.0f} frames: a GIF holds at most "
+                        f"{GIF_MAX_FRAMES}; lower fps or shorten the clip")
+    reference = params["palette_from"]
+    if isinstance(reference, dict) and "source" in reference:
+        other = source.collection.sources.filter(pk=reference["source"]).first()
+        if other is None or other.status != other.Status.READY:
+            problems.append(f"palette_from: source {reference['source']} is not a sampled source of this collection")
+        elif other.kind == other.Kind.VIDEO and not 0 <= reference["time"] < (other.duration or 0.0):
+            problems.append(f"palette_from: {other.path} has no frame at {reference['time']:g} s "
+                            f"(it lasts {other.duration or 0.0:.1f} s)")
+    return problems
+
+
+def start_gif(collection, source, start, stop, params, palette_image=None):
+    """Make an animated GIF of `source` (a Source of the collection) from `start` to `stop`
+    seconds; `params` override GIF_DEFAULTS, and `palette_image` (an RGB array) is a picture
+    whose colours the GIF takes. GifError with every reason when it cannot be made; returns
+    the Gif row, or the identical one queued or being made (`reused`)."""
+    from explorer.models import Gif
+    from workers.pipeline.images import encode_png
+
+    params = {**GIF_DEFAULTS, **params, **({"palette_from": {"image": True}} if palette_image is not None else {})}
+    problems = gif_problems(source, start, stop, params)
+    if problems:
+        raise GifError("; ".join(problems))
+    if source.kind == source.Kind.PHOTO:
+        start = stop = 0.0
+    with _one_start_at_a_time(collection):
+        making = None if palette_image is not None else next((gif for gif in Gif.objects.filter(
+            job__in=_open_jobs(collection, Job.Kind.GIF), source=source, start=start, stop=stop).select_related("job")
+            if gif.params == params), None)
+        if making is not None:
+            making.reused = making.job.reused = True
+            return making
+        job = _create(collection, Job.Kind.GIF, {})
+        gif = Gif.objects.create(collection=collection, job=job, source=source, start=start, stop=stop, params=params)
+        if palette_image is not None:
+            gif.palette_image_path.parent.mkdir(parents=True, exist_ok=True)
+            gif.palette_image_path.write_bytes(encode_png(palette_image))
+        gif.reused = False
+        return gif
+
+
+CUTOUT_DEFAULTS = {"clusters": 4, "background": "corners"}
+
+
+def start_cutouts(collection, clusters=None, background=None):
+    """Cut every sampled frame of the collection out of its plain background (RGBA PNGs kept
+    beside its frames, for scatter posters); ValueError on impossible parameters, NotReady
+    without frames. Or return the identical job already queued or running."""
+    from workers.pipeline.cutouts import BACKGROUNDS
+
+    params = {"clusters": clusters or CUTOUT_DEFAULTS["clusters"], "background": background or
+              CUTOUT_DEFAULTS["background"]}
+    if not 2 <= params["clusters"] <= 16:
+        raise ValueError(f"clusters must be 2 to 16, not {params['clusters']}")
+    if params["background"] not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, not {params['background']!r}")
+    if not lifecycle.collection_has_frames(collection):
+        raise NotReady(f"collection {collection.name!r} has no sampled frames yet")
+    with _one_start_at_a_time(collection):
+        return _open_identical(collection, Job.Kind.CUTOUTS, params) or _create(collection, Job.Kind.CUTOUTS, params)
+
+
 @contextmanager
 def _one_start_at_a_time(collection):
     """A transaction in which no other job starts on this collection, so that two identical

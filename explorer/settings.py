@@ -90,6 +90,14 @@ POSTER_MAX_PIXELS = env_int("POSTER_MAX_PIXELS", 1_000_000_000, minimum=1)
 # Posters of more cells than this are refused: assigning frames to cells costs the worker
 # about 20 s for 40,000 cells of a 200,000-frame map, and grows faster than the cells.
 POSTER_MAX_CELLS = env_int("POSTER_MAX_CELLS", 40_000, minimum=1)
+# Clip GIFs (workers/pipeline/palette.py): the longest clip and the widest frame a GIF may ask
+# for, and the frames per second of the longest so that a GIF job stays a few seconds of work.
+GIF_MAX_SECONDS = env_float("GIF_MAX_SECONDS", 30.0, minimum=0.1)
+GIF_MAX_WIDTH = env_int("GIF_MAX_WIDTH", 960, minimum=16)
+GIF_MAX_FPS = env_float("GIF_MAX_FPS", 25.0, minimum=0.1)
+# Hover previews on the map: a GIF of PREVIEW_SECONDS around the frame, made the first time
+# someone rests the pointer on it and kept with the map version.
+PREVIEW_SECONDS = env_float("PREVIEW_SECONDS", 3.0, minimum=0.5, maximum=10.0)
 
 INSTALLED_APPS = [
     "explorer",  # first: its runserver (explorer/management/commands) replaces staticfiles' own

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, cluster_api, file_views, label_api, map_api, predict_api, prediction_api, tagger_api, views
+from explorer import api, cluster_api, colour_api, file_views, label_api, map_api, predict_api, prediction_api, tagger_api, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -11,6 +11,7 @@ router.register("collections", api.CollectionViewSet, basename="collection")
 router.register("sources", api.SourceViewSet, basename="source")
 router.register("jobs", api.JobViewSet, basename="job")
 router.register("posters", api.PosterViewSet, basename="poster")
+router.register("gifs", colour_api.GifViewSet, basename="gif")
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -28,6 +29,8 @@ urlpatterns = [
          file_views.tag_tile, name="tag-tile"),
     path("sources/<int:source_id>/file", file_views.source_file, name="source-file"),
     path("posters/<int:poster_id>/file", file_views.poster_file, name="poster-file"),
+    path("gifs/<int:gif_id>/file", file_views.gif_file, name="gif-file"),
+    path("collections/<int:collection_id>/previews/<str:version>/<int:row>.gif", file_views.preview, name="preview"),
     path("api/collections/<int:pk>/map/", map_api.map_state, name="api-map"),
     path("api/collections/<int:pk>/map/point/", map_api.map_point, name="api-map-point"),
     path("api/collections/<int:pk>/map/frame/", map_api.map_frame, name="api-map-frame"),
@@ -44,6 +47,7 @@ urlpatterns = [
     path("api/collections/<int:pk>/labels/import/", label_api.import_labels, name="api-labels-import"),
     path("api/collections/<int:pk>/tagger/", tagger_api.tagger, name="api-tagger"),
     path("api/collections/<int:pk>/predict/", predict_api.predict, name="api-predict"),
+    path("api/collections/<int:pk>/cutouts/", colour_api.cutouts, name="api-cutouts"),
     path("api/collections/<int:pk>/predictions/", prediction_api.predictions, name="api-predictions"),
     path("api/collections/<int:pk>/predictions/videos/", prediction_api.video_predictions,
          name="api-predictions-videos"),

@@ -259,9 +259,11 @@ async function hoverAt(latlng) {
     .bindTooltip(textElement(`${frame.name} · ${clock(frame.time)}`), { className: "frame-tooltip", direction: "top" })
     .addTo(map).openTooltip();
   mapElement.title = `${frame.name} at ${clock(frame.time)}`;
+  previewFrame(frame, hover.box, () => request === hover.request); // map_colour.js
 }
 
 function clearHover() {
+  clearPreview();
   hover.request++;
   hover.key = null;
   if (hover.box) hover.box.remove();
@@ -294,7 +296,7 @@ async function select(query, frame = null) {
     element("h2", { textContent: frame.name }),
     element("div", { className: "when", textContent: `${clock(frame.time)} · frame ${frame.frame}` }),
     element("img", { className: "frame-image", src: frame.image, alt: `${frame.name} at ${clock(frame.time)}` }),
-    player);
+    player, gifTools(frame));
   showPanel(selection);
   L.circleMarker(toLatLng(frame.x, frame.y), { radius: 7, color: "#fff", weight: 3, fillOpacity: 0 }).addTo(overlays);
   drawPath(frame.source, "#ffffff", `${frame.name}: whole video`);

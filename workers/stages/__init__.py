@@ -18,6 +18,8 @@ from importlib import import_module
 # Celery task names. They are part of the messages in the broker: renaming one strands the
 # messages in flight, so they keep their first names whatever module declares them.
 RUN_STAGE_TASK = "workers.tasks.run_stage"  # (job id, stage name): begins or resumes a stage
+# (collection id, map version, first row, stop row): a hover preview of the map (workers/stages/colour.py)
+PREVIEW_TASK = "workers.previews.make_preview"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class Report:
     fatal: str = ""
 
 
-INGEST, TRAIN, POSTER, CLUSTER, TAG = "ingest", "train", "poster", "cluster", "tag"  # Job.Kind values
+INGEST, TRAIN, POSTER, CLUSTER, TAG, GIF, CUTOUTS = (  # Job.Kind values
+    "ingest", "train", "poster", "cluster", "tag", "gif", "cutouts")
 
 STAGES = (
     Stage("scan", kinds=frozenset({INGEST}), run="workers.stages.ingest:scan"),
@@ -77,6 +80,9 @@ STAGES = (
           when="workers.stages.tagging:wanted", report="workers.stages.tagging:predict_report"),
     Stage("poster", kinds=frozenset({POSTER}), run="workers.stages.render:render_poster",
           report="workers.stages.render:report"),
+    Stage("gif", kinds=frozenset({GIF}), run="workers.stages.colour:make_gif", report="workers.stages.colour:gif_report"),
+    Stage("cutouts", kinds=frozenset({CUTOUTS}), run="workers.stages.colour:prepare_cutouts",
+          pieces="workers.stages.colour:CUTTING", report="workers.stages.colour:cutouts_report"),
 )
 DONE = "done"  # the stage of a finished job
 
