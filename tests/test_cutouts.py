@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from workers.pipeline.cutouts import BACKGROUNDS, cut_out, mask_iou, read_cutout, write_cutout
+from workers.pipeline.posters import PosterError, PosterSpec
+from workers.pipeline.scatter import box_size, map_to_pixels, place_scatter, render_scatter
 
 SUBJECT, BACKDROP = (200, 40, 50), (90, 140, 200)
 
@@ -114,3 +116,139 @@ def test_a_cut_out_keeps_its_alpha_through_a_png(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="not an 8-bit PNG"):
         read_cutout(tmp_path / "broken.png")
+
+
+# --- scatter posters ---------------------------------------------------------------------
+
+def scatter_spec(**changes):
+    values = dict(centre_x=0.0, centre_y=0.0, window_width=1.0, columns=4, rows=3, tile_width=64, tile_height=36,
+                  mode="scatter", overlap=0.1, background="transparent")
+    return PosterSpec(**{**values, **changes})
+
+
+def test_a_frame_is_placed_at_its_map_coordinates():
+    # 256 x 108 pixels over a window 1 wide and 0.75 high, centred on the map's origin.
+    placed = place_scatter(scatter_spec(), [[0.0, 0.0], [0.25, 0.125], [0.7, 0.0], [np.nan, 0.0]])
+    assert placed == [(0, 128.0, 54.0), (1, 192.0, pytest.approx(36.0))]  # the rest lies outside
+    for rotation in (0, 30, 90, -135):
+        poster = scatter_spec(rotation=rotation, centre_x=0.2, centre_y=-0.1)
+        rows, columns = np.mgrid[0:3, 0:4]
+        # The cells' centres of the same window fall where the grid draws them.
+        assert np.allclose(map_to_pixels(poster, poster.cell_centres().reshape(-1, 2)),
+                           np.stack([(columns.ravel() + 0.5) * 64, (rows.ravel() + 0.5) * 36], axis=1))
+    turned = scatter_spec(rotation=90, overlap=1.0)
+    assert [row for row, _, _ in place_scatter(turned, [[0.0, 0.25], [0.3, 0.0], [0.45, 0.0]])] == [0, 1]
+    assert place_scatter(turned, [[0.0, 0.25]])[0][1:] == pytest.approx((192.0, 54.0))
+
+
+def crowd(n=3000, seed=2):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(0, 0.12, (n // 2, 2)), rng.uniform(-0.7, 0.7, (n - n // 2, 2))])
+
+
+def covered_by(box, others, step=0.25):
+    """The share of `box` (x, y, w, h centred) that the union of `others` covers, on a grid
+    of `step` pixels: a check of the placement's exact arithmetic by another way."""
+    x, y, w, h = box
+    gx, gy = np.meshgrid(np.arange(x - w / 2 + step / 2, x + w / 2, step),
+                         np.arange(y - h / 2 + step / 2, y + h / 2, step))
+    hit = np.zeros(gx.shape, bool)
+    for ox, oy in others:
+        hit |= (np.abs(gx - ox) < w / 2) & (np.abs(gy - oy) < h / 2)
+    return hit.mean()
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.1, 0.4])
+def test_no_placed_box_is_hidden_more_than_the_overlap(overlap):
+    poster = scatter_spec(overlap=overlap, columns=16, rows=12, tile_width=20, tile_height=12)
+    xy = crowd()
+    placed = place_scatter(poster, xy)
+    box_w, box_h = box_size(poster)
+    centres = np.array([(x, y) for _, x, y in placed])
+    assert 10 < len(placed) < len(xy) and len({row for row, _, _ in placed}) == len(placed)
+    dx = np.abs(centres[:, None, 0] - centres[None, :, 0])
+    dy = np.abs(centres[:, None, 1] - centres[None, :, 1])
+    pair = np.clip(box_w - dx, 0, None) * np.clip(box_h - dy, 0, None) / (box_w * box_h)
+    np.fill_diagonal(pair, 0)
+    assert pair.max() <= overlap + 1e-9
+    for i in range(1, len(placed)):  # each box against the union of those above it
+        near = [c for c in centres[:i] if abs(c[0] - centres[i][0]) < box_w and abs(c[1] - centres[i][1]) < box_h]
+        assert covered_by((*centres[i], box_w, box_h), near) <= overlap + 0.01
+    # The frame nearest the window's centre is placed first, and the poster the same every time.
+    assert placed[0][0] == int(np.argmin(np.hypot(*xy.T))) and place_scatter(poster, xy) == placed
+
+
+def test_overlap_1_keeps_every_frame_in_the_window_and_only_those():
+    xy = crowd()
+    placed = place_scatter(scatter_spec(overlap=1.0), xy)
+    inside = (np.abs(xy[:, 0]) <= 0.5) & (np.abs(xy[:, 1]) <= 0.375)
+    assert sorted(row for row, _, _ in placed) == np.flatnonzero(inside).tolist()
+    assert place_scatter(scatter_spec(), np.empty((0, 2))) == []
+
+
+def disc_sprite(colour, size=(72, 128)):
+    rgba = np.zeros((*size, 4), np.uint8)
+    rgba[..., :3] = 255 - np.array(colour, np.uint8)  # the colour under alpha 0 must not show
+    mask = np.zeros(size, np.uint8)
+    cv2.circle(mask, (size[1] // 2, size[0] // 2), size[0] // 2 - 2, 1, -1)
+    rgba[mask > 0] = (*colour, 255)
+    return rgba
+
+
+def read_rgba(path):
+    import pyvips
+
+    image = pyvips.Image.new_from_file(str(path))
+    return np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(image.height, image.width, image.bands))
+
+
+@pytest.mark.parametrize("fmt", ["png", "tiff"])
+def test_a_transparent_scatter_poster_shows_its_cut_outs_where_they_are_placed(tmp_path, fmt):
+    poster = scatter_spec(format=fmt, overlap=1.0)
+    placements = place_scatter(poster, [[0.0, 0.0], [0.125, 0.0], [-0.375, 0.25], [0.375, -0.25]])
+    colours = {0: (250, 10, 10), 1: (10, 250, 10), 2: (10, 10, 250), 3: (0, 0, 0)}
+
+    def fetch(items):
+        for i, row in reversed(items):  # any order
+            yield i, None if row == 3 else disc_sprite(colours[row])
+
+    out = tmp_path / f"scatter.{fmt}"
+    assert render_scatter(poster, placements, fetch, out, tmp_path / "work") == (256, 108, 3)
+    pixels = read_rgba(out)
+    assert pixels.shape == (108, 256, 4)
+    assert (pixels[54, 112] == (250, 10, 10, 255)).all()  # frame 0 and 1 overlap: 0, placed first, is on top
+    assert (pixels[54, 150] == (10, 250, 10, 255)).all()
+    assert (pixels[18, 32] == (10, 10, 250, 255)).all()  # (-0.375, 0.25): x (0.125) * 256, y (0.5 - 1/3) * 108
+    assert not pixels[1, 1, 3] and not pixels[18, 2, 3]  # beside the disc, inside its box: transparent
+    assert not pixels[90, 224, 3]  # the frame whose cut-out was missing
+    drawn = np.zeros((108, 256), bool)
+    for _, x, y in placements[:3]:
+        drawn[max(0, int(y) - 18):int(y) + 18, max(0, int(x) - 32):int(x) + 32] = True
+    assert not pixels[~drawn][:, 3].any()  # away from the sprites, nothing
+    assert list((tmp_path / "work").iterdir()) == []  # scratch files are gone
+
+
+def test_a_coloured_background_fills_the_poster(tmp_path):
+    poster = scatter_spec(background="#102030", format="png")
+    placements = place_scatter(poster, [[0.0, 0.0]])
+    render_scatter(poster, placements, lambda items: ((i, disc_sprite((250, 10, 10))) for i, _ in items),
+                   tmp_path / "scatter.png", tmp_path / "work")
+    pixels = read_rgba(tmp_path / "scatter.png")
+    assert pixels.shape == (108, 256, 3)
+    assert (pixels[2, 2] == (16, 32, 48)).all() and (pixels[40, 112] == (16, 32, 48)).all()  # beside the disc too
+    assert (pixels[54, 128] == (250, 10, 10)).all()
+
+
+def test_scatter_parameters_are_refused_with_their_reason():
+    assert scatter_spec().problems(10**9) == [] and scatter_spec(background="#A0b0C0").problems(10**9) == []
+    with pytest.raises(PosterError, match="a PDF poster cannot be transparent"):
+        scatter_spec(format="pdf").validate(10**9)
+    assert scatter_spec(format="pdf", background="white").problems(10**9) == []
+    assert scatter_spec(mode="grid", background="transparent").problems(10**9) == [
+        "a grid poster is on white paper: background 'transparent' is for scatter posters"]
+    assert scatter_spec(background="#12345").problems(10**9) == [
+        "background must be white, transparent or a colour as #rrggbb (got '#12345')"]
+    assert scatter_spec(mode="cloud").problems(10**9) == ["mode must be one of grid, scatter (got 'cloud')"]
+    assert scatter_spec(overlap=1.5).problems(10**9) == ["overlap must be 0 to 1 (got 1.5)"]
+    assert scatter_spec(overlap=None).problems(10**9) == ["overlap must be a finite number, not None"]
+    assert PosterSpec.from_dict({**scatter_spec().as_dict()}) == scatter_spec()
