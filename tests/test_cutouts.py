@@ -252,3 +252,21 @@ def test_scatter_parameters_are_refused_with_their_reason():
     assert scatter_spec(overlap=1.5).problems(10**9) == ["overlap must be 0 to 1 (got 1.5)"]
     assert scatter_spec(overlap=None).problems(10**9) == ["overlap must be a finite number, not None"]
     assert PosterSpec.from_dict({**scatter_spec().as_dict()}) == scatter_spec()
+
+
+def test_the_canvas_in_many_bands_is_the_canvas_in_one(tmp_path, monkeypatch):
+    import workers.pipeline.scatter as scatter
+
+    poster = scatter_spec(overlap=0.5)
+    placements = place_scatter(poster, crowd(200))
+    rng = np.random.default_rng(3)
+    sprites = {row: disc_sprite(tuple(rng.integers(0, 256, 3).tolist())) for row, _, _ in placements}
+
+    def fetch(items):
+        return ((i, sprites[row]) for i, row in items)
+
+    render_scatter(poster, placements, fetch, tmp_path / "one.png", tmp_path / "work")
+    monkeypatch.setattr(scatter, "BAND_BYTES", 256 * 16 * 7)  # bands of 7 rows: sprites cross several
+    render_scatter(poster, placements, fetch, tmp_path / "bands.png", tmp_path / "work")
+    assert (read_rgba(tmp_path / "one.png") == read_rgba(tmp_path / "bands.png")).all()
+    assert read_rgba(tmp_path / "one.png")[..., 3].any()
