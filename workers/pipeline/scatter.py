@@ -48,7 +48,8 @@ def map_to_pixels(spec, xy):
 def place_scatter(spec, xy):
     """[(map row, pixel x, pixel y)] of the frames shown, in the order they were placed
     (the first drawn on top); x, y are the centre of the frame's box. Frames outside the
-    window, or at non-finite coordinates, are left out."""
+    window, or at non-finite coordinates, are left out: a caller leaves out a frame whose
+    cut-out is empty (all background) by giving it NaN, so it takes no room."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     along, up = spec.window_coordinates(xy).T
     with np.errstate(invalid="ignore"):
