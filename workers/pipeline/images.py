@@ -17,8 +17,9 @@ Not here: decoding the sources (sampling.py: PyAV scales video frames while deco
 Pillow reads photos, each with its own errors), and the posters' file formats
 (posters.py: libvips streams a canvas larger than memory into PNG, TIFF or a PDF page).
 
-The colour tools to come (k-means palette quantization, GIF writing, background
-cut-out) belong here, or in modules next to this one that build on these operations.
+The colour tools build on these operations in modules next to this one: cutouts.py
+(a frame's plain background made transparent); k-means palette quantization and GIF
+writing are to come.
 """
 import numpy as np
 
@@ -60,15 +61,15 @@ def _resize(pixels, width, height, interpolation):
 
 def letterbox(pixels, width, height, background):
     """`pixels` scaled by `resize` to the largest size that fits `width` x `height` with
-    its aspect ratio kept, centred on `background` (RGB); where the sizes do not split
-    evenly the extra pixel of margin goes right and below. A picture that fills the box
-    comes back without margins."""
+    its aspect ratio kept, centred on `background` (RGB, or RGBA for RGBA pixels: the
+    scatter posters' cut-outs); where the sizes do not split evenly the extra pixel of
+    margin goes right and below. A picture that fills the box comes back without margins."""
     h, w = np.shape(pixels)[:2]
     size = fit_size(w, h, width, height)
     scaled = resize(pixels, *size)
     if size == (width, height):
         return scaled
-    boxed = np.empty((height, width, 3), np.uint8)
+    boxed = np.empty((height, width, np.shape(pixels)[2]), np.uint8)
     boxed[:] = background
     top, left = (height - size[1]) // 2, (width - size[0]) // 2
     boxed[top:top + size[1], left:left + size[0]] = scaled

@@ -13,9 +13,14 @@ centred on the paper colour (images.letterbox), go to a scratch file as they arr
 whatever order the source videos are best read), then the canvas is assembled one row of
 cells at a time into a raw file on disk, which libvips streams into PNG, TIFF, or JPEG
 wrapped in a PDF page of the requested size (img2pdf).
+
+A scatter poster (`mode="scatter"`, scatter.py) shares this window, its size in pixels,
+the validation of its parameters and the saving of the canvas, and draws cut-outs at
+their exact map coordinates instead of a frame per cell.
 """
 import math
 import os
+import re
 import uuid
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -27,6 +32,8 @@ from workers.pipeline.images import letterbox
 FORMATS = ("png", "tiff", "pdf")
 QUALITIES = ("preview", "print")
 EMPTY_CELLS = ("blank", "nearest")
+# "grid": a frame in every cell; "scatter": cut-outs at their exact places (scatter.py).
+MODES = ("grid", "scatter")
 BACKGROUND = (255, 255, 255)  # paper
 MAX_CELLS_PER_SIDE = 2000
 # The range of each number a poster may ask for (the API's schema states the same). The
@@ -35,7 +42,7 @@ LIMITS = {
     "centre_x": (-10.0, 10.0), "centre_y": (-10.0, 10.0), "window_width": (0.0001, 20.0),
     "columns": (1, MAX_CELLS_PER_SIDE), "rows": (1, MAX_CELLS_PER_SIDE),
     "tile_width": (8, 20_000), "tile_height": (8, 20_000), "rotation": (-360.0, 360.0),
-    "width_mm": (1.0, 100_000.0), "dpi": (10.0, 2400.0),
+    "width_mm": (1.0, 100_000.0), "dpi": (10.0, 2400.0), "overlap": (0.0, 1.0),
 }
 CANDIDATES_PER_CELL = 32
 
@@ -59,6 +66,9 @@ class PosterSpec:
     empty: str = "blank"  # cells with no frame near: "blank", or the "nearest" unused frame
     width_mm: float | None = None  # physical width; with dpi, it sets the pixel size
     dpi: float = 300.0
+    mode: str = "grid"  # or "scatter": cut-outs at their map coordinates (scatter.py)
+    overlap: float = 0.1  # scatter: how much of a cut-out's box the ones above it may hide
+    background: str = "white"  # scatter: "white", "transparent" or "#rrggbb"; a grid is on white
 
     @classmethod
     def from_dict(cls, data):
@@ -99,7 +109,7 @@ class PosterSpec:
         """Everything wrong with these parameters, as sentences (empty when they are fine)."""
         found = []
         numbers = {"centre_x": self.centre_x, "centre_y": self.centre_y, "window_width": self.window_width,
-                   "rotation": self.rotation, "dpi": self.dpi}
+                   "rotation": self.rotation, "dpi": self.dpi, "overlap": self.overlap}
         for name, value in numbers.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 found.append(f"{name} must be a finite number, not {value!r}")
@@ -118,7 +128,7 @@ class PosterSpec:
         if not (low <= self.tile_width <= high and low <= self.tile_height <= high):
             found.append(f"tiles must be {low}x{low} to {high}x{high} pixels "
                          f"(got {self.tile_width}x{self.tile_height})")
-        for name in ("centre_x", "centre_y", "window_width", "rotation", "dpi"):
+        for name in ("centre_x", "centre_y", "window_width", "rotation", "dpi", "overlap"):
             low, high = LIMITS[name]
             if not low <= getattr(self, name) <= high:
                 found.append(f"{name} must be {low:g} to {high:g} (got {getattr(self, name):g})")
@@ -128,6 +138,7 @@ class PosterSpec:
             found.append(f"quality must be one of {', '.join(QUALITIES)} (got {self.quality!r})")
         if self.empty not in EMPTY_CELLS:
             found.append(f"empty must be one of {', '.join(EMPTY_CELLS)} (got {self.empty!r})")
+        found += self._background_problems()
         low, high = LIMITS["width_mm"]
         if self.width_mm is not None and (not isinstance(self.width_mm, (int, float)) or isinstance(self.width_mm, bool)
                                           or not low <= self.width_mm <= high):
@@ -148,6 +159,18 @@ class PosterSpec:
                          "(POSTER_MAX_PIXELS)")
         return found
 
+    def _background_problems(self):
+        found = []
+        if self.mode not in MODES:
+            found.append(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        if background_colour(self.background) is False:
+            found.append(f"background must be white, transparent or a colour as #rrggbb (got {self.background!r})")
+        elif self.mode == "grid" and self.background != "white":
+            found.append(f"a grid poster is on white paper: background {self.background!r} is for scatter posters")
+        elif self.format == "pdf" and self.background == "transparent":
+            found.append("a PDF poster cannot be transparent: choose png or tiff, or a background colour")
+        return found
+
     def validate(self, max_pixels, max_cells=None):
         found = self.problems(max_pixels, max_cells)
         if found:
@@ -160,6 +183,15 @@ class PosterSpec:
         return np.stack([offsets[..., 0] * cos - offsets[..., 1] * sin,
                          offsets[..., 0] * sin + offsets[..., 1] * cos], axis=-1)
 
+    def window_coordinates(self, xy):
+        """(n, 2) positions of map points `xy` in the window's own frame: from its centre,
+        along its width and up its height (the window's rotation undone)."""
+        angle = math.radians(self.rotation)
+        cos, sin = math.cos(angle), math.sin(angle)
+        offsets = np.asarray(xy, dtype=np.float64).reshape(-1, 2) - [self.centre_x, self.centre_y]
+        return np.stack([offsets[:, 0] * cos + offsets[:, 1] * sin,
+                         -offsets[:, 0] * sin + offsets[:, 1] * cos], axis=-1)
+
     def corners(self):
         half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * [self.window_width / 2, self.window_height / 2]
         return self._rotate(half) + [self.centre_x, self.centre_y]
@@ -171,6 +203,18 @@ class PosterSpec:
         v = self.window_height / 2 - (np.arange(self.rows) + 0.5) * size
         offsets = np.stack(np.meshgrid(u, v), axis=-1)
         return self._rotate(offsets) + [self.centre_x, self.centre_y]
+
+
+def background_colour(background):
+    """The (r, g, b) of a poster's `background`, None for "transparent", False if it is
+    neither "white", "transparent" nor "#rrggbb"."""
+    if background == "white":
+        return BACKGROUND
+    if background == "transparent":
+        return None
+    if isinstance(background, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", background):
+        return tuple(bytes.fromhex(background[1:]))
+    return False
 
 
 def _candidates(spec, xy):
@@ -257,8 +301,6 @@ def render_poster(spec, assignment, fetch, out_path, work_dir, name="poster", pr
     yields (cell index, RGB pixels or None) in any order; a cell left None stays blank.
     Scratch files are `work_dir/name.*`: a second attempt at the same poster (its worker
     died) starts by replacing the first's. Returns (width, height, cells filled)."""
-    import pyvips
-
     report = progress or (lambda fraction: None)
     width, height = spec.pixel_size
     xs, ys = cell_bounds(spec)
@@ -293,11 +335,7 @@ def render_poster(spec, assignment, fetch, out_path, work_dir, name="poster", pr
                 canvas.write(strip.tobytes())
                 report(0.8 + 0.1 * (row + 1) / spec.rows)
         cells_file.unlink()
-        # libvips maps the raw file and streams it into the encoder: the canvas is never
-        # in the heap (its pages are the file's, which the kernel may drop at any time).
-        image = pyvips.Image.rawload(str(canvas_file), width, height, 3).copy(
-            interpretation="srgb", xres=spec.dpi / 25.4, yres=spec.dpi / 25.4)
-        _save(image, spec, Path(out_path), work_dir)
+        save_canvas(canvas_file, width, height, 3, spec, out_path, work_dir)
         report(1.0)
     finally:
         cells_file.unlink(missing_ok=True)
@@ -305,15 +343,28 @@ def render_poster(spec, assignment, fetch, out_path, work_dir, name="poster", pr
     return width, height, int(filled.sum())
 
 
+def save_canvas(canvas_file, width, height, bands, spec, out_path, work_dir):
+    """The raw canvas file (RGB, or RGBA with 4 bands) streamed into the poster's format at
+    `out_path`. libvips maps the raw file and streams it into the encoder: the canvas is
+    never in the heap (its pages are the file's, which the kernel may drop at any time)."""
+    import pyvips
+
+    image = pyvips.Image.rawload(str(canvas_file), width, height, bands).copy(
+        interpretation="srgb", xres=spec.dpi / 25.4, yres=spec.dpi / 25.4)
+    _save(image, spec, Path(out_path), Path(work_dir))
+
+
 def _save(image, spec, out_path, work_dir):
-    """Stream the canvas into the file format, under a temporary name, then rename."""
+    """Stream the canvas into the file format, under a temporary name, then rename. PNG
+    and TIFF keep a fourth band as alpha; a PDF page is opaque (`problems` refuses a
+    transparent one)."""
     partial = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
     try:
         if spec.format == "png":
             image.pngsave(str(partial), compression=6)
         elif spec.format == "tiff":
             image.tiffsave(str(partial), tile=True, compression="deflate", predictor="horizontal",
-                           resunit="inch", bigtiff=image.width * image.height * 3 > 3_500_000_000)
+                           resunit="inch", bigtiff=image.width * image.height * image.bands > 3_500_000_000)
         else:
             _save_pdf(image, spec, partial, work_dir)
         os.replace(partial, out_path)
