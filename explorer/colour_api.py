@@ -14,7 +14,7 @@ from explorer.api_params import INT64_MAX, CollectionFilter, ExactFields, Strict
 from explorer.cluster_api import collection_or_404
 from explorer.jobs import CUTOUT_DEFAULTS, GIF_DEFAULTS, GifError, NotReady, start_cutouts, start_gif
 from explorer.models import Collection, Gif
-from workers.pipeline.cutouts import BACKGROUNDS
+from workers.pipeline.cutouts import BACKGROUNDS, CLUSTER_RANGE
 from workers.pipeline.palette import DISTANCES, MAX_COLOURS, MIN_COLOURS, SEEDINGS
 
 PALETTE_IMAGE_MAX_MB = 20
@@ -133,7 +133,8 @@ def _palette_picture(upload):
 
 
 class CutoutRequest(ExactFields, serializers.Serializer):
-    clusters = StrictIntegerField(min_value=2, max_value=16, default=CUTOUT_DEFAULTS["clusters"],
+    clusters = StrictIntegerField(min_value=CLUSTER_RANGE[0], max_value=CLUSTER_RANGE[1],
+                                  default=CUTOUT_DEFAULTS["clusters"],
                                   help_text="Colour clusters per frame (k-means).")
     background = serializers.ChoiceField(BACKGROUNDS, default=CUTOUT_DEFAULTS["background"], help_text=(
         "corners: every cluster that holds a real share of the frame's border is background; first-pixel: the "

@@ -11,6 +11,7 @@ from django.db.models import F
 from explorer.models import Collection, Job
 from workers import lifecycle, stages
 from workers.celery import send
+from workers.pipeline.cutouts import DEFAULT_CLUSTERS
 
 
 class NotReady(ValueError):
@@ -215,19 +216,19 @@ def start_gif(collection, source, start, stop, params, palette_image=None):
         return gif
 
 
-CUTOUT_DEFAULTS = {"clusters": 4, "background": "corners"}
+CUTOUT_DEFAULTS = {"clusters": DEFAULT_CLUSTERS, "background": "corners"}  # workers/pipeline/cutouts.py says why
 
 
 def start_cutouts(collection, clusters=None, background=None):
     """Cut every sampled frame of the collection out of its plain background (RGBA PNGs kept
     beside its frames, for scatter posters); ValueError on impossible parameters, NotReady
     without frames. Or return the identical job already queued or running."""
-    from workers.pipeline.cutouts import BACKGROUNDS
+    from workers.pipeline.cutouts import BACKGROUNDS, CLUSTER_RANGE
 
     params = {"clusters": clusters or CUTOUT_DEFAULTS["clusters"], "background": background or
               CUTOUT_DEFAULTS["background"]}
-    if not 2 <= params["clusters"] <= 16:
-        raise ValueError(f"clusters must be 2 to 16, not {params['clusters']}")
+    if not CLUSTER_RANGE[0] <= params["clusters"] <= CLUSTER_RANGE[1]:
+        raise ValueError(f"clusters must be {CLUSTER_RANGE[0]} to {CLUSTER_RANGE[1]}, not {params['clusters']}")
     if params["background"] not in BACKGROUNDS:
         raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, not {params['background']!r}")
     if not lifecycle.collection_has_frames(collection):

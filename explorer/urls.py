@@ -3,14 +3,17 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
-from explorer import api, cluster_api, colour_api, file_views, label_api, map_api, predict_api, prediction_api, tagger_api, views
+from explorer import (
+    api, cluster_api, colour_api, file_views, label_api, map_api, poster_api, predict_api, prediction_api, tagger_api,
+    views,
+)
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("collections", api.CollectionViewSet, basename="collection")
 router.register("sources", api.SourceViewSet, basename="source")
 router.register("jobs", api.JobViewSet, basename="job")
-router.register("posters", api.PosterViewSet, basename="poster")
+router.register("posters", poster_api.PosterViewSet, basename="poster")
 router.register("gifs", colour_api.GifViewSet, basename="gif")
 
 urlpatterns = [

@@ -156,6 +156,46 @@ def test_hover_previews_are_made_once_by_a_worker_and_kept(client, viewer_client
     assert client.get(f"/collections/{collection.pk}/previews/nosuchversion/{row}.gif").status_code == 404
 
 
+
+def test_cut_outs_then_a_scatter_poster_of_them(client, viewer_client, collection):
+    from tests.test_poster_jobs import read_image, render
+    from workers.pipeline.cutouts import read_cutout
+
+    collection, sources = collection
+    photo = sources["box.png"]
+    assert viewer_client.post(f"/api/collections/{collection.pk}/cutouts/", {},
+                              content_type="application/json").status_code == 403
+    response = client.post(f"/api/collections/{collection.pk}/cutouts/", {"clusters": 3},
+                           content_type="application/json")
+    assert response.status_code == 202, response.content
+    job = wait_for_job(Job.objects.get(pk=response.json()["id"]), timeout=120)
+    assert job.status == Job.Status.SUCCEEDED, (job.error, job.message)
+    frames = sum(source.frame_count for source in sources.values())
+    assert job.message == f"{frames} frame(s) cut out"
+    # The photo's box stays, its plain blue background is gone (the frame store letterboxes
+    # the 4:3 photo into 16:9: the bars go too).
+    cutout = read_cutout(photo.frames_dir / "cutouts" / "corners-3" / "0.png")
+    assert cutout.shape[2] == 4
+    opaque = cutout[..., 3] > 0
+    assert opaque.any() and not opaque.all()
+    assert np.abs(cutout[opaque][:, :3].astype(int) - [240, 192, 32]).max(axis=1).mean() < 20  # the yellow box
+
+    # A scatter poster of the whole map on a transparent background, through the API.
+    poster, job = render(client, {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0,
+                                  "window_width": 2.4, "columns": 6, "rows": 4, "tile_width": 80, "tile_height": 45,
+                                  "mode": "scatter", "overlap": 1.0, "background": "transparent"})
+    assert job.status == Job.Status.SUCCEEDED, (job.error, job.message)
+    image = read_image(poster.file_path)
+    assert image.shape == (180, 480, 4)
+    alpha = image[..., 3]
+    assert (alpha == 0).mean() > 0.3 and (alpha == 255).any()  # cut-outs on nothing
+    assert 1 <= poster.cells <= frames
+    refused = client.post("/api/posters/", {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0,
+                                            "window_width": 2.0, "columns": 2, "rows": 2, "format": "pdf",
+                                            "mode": "scatter", "background": "transparent"},
+                          content_type="application/json")
+    assert refused.status_code == 400 and "cannot be transparent" in str(refused.json())
+
 def test_the_map_plays_a_hover_preview_and_makes_a_gif_in_the_browser(browser, web_server, client, collection):
     from selenium.webdriver.common.action_chains import ActionChains
 

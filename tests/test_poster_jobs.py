@@ -152,7 +152,7 @@ def preview_poster_shows_each_cells_frame_from_the_frame_store_once(client, mapp
 def a_large_plan_gives_the_size_and_a_bound_without_assigning_frames(client, mapped, monkeypatch):
     """Over PLAN_PREVIEW_CELLS cells the request does not solve the assignment (whose cost
     grows fast with the cells): it answers the size and how many cells at most show a frame."""
-    from explorer.api import PLAN_PREVIEW_CELLS
+    from explorer.poster_api import PLAN_PREVIEW_CELLS
     from workers.pipeline import posters
 
     collection, _ = mapped

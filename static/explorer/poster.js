@@ -7,11 +7,13 @@ const posterFields = [
   ["columns", "columns", "number", 1], ["rows", "rows", "number", 1],
   ["tile_width", "tile width (px)", "number", 8], ["tile_height", "tile height (px)", "number", 8],
   ["rotation", "rotation (°)", "number", null], ["width_mm", "print width (mm, optional)", "number", 1],
-  ["dpi", "dpi", "number", 10],
+  ["dpi", "dpi", "number", 10], ["overlap", "scatter: overlap (0-1)", "number", 0],
 ];
 const posterChoices = [
   ["format", "format", ["png", "tiff", "pdf"]], ["quality", "quality", ["preview", "print"]],
   ["empty", "cells with no frame near", ["blank", "nearest"]],
+  // scatter: the frames' cut-outs at their places (their plain backgrounds removed), not a grid
+  ["mode", "layout", ["grid", "scatter"]], ["background", "scatter: background", ["white", "transparent"]],
 ];
 let posterWindow = null; // the window outline on the map
 let posterTimer = null;
@@ -26,7 +28,8 @@ function posterOfView() {
   const columns = Math.max(1, Math.round((b.x - a.x) / cell));
   return { centre_x: +centre.x.toFixed(5), centre_y: +centre.y.toFixed(5), window_width: columns * cell,
     columns, rows: Math.max(1, Math.round((b.y - a.y) / cell)), tile_width: 534, tile_height: 300, rotation: 0,
-    format: "png", quality: "preview", empty: "blank", width_mm: null, dpi: 300 };
+    format: "png", quality: "preview", empty: "blank", width_mm: null, dpi: 300, mode: "grid", overlap: 0.1,
+    background: "white" };
 }
 
 function posterForm(values) {

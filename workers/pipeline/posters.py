@@ -239,6 +239,17 @@ def fills_a_cell(spec, xy):
     return bool(np.isfinite(distances).any())
 
 
+def inside_window(spec, xy):
+    """Which map points `xy` lie inside the poster's window (non-finite ones never do)."""
+    along, up = spec.window_coordinates(xy).T
+    with np.errstate(invalid="ignore"):
+        return (np.abs(along) <= spec.window_width / 2) & (np.abs(up) <= spec.window_height / 2)
+
+
+def frames_in_window(spec, xy):
+    return int(inside_window(spec, xy).sum())
+
+
 def cells_in_reach(spec, xy):
     """How many cells have a frame within reach: at most that many are filled, without
     solving the assignment (whose cost grows much faster with the cells)."""

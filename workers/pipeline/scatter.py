@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from workers.pipeline.images import letterbox
-from workers.pipeline.posters import background_colour, save_canvas
+from workers.pipeline.posters import background_colour, inside_window, save_canvas
 
 BAND_BYTES = 64 * 2**20  # the canvas band composited at a time (float32 RGBA)
 
@@ -52,9 +52,7 @@ def place_scatter(spec, xy):
     cut-out is empty (all background) by giving it NaN, so it takes no room."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     along, up = spec.window_coordinates(xy).T
-    with np.errstate(invalid="ignore"):
-        inside = (np.abs(along) <= spec.window_width / 2) & (np.abs(up) <= spec.window_height / 2)
-    rows = np.flatnonzero(inside)
+    rows = np.flatnonzero(inside_window(spec, xy))
     rows = rows[np.lexsort((rows, np.hypot(along[rows], up[rows])))]
     centres = map_to_pixels(spec, xy[rows])
     box_w, box_h = box_size(spec)

@@ -31,7 +31,9 @@ def make_gif(job):
     """Decode the clip, quantize its frames, write the GIF and measure its flicker next to
     the source's own. A clip or palette reference that cannot be read fails the job with
     the file and the reason."""
-    from workers.pipeline.palette import PaletteError, clip_frames, flicker, quantize_clip, write_gif
+    from workers.pipeline.clip_frames import clip_frames
+    from workers.pipeline.gifs import write_gif
+    from workers.pipeline.palette import PaletteError, flicker, quantize_clip
 
     gif = job.gifs.select_related("source").get()
     params, source = gif.params, gif.source
@@ -82,6 +84,17 @@ def gif_report(job):
 
 
 # --- cutouts ---
+
+def cutout_settings(collection):
+    """(clusters, background) of the collection's latest cut-outs job, else the defaults:
+    a scatter poster draws the cut-outs the collection has."""
+    from explorer.jobs import CUTOUT_DEFAULTS
+    from explorer.models import Job
+
+    latest = collection.jobs.filter(kind=Job.Kind.CUTOUTS, status=Job.Status.SUCCEEDED).order_by("-pk").first()
+    params = latest.params if latest else CUTOUT_DEFAULTS
+    return params["clusters"], params["background"]
+
 
 def cutout_pixels(source_dir, position, pixels, clusters, background, again=False):
     """The cut-out (RGBA) of a frame: read from its file when made already (unless `again`),
@@ -149,7 +162,9 @@ def make_preview(collection_id, version, first_row, stop_row):
     Writes the GIF, or a `.failed` file beside it so that the page stops asking."""
     from explorer.models import Collection
     from workers.pipeline.map_versions import MapSnapshot
-    from workers.pipeline.palette import clip_frames, quantize_clip, write_gif
+    from workers.pipeline.clip_frames import clip_frames
+    from workers.pipeline.gifs import write_gif
+    from workers.pipeline.palette import quantize_clip
 
     collection = Collection.objects.get(pk=collection_id)
     target = preview_path(collection.maps_dir, version, first_row)

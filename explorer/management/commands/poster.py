@@ -52,6 +52,15 @@ class Command(DatabaseCommand):
         parser.add_argument("--dpi", type=float, default=300.0,
                             help="dots per inch on paper: the resolution written in the file, and with --width-mm "
                                  "the pixel size (default 300)")
+        parser.add_argument("--mode", default="grid",
+                            help="grid: a frame per cell; scatter: the frames' cut-outs (plain backgrounds removed, "
+                                 "see `manage.py cutouts`) at their exact places, each in a box of one cell's size "
+                                 "(default grid)")
+        parser.add_argument("--overlap", type=float, default=0.1,
+                            help="scatter: how much of a cut-out's box those drawn above it may hide; a frame that "
+                                 "would be hidden more is left out, 0 to 1 (default 0.1)")
+        parser.add_argument("--background", default="white",
+                            help="scatter: white, transparent (PNG and TIFF) or a colour as #rrggbb (default white)")
         parser.add_argument("--again", type=int, metavar="POSTER",
                             help="render poster POSTER again with its parameters (on the current map)")
         parser.add_argument("--out", metavar="FILE",
@@ -70,7 +79,8 @@ class Command(DatabaseCommand):
             params = {"centre_x": x, "centre_y": y, "window_width": options["width"], "columns": columns,
                       "rows": rows, "tile_width": tile_width, "tile_height": tile_height,
                       "rotation": options["rotation"], "format": options["format"], "quality": options["quality"],
-                      "empty": options["empty"], "width_mm": options["width_mm"], "dpi": options["dpi"]}
+                      "empty": options["empty"], "width_mm": options["width_mm"], "dpi": options["dpi"],
+                      "mode": options["mode"], "overlap": options["overlap"], "background": options["background"]}
         with LocalWorkers(options["workers"], self.stdout):
             try:
                 poster = start_poster(collection, params, again=options["again"])
