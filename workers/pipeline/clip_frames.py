@@ -4,7 +4,7 @@ frame rate, scaled to a width, as displayed.
 Apart from sampling.py because a clip is decoded into memory, not into a frame store, and
 is seeked to rather than decoded from the start; it reuses sampling.py's opening, display
 geometry and frame selection, so a clip's frames are those the sampler would keep at that
-rate (the first frame at or after each 1/fps, on the video's own clock).
+rate (the first frame at or after each 1/fps from the clip's start).
 """
 from pathlib import Path
 
@@ -50,8 +50,7 @@ def _decode(path, start, stop, fps, width):
             where = "is past the end of" if start >= duration - EDGE else "ends after the end of"
             raise MediaError(f"the clip {start:g}-{stop:g} s {where} {path} ({duration:.1f} s)")
         time_base, sar = float(stream.time_base), stream.sample_aspect_ratio
-        selector = _FrameSelector(SamplingParams(fps=fps))
-        selector.next_time = start
+        selector = _FrameSelector(SamplingParams(fps=fps))  # on the clip's clock: frames every 1/fps from `start`
         reformatter, times, frames = VideoReformatter(), [], []
         try:
             if start > 0:
@@ -62,7 +61,7 @@ def _decode(path, start, stop, fps, width):
                 time = frame.pts * time_base - offset
                 if time >= stop - EDGE:
                     break
-                if time < start - EDGE or not selector.keep(0, max(time, start)):
+                if time < start - EDGE or not selector.keep(0, max(time - start, 0.0)):
                     continue
                 frames.append(_scaled(frame, sar, width, reformatter))
                 times.append(time)
