@@ -241,12 +241,16 @@ class _FrameSelector:
         return True
 
 
+def _display_geometry(frame, sar):
+    """(width, height) of a decoded frame as displayed (pixel aspect and rotation applied),
+    and its rotation in quarter turns counter-clockwise."""
+    rotation = round((frame.rotation or 0) / 90) % 4
+    display = (round(frame.width * (float(sar) if sar else 1.0)), frame.height)
+    return (display[::-1] if rotation % 2 else display), rotation
+
+
 def _open_video_writers(frame, sar, out_dir, params, produced_by):
-    rotation = round((frame.rotation or 0) / 90) % 4  # quarter turns counter-clockwise
-    display_width = frame.width * (float(sar) if sar else 1.0)
-    display = (round(display_width), frame.height)
-    if rotation % 2:
-        display = display[::-1]
+    display, rotation = _display_geometry(frame, sar)
     size = fit_size(*display, params.width, params.height)
     decode_size = size[::-1] if rotation % 2 else size
     from av.video.reformatter import VideoReformatter
@@ -354,9 +358,9 @@ def _video_frames_at(path, targets, read_ahead=2.0):
 
 def _display_rgb(frame, sar):
     """A decoded frame at full resolution, as it is meant to be seen."""
-    width = round(frame.width * (float(sar) if sar else 1.0))
-    pixels = frame.to_ndarray(format="rgb24", width=width, height=frame.height)
-    rotation = round((frame.rotation or 0) / 90) % 4
+    display, rotation = _display_geometry(frame, sar)
+    width, height = display[::-1] if rotation % 2 else display
+    pixels = frame.to_ndarray(format="rgb24", width=width, height=height)
     return np.rot90(pixels, k=rotation) if rotation else pixels
 
 
