@@ -170,8 +170,9 @@ def gif_problems(source, start, stop, params):
         problems.append(f"the clip must start at 0 s or later and stop after it starts, not {start:g}-{stop:g} s")
     elif start >= duration:
         problems.append(f"the clip {start:g}-{stop:g} s starts past the end of {source.path} ({duration:.1f} s)")
-    elif stop - start > settings.GIF_MAX_SECONDS:
-        problems.append(f"the clip is {stop - start:g} s long: at most {settings.GIF_MAX_SECONDS:g} s (GIF_MAX_SECONDS)")
+    elif min(stop, duration) - start > settings.GIF_MAX_SECONDS:  # a clip past the end runs to the end
+        problems.append(f"the clip is {min(stop, duration) - start:g} s long: at most {settings.GIF_MAX_SECONDS:g} s "
+                        "(GIF_MAX_SECONDS)")
     elif (min(stop, duration) - start) * params["fps"] > GIF_MAX_FRAMES:
         problems.append(f"{(min(stop, duration) - start) * params['fps']:.0f} frames: a GIF holds at most "
                         f"{GIF_MAX_FRAMES}; lower fps or shorten the clip")
@@ -200,6 +201,8 @@ def start_gif(collection, source, start, stop, params, palette_image=None):
         raise GifError("; ".join(problems))
     if source.kind == source.Kind.PHOTO:
         start = stop = 0.0
+    else:
+        stop = min(stop, source.duration)  # a clip asked past the end runs to the end
     with _one_start_at_a_time(collection):
         making = None if palette_image is not None else next((gif for gif in Gif.objects.filter(
             job__in=_open_jobs(collection, Job.Kind.GIF), source=source, start=start, stop=stop).select_related("job")

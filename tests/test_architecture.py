@@ -169,6 +169,10 @@ def imports_of(module, path, known):
     each import loads on the way."""
     edges = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    # A module's own packages are loaded before it is (explorer.models before
+    # explorer.models.job): passing them on the way to a sibling adds no edge; importing
+    # from one of them itself does.
+    own_packages = {".".join(module.split(".")[:n]) for n in range(1, module.count(".") + 1)}
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.Import):
@@ -180,7 +184,8 @@ def imports_of(module, path, known):
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         for name in names:
             parts = name.split(".")
-            edges.update(".".join(parts[:n]) for n in range(1, len(parts) + 1) if ".".join(parts[:n]) in known)
+            loaded = [".".join(parts[:n]) for n in range(1, len(parts) + 1) if ".".join(parts[:n]) in known]
+            edges.update(loaded[-1:] + [package for package in loaded[:-1] if package not in own_packages])
     edges.discard(module)
     return edges
 

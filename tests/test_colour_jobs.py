@@ -2,6 +2,7 @@
 `manage.py gif` (with palette transfer), the map's hover previews, and cut-outs drawn on a
 scatter poster. One small collection is ingested and mapped for the module: a moving test
 pattern, and a photo of a disc on a plain background."""
+import math
 import subprocess
 import sys
 import time
@@ -16,11 +17,23 @@ from explorer.sampling_settings import sampling_params
 from tests.conftest import ROOT, wait_for_job, worker_env
 from tests.media import ffmpeg, make_video
 
-pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.django_db
+def test_a_collection_without_frames_has_nothing_to_cut_out_or_make_a_gif_of(client):
+    empty = Collection.objects.create(name="colour: nothing yet")
+    response = client.post(f"/api/collections/{empty.pk}/cutouts/", {}, content_type="application/json")
+    assert response.status_code == 409 and "has no sampled frames yet" in response.json()["detail"]
+    pending = empty.sources.create(path="/nowhere/clip.mp4", checksum="0" * 64, size=1, mtime=0, kind="video")
+    response = client.post("/api/gifs/", {"collection": empty.pk, "source": pending.pk, "stop": 1.0},
+                           content_type="application/json")
+    assert response.status_code == 400 and "is pending, not sampled" in str(response.json())
 
 
 @pytest.fixture(scope="module")
 def collection(worker, media_root, django_db_blocker):
+    """The module's collection. Its tests run outside a test transaction (the database open
+    to them, as to the worker, in autocommit), so the worker sees the jobs they start."""
     folder = media_root / "colour"
     make_video(folder / "pattern.mp4", seconds=3)
     ffmpeg("-f", "lavfi", "-i", "color=c=0x3050d0:size=320x240,drawbox=x=100:y=60:w=120:h=120:color=0xf0c020:t=fill",
@@ -30,9 +43,7 @@ def collection(worker, media_root, django_db_blocker):
         job = wait_for_job(start_ingest(collection, [folder]), timeout=300)
         assert job.status == Job.Status.SUCCEEDED, (job.error, job.skipped)
         collection.refresh_from_db()
-        sources = {source.path.rsplit("/", 1)[1]: source for source in collection.sources.all()}
-    yield collection, sources
-    with django_db_blocker.unblock():
+        yield collection, {source.path.rsplit("/", 1)[1]: source for source in collection.sources.all()}
         collection.delete()
 
 
@@ -75,7 +86,10 @@ def test_a_gif_of_a_clip_through_the_api(client, viewer_client, collection):
     loop, frames = gif_frames(b"".join(download.streaming_content))
     assert loop == 0 and len(frames) == 6
     assert all(len(colours) <= 8 for _, colours, _ in frames)
-    assert [duration for *_, duration in frames] == [250] * 6  # 4 frames a second, from the real timestamps
+    # A frame every 0.25 s of a 30 fps video: the first frame at or after each quarter second,
+    # shown until the next one's real timestamp (in the GIF's hundredths of a second).
+    times = [math.ceil(round((0.5 + 0.25 * i) * 30, 6)) / 30 for i in range(6)]
+    assert [duration for *_, duration in frames][:5] == [round((b - a) * 100) * 10 for a, b in zip(times, times[1:])]
     assert frames[0][0].shape == (90, 160, 3)
     refused = viewer_client.post("/api/gifs/", {"collection": collection.pk, "source": video.pk},
                                  content_type="application/json")
@@ -85,7 +99,7 @@ def test_a_gif_of_a_clip_through_the_api(client, viewer_client, collection):
 def test_impossible_gifs_get_400_with_the_reason(client, collection, settings):
     collection, sources = collection
     video, photo = sources["pattern.mp4"], sources["box.png"]
-    other = Collection.objects.create(name="another")
+    other, _ = Collection.objects.get_or_create(name="colour: another")
 
     def refused(**changes):
         body = {"collection": collection.pk, "source": video.pk, "start": 0.0, "stop": 1.0, **changes}
@@ -96,15 +110,19 @@ def test_impossible_gifs_get_400_with_the_reason(client, collection, settings):
     assert "Ensure this value is greater than or equal to 2" in refused(colours=1)
     assert "Ensure this value is less than or equal to 256" in refused(colours=257)
     assert "is not a valid choice" in refused(seeding="random")
-    assert "starts past the end of" in refused(start=5.0, stop=6.0) and "pattern.mp4 (3.0 s)" in refused(start=5.0)
+    assert "the clip 5-6 s starts past the end of" in refused(start=5.0, stop=6.0)
+    assert "pattern.mp4 (3.0 s)" in refused(start=5.0, stop=6.0)
     assert "stop after it starts" in refused(start=2.0, stop=1.0)
     settings.GIF_MAX_SECONDS = 1.0
     assert "at most 1 s (GIF_MAX_SECONDS)" in refused(stop=2.5)
     assert f"has no source {video.pk}" in refused(collection=other.pk)
+    other.delete()
     assert "palette_from: source" in refused(palette_from={"source": 10**9, "time": 0.0})
     assert "has no frame at 9 s" in refused(palette_from={"source": video.pk, "time": 9.0})
     assert not Gif.objects.filter(collection=collection, job__isnull=True).exists()
-    # A photo is a GIF of one frame, whatever the times asked.
+    # A clip asked past the end runs to the end; a photo is a GIF of one frame, whatever the times.
+    gif = make_gif(client, collection=collection.pk, source=video.pk, start=2.5, stop=9.0, fps=4, colours=4)
+    assert (gif.stop, gif.frames) == (3.0, 2)
     gif = make_gif(client, collection=collection.pk, source=photo.pk, start=3.0, stop=1.0, colours=4)
     assert (gif.frames, gif.start, gif.stop) == (1, 0.0, 0.0)
 
@@ -182,13 +200,15 @@ def test_cut_outs_then_a_scatter_poster_of_them(client, viewer_client, collectio
 
     # A scatter poster of the whole map on a transparent background, through the API.
     poster, job = render(client, {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0,
-                                  "window_width": 2.4, "columns": 6, "rows": 4, "tile_width": 80, "tile_height": 45,
+                                  "window_width": 2.4, "columns": 4, "rows": 4, "tile_width": 80, "tile_height": 45,
                                   "mode": "scatter", "overlap": 1.0, "background": "transparent"})
     assert job.status == Job.Status.SUCCEEDED, (job.error, job.message)
     image = read_image(poster.file_path)
-    assert image.shape == (180, 480, 4)
+    assert image.shape == (180, 320, 4)
     alpha = image[..., 3]
-    assert (alpha == 0).mean() > 0.3 and (alpha == 255).any()  # cut-outs on nothing
+    assert (alpha == 0).mean() > 0.5  # cut-outs on nothing
+    yellow = (alpha == 255) & (np.abs(image[..., :3].astype(int) - [240, 192, 32]).max(axis=2) < 30)
+    assert yellow.sum() > 50  # the photo's box, without its background
     assert 1 <= poster.cells <= frames
     refused = client.post("/api/posters/", {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0,
                                             "window_width": 2.0, "columns": 2, "rows": 2, "format": "pdf",
