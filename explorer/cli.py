@@ -1,6 +1,7 @@
 """What the `ingest` and `explore` commands share: local workers, following a job
 with a progress bar per stage, and the closing summary."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,6 +131,21 @@ def summarize(job, out, verbosity=1):
     _listed(out, "skipped", [f"  skipped {skip['path']}: {skip['reason']}" for skip in job.skipped[:limit]],
             len(job.skipped), in_job)
     return job.status == Job.Status.SUCCEEDED
+
+
+def deliver(made, job, out, stdout, verbosity, what):
+    """After a job that makes a file (a poster, a GIF): the summary, then the file copied to
+    `out` when given. Returns (the file's path, whether the job succeeded); CommandError
+    naming `what` when no file was made."""
+    made.refresh_from_db()
+    ok = summarize(job, stdout, verbosity)
+    if not made.ready:
+        raise CommandError(f"{what} was not made ({job.status})")
+    path = made.file_path
+    if out:
+        path = Path(out).expanduser()
+        shutil.copyfile(made.file_path, path)
+    return path, ok
 
 
 def failure(source):

@@ -17,7 +17,7 @@ from django.db import OperationalError
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
-from explorer.models import Job
+from explorer.models import Job, WorkItem
 from workers import lifecycle, stages
 from workers.celery import send
 
@@ -50,6 +50,14 @@ def begin_next(job_id, finished_stage):
     stage = lifecycle.advance(job_id, finished_stage)
     if stage and stage != stages.DONE:
         send(stages.RUN_STAGE_TASK, job_id, stage, patience=settings.STALE_AFTER)
+
+
+def add_chunks(job, stage, source, size):
+    """The pieces of a stage done over a source's frames: a WorkItem per `size` frames (one
+    that exists already, from an earlier attempt, is kept)."""
+    for start in range(0, source.frame_count, size):
+        WorkItem.objects.get_or_create(job=job, stage=stage, source=source, start=start,
+                                       defaults={"stop": min(start + size, source.frame_count)})
 
 
 class FanOut:

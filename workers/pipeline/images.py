@@ -18,8 +18,8 @@ Pillow reads photos, each with its own errors), and the posters' file formats
 (posters.py: libvips streams a canvas larger than memory into PNG, TIFF or a PDF page).
 
 The colour tools build on these operations in modules next to this one: cutouts.py
-(a frame's plain background made transparent); k-means palette quantization and GIF
-writing are to come.
+(a frame's plain background made transparent), palette.py (k-means palette quantization,
+flicker), gifs.py (GIF writing).
 """
 import numpy as np
 

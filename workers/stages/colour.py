@@ -12,7 +12,7 @@ from django.utils import timezone
 from explorer.models import Gif, Source, WorkItem
 from workers import lifecycle
 from workers.celery import app
-from workers.pieces import FanOut, job_progress
+from workers.pieces import FanOut, add_chunks, job_progress
 from workers.pipeline.sampling import MediaError
 from workers.pipeline.previews import mark_failed, preview_path, release_claim
 from workers.stages import PREVIEW_TASK, Report
@@ -116,9 +116,7 @@ def cutout_pixels(source_dir, position, pixels, clusters, background, again=Fals
 def prepare_cutouts(job):
     """A work item per chunk of frames of every sampled source."""
     for source in job.collection.sources.filter(status=Source.Status.READY, frame_count__gt=0).order_by("pk"):
-        for start in range(0, source.frame_count, CUTOUT_CHUNK):
-            WorkItem.objects.get_or_create(job=job, stage=CUTOUTS, source=source, start=start, defaults={
-                "stop": min(start + CUTOUT_CHUNK, source.frame_count)})
+        add_chunks(job, CUTOUTS, source, CUTOUT_CHUNK)
 
 
 CUTTING = FanOut("workers.tasks.cutouts", WorkItem, lambda: WorkItem.objects.filter(stage=CUTOUTS),

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from explorer.models import Job, Source, WorkItem
 from workers import lifecycle
-from workers.pieces import FanOut
+from workers.pieces import FanOut, add_chunks
 from workers.pipeline.arrays import ArrayWriter, open_array, read_manifest
 from workers.stages import Report
 from workers.tasks import job_task
@@ -76,9 +76,7 @@ def prepare(job):
     for source in embedded_sources(job.collection):
         if source_features(source, precision) is not None:
             continue  # already described with these weights, in this precision
-        for start in range(0, source.frame_count, settings.FEATURE_CHUNK):
-            WorkItem.objects.get_or_create(job=job, stage=STAGE, source=source, start=start, defaults={
-                "stop": min(start + settings.FEATURE_CHUNK, source.frame_count)})
+        add_chunks(job, STAGE, source, settings.FEATURE_CHUNK)
 
 
 DESCRIBING = FanOut("workers.tasks.features", WorkItem, lambda: WorkItem.objects.filter(stage=STAGE),

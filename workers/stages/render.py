@@ -146,6 +146,7 @@ def _source_pixels(snapshot, warnings):
 def report(job):
     poster = job.posters.first()
     if poster and poster.file_size:
-        return Report((f"poster {poster.width}x{poster.height} {poster.params['format'].upper()}, "
-                       f"{poster.cells} cell(s) filled",))
+        drawn = (f"{poster.cells} cut-out(s) drawn" if poster.params.get("mode") == "scatter"
+                 else f"{poster.cells} cell(s) filled")
+        return Report((f"poster {poster.width}x{poster.height} {poster.params['format'].upper()}, {drawn}",))
     return Report(("no poster",), fatal="no poster was made")

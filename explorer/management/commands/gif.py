@@ -1,10 +1,9 @@
-import shutil
 from pathlib import Path
 
 import numpy as np
 from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, add_workers_argument, collection_named, summarize
+from explorer.cli import LocalWorkers, add_workers_argument, collection_named, deliver
 from explorer.database import DatabaseCommand
 from explorer.jobs import GIF_DEFAULTS, GifError, start_gif
 from explorer.progress import follow
@@ -75,14 +74,7 @@ class Command(DatabaseCommand):
             self.stdout.write(f"{'Already making' if gif.reused else 'Making'} GIF {gif.pk} of {source.path} "
                               f"{gif.start:g}-{gif.stop:g} s (job {gif.job_id})\n")
             job = follow(gif.job, self.stderr)
-        gif.refresh_from_db()
-        ok = summarize(job, self.stdout, options["verbosity"])
-        if not gif.ready:
-            raise CommandError(f"GIF {gif.pk} was not made ({job.status})")
-        path = gif.file_path
-        if options["out"]:
-            path = Path(options["out"]).expanduser()
-            shutil.copyfile(gif.file_path, path)
+        path, ok = deliver(gif, job, options["out"], self.stdout, options["verbosity"], f"GIF {gif.pk}")
         self.stdout.write(f"GIF {gif.pk}: {gif.width}x{gif.height}, {gif.frames} frame(s), {gif.file_size:,} bytes, "
                           f"{path}\nFlicker {gif.flicker:.3f} (the source's own {gif.source_flicker:.3f}; "
                           "mean colour change, CIELAB ΔE, where the source is still)\n")

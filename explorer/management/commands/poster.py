@@ -1,9 +1,6 @@
-import shutil
-from pathlib import Path
-
 from django.core.management.base import CommandError
 
-from explorer.cli import LocalWorkers, add_workers_argument, collection_named, summarize
+from explorer.cli import LocalWorkers, add_workers_argument, collection_named, deliver
 from explorer.progress import follow
 from explorer.database import DatabaseCommand
 from explorer.jobs import NotReady, start_poster
@@ -89,14 +86,8 @@ class Command(DatabaseCommand):
             self.stdout.write(f"{'Already rendering' if poster.reused else 'Rendering'} poster {poster.pk} "
                               f"of {collection.name!r} (job {poster.job_id})\n")
             job = follow(poster.job, self.stderr)
-        poster.refresh_from_db()
-        ok = summarize(job, self.stdout, options["verbosity"])
-        if not poster.ready:
-            raise CommandError(f"poster {poster.pk} was not rendered ({job.status})")
-        path = poster.file_path
-        if options["out"]:
-            path = Path(options["out"]).expanduser()
-            shutil.copyfile(poster.file_path, path)
-        self.stdout.write(f"Poster {poster.pk}: {poster.width}x{poster.height} pixels, {poster.cells} cells, {path}\n")
+        path, ok = deliver(poster, job, options["out"], self.stdout, options["verbosity"], f"poster {poster.pk}")
+        drawn = "cut-outs" if poster.params.get("mode") == "scatter" else "cells"
+        self.stdout.write(f"Poster {poster.pk}: {poster.width}x{poster.height} pixels, {poster.cells} {drawn}, {path}\n")
         if not ok:
             raise CommandError(f"poster {poster.pk}: {job.status}, see above")
