@@ -10,7 +10,9 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 
 from explorer.api import JobSerializer, json_body, listed, started, started_response
 from explorer.api_errors import Conflict, error_response
-from explorer.api_params import INT64_MAX, CollectionFilter, ExactFields, StrictFloatField, StrictIntegerField
+from explorer.api_params import (
+    INT64_MAX, CollectionFilter, ExactFields, StrictBooleanField, StrictFloatField, StrictIntegerField,
+)
 from explorer.cluster_api import collection_or_404
 from explorer.jobs import CUTOUT_DEFAULTS, GIF_DEFAULTS, GifError, NotReady, start_cutouts, start_gif
 from explorer.models import Collection, Gif
@@ -139,6 +141,9 @@ class CutoutRequest(ExactFields, serializers.Serializer):
     background = serializers.ChoiceField(BACKGROUNDS, default=CUTOUT_DEFAULTS["background"], help_text=(
         "corners: every cluster that holds a real share of the frame's border is background; first-pixel: the "
         "cluster of the top-left pixel."))
+    position = StrictBooleanField(default=False, help_text=(
+        "Cluster each pixel by where it is as well as by its colour: a background of the subject's colours, "
+        "away from it, comes apart from it."))
 
 
 @extend_schema(request=CutoutRequest, responses=started(JobSerializer, "job", {
@@ -151,7 +156,7 @@ def cutouts(request, pk):
     collection = collection_or_404(pk)
     query = json_body(request, CutoutRequest)
     try:
-        job = start_cutouts(collection, query["clusters"], query["background"])
+        job = start_cutouts(collection, query["clusters"], query["background"], query["position"])
     except NotReady as exc:
         raise Conflict(str(exc)) from None
     return started_response(JobSerializer, job)

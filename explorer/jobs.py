@@ -219,17 +219,18 @@ def start_gif(collection, source, start, stop, params, palette_image=None):
         return gif
 
 
-CUTOUT_DEFAULTS = {"clusters": DEFAULT_CLUSTERS, "background": "corners"}  # workers/pipeline/cutouts.py says why
+CUTOUT_DEFAULTS = {"clusters": DEFAULT_CLUSTERS, "background": "corners", "position": False}  # cutouts.py: why
 
 
-def start_cutouts(collection, clusters=None, background=None):
-    """Cut every sampled frame of the collection out of its plain background (RGBA PNGs kept
-    beside its frames, for scatter posters); ValueError on impossible parameters, NotReady
-    without frames. Or return the identical job already queued or running."""
+def start_cutouts(collection, clusters=None, background=None, position=False):
+    """Cut every sampled frame of the collection out of its plain background (k-means on its
+    colours, and with `position` on where each pixel is too; RGBA PNGs kept beside its frames,
+    for scatter posters); ValueError on impossible parameters, NotReady without frames. Or
+    return the identical job already queued or running."""
     from workers.pipeline.cutouts import BACKGROUNDS, CLUSTER_RANGE
 
-    params = {"clusters": clusters or CUTOUT_DEFAULTS["clusters"], "background": background or
-              CUTOUT_DEFAULTS["background"]}
+    params = {"clusters": clusters or CUTOUT_DEFAULTS["clusters"],
+              "background": background or CUTOUT_DEFAULTS["background"], "position": bool(position)}
     if not CLUSTER_RANGE[0] <= params["clusters"] <= CLUSTER_RANGE[1]:
         raise ValueError(f"clusters must be {CLUSTER_RANGE[0]} to {CLUSTER_RANGE[1]}, not {params['clusters']}")
     if params["background"] not in BACKGROUNDS:

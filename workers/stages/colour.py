@@ -86,28 +86,30 @@ def gif_report(job):
 # --- cutouts ---
 
 def cutout_settings(collection):
-    """(clusters, background) of the collection's latest cut-outs job, else the defaults:
-    a scatter poster draws the cut-outs the collection has."""
+    """How the collection's latest cut-outs job cut its frames out ({"clusters", "background",
+    "position"}), else the defaults: a scatter poster draws the cut-outs the collection has."""
     from explorer.jobs import CUTOUT_DEFAULTS
     from explorer.models import Job
 
     latest = collection.jobs.filter(kind=Job.Kind.CUTOUTS, status=Job.Status.SUCCEEDED).order_by("-pk").first()
-    params = latest.params if latest else CUTOUT_DEFAULTS
-    return params["clusters"], params["background"]
+    return {**CUTOUT_DEFAULTS, **(latest.params if latest else {})}
 
 
-def cutout_pixels(source_dir, position, pixels, clusters, background, again=False):
-    """The cut-out (RGBA) of a frame: read from its file when made already (unless `again`),
-    else made from `pixels` (RGB) and kept."""
+def cutout_pixels(source_dir, index, pixels, settings, again=False):
+    """The cut-out (RGBA) of frame `index` of a source's frame store, made with `settings`
+    (cutout_settings): read from its file when made already (unless `again`), else made
+    from `pixels` (RGB) and kept."""
     from workers.pipeline.cutouts import cut_out, read_cutout, write_cutout
 
-    path = source_dir / "cutouts" / f"{background}-{clusters}" / f"{position}.png"
+    made_with = f"{settings['background']}-{settings['clusters']}" + ("-position" if settings["position"] else "")
+    path = source_dir / "cutouts" / made_with / f"{index}.png"
     if path.exists() and not again:
         try:
             return read_cutout(path)
         except (OSError, ValueError):
             log.warning("cut-out %s does not read: made again", path)
-    rgba = cut_out(pixels, clusters=clusters, background=background)
+    rgba = cut_out(pixels, clusters=settings["clusters"], background=settings["background"],
+                   use_position=settings["position"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_cutout(path, rgba)
     return rgba
@@ -132,14 +134,15 @@ def cutouts(self, job_id, item_id):
 def _cut_out_chunk(job_id, item):
     from workers.pipeline.arrays import open_array
 
-    params = item.job.params
+    from explorer.jobs import CUTOUT_DEFAULTS
+
+    made_with = {**CUTOUT_DEFAULTS, **item.job.params}
     frames = open_array(item.source.frames_dir, "frames")
     write_progress = CUTTING.progress_writer(job_id, item.pk)
-    for position in range(item.start, item.stop):
+    for index in range(item.start, item.stop):
         # made again: the frame store may have been sampled again since
-        cutout_pixels(item.source.frames_dir, position, frames[position], params["clusters"], params["background"],
-                      again=True)
-        write_progress((position + 1 - item.start) / (item.stop - item.start))
+        cutout_pixels(item.source.frames_dir, index, frames[index], made_with, again=True)
+        write_progress((index + 1 - item.start) / (item.stop - item.start))
     WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.DONE, progress=1.0, heartbeat=timezone.now())
 
 

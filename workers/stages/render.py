@@ -62,14 +62,14 @@ def _render_scatter(job, poster, spec, snapshot, warnings):
     from workers.pipeline.scatter import place_scatter, render_scatter
     from workers.stages.colour import cutout_pixels, cutout_settings
 
-    clusters, background = cutout_settings(poster.collection)
+    made_with = cutout_settings(poster.collection)
 
     def cut_out(row):
         source, pixels = int(snapshot.index["source"][row]), snapshot.frame_pixels(row)
         if pixels is None:
             return None
         return cutout_pixels(snapshot.sources_dir / str(source), row - snapshot.spans.rows(source)[0], pixels,
-                             clusters, background)
+                             made_with)
 
     xy, empty = np.array(snapshot.layout, dtype=np.float64), {}  # map row: its cut-out is empty (None: gone)
     progress = job_progress(job.pk, span=0.5, interval=1.0)

@@ -19,13 +19,16 @@ class Command(DatabaseCommand):
         parser.add_argument("--background", choices=BACKGROUNDS, default=CUTOUT_DEFAULTS["background"],
                             help="corners: the clusters of the frame's border; first-pixel: the cluster of the "
                                  "top-left pixel (default corners)")
+        parser.add_argument("--position", action="store_true",
+                            help="cluster each pixel by where it is as well as by its colour: a background of the "
+                                 "subject's colours, away from it, comes apart from it")
         add_workers_argument(parser, default=2)
 
     def handle(self, *args, **options):
         collection = collection_named(options["collection"])
         with LocalWorkers(options["workers"], self.stdout):
             try:
-                job = start_cutouts(collection, options["clusters"], options["background"])
+                job = start_cutouts(collection, options["clusters"], options["background"], options["position"])
             except (ValueError, NotReady) as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"{'Already cutting out' if job.reused else 'Cutting out'} the frames of "
