@@ -127,6 +127,17 @@ NO_PARAMETERS = {"application/json": {"type": "object", "additionalProperties": 
                                       "description": "{}: this action takes no parameters."}}
 
 
+def refuse_oversized(request, limit_mb, limit_name):
+    """400 before the body is read when it says it is larger than an upload may be."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit_mb * 1024 * 1024 + 64 * 1024:  # the file and its multipart headers
+        raise exceptions.ValidationError({"detail": f"the request is {length / 2**20:.1f} MB, over the limit of "
+                                                    f"{limit_mb} MB for a file ({limit_name})"})
+
+
 class NoParameters(ExactFields, serializers.Serializer):
     """Reads NO_PARAMETERS: {} (a field, a list or a number is refused)."""
 

@@ -8,15 +8,16 @@ from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.parsers import JSONParser, MultiPartParser
 
-from explorer.api import JobSerializer, json_body, listed, started, started_response
+from explorer.api import JobSerializer, json_body, listed, refuse_oversized, started, started_response
 from explorer.api_errors import Conflict, error_response
 from explorer.api_params import (
     INT64_MAX, CollectionFilter, ExactFields, StrictBooleanField, StrictFloatField, StrictIntegerField,
 )
 from explorer.cluster_api import collection_or_404
-from explorer.jobs import CUTOUT_DEFAULTS, GIF_DEFAULTS, GifError, NotReady, start_cutouts, start_gif
+from explorer.jobs import GIF_DEFAULTS, GifError, NotReady, start_cutouts, start_gif
 from explorer.models import Collection, Gif
 from workers.pipeline.cutouts import BACKGROUNDS, CLUSTER_RANGE
+from workers.pipeline.cutouts import DEFAULTS as CUTOUT_SETTINGS
 from workers.pipeline.palette import DISTANCES, MAX_COLOURS, MIN_COLOURS, SEEDINGS
 
 PALETTE_IMAGE_MAX_MB = 20
@@ -91,6 +92,7 @@ class GifViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request):
         """Make an animated GIF of a clip, its colours quantized by k-means; poll its job,
         then download it. Impossible parameters get 400 with every reason."""
+        refuse_oversized(request, PALETTE_IMAGE_MAX_MB, "a GIF's palette picture")
         multipart = request.content_type.split(";")[0].strip().lower() == "multipart/form-data"
         body = (GifUpload if multipart else GifRequest)(data=request.data)
         body.is_valid(raise_exception=True)
@@ -110,12 +112,12 @@ class GifViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 def _palette_picture(upload):
-    """The uploaded picture as RGB pixels, no larger than it needs to be for a palette."""
+    """The uploaded picture as RGB pixels, no larger than a palette needs (fit_reference)."""
     import tempfile
 
     import numpy as np
 
-    from workers.pipeline.images import fit_size, resize
+    from workers.pipeline.palette import fit_reference
     from workers.pipeline.sampling import MediaError, read_photo
 
     if upload.size > PALETTE_IMAGE_MAX_MB * 2**20:
@@ -126,19 +128,17 @@ def _palette_picture(upload):
             saved.write(chunk)
         saved.flush()
         try:
-            pixels = np.asarray(read_photo(saved.name, settings.MAX_IMAGE_PIXELS))
+            return fit_reference(np.asarray(read_photo(saved.name, settings.MAX_IMAGE_PIXELS)))
         except MediaError as exc:
             message = str(exc).replace(saved.name, upload.name or "the picture")
             raise exceptions.ValidationError({"palette_image": [message]}) from None
-    height, width = pixels.shape[:2]
-    return resize(pixels, *fit_size(width, height, 480, 480)) if max(width, height) > 480 else pixels
 
 
 class CutoutRequest(ExactFields, serializers.Serializer):
     clusters = StrictIntegerField(min_value=CLUSTER_RANGE[0], max_value=CLUSTER_RANGE[1],
-                                  default=CUTOUT_DEFAULTS["clusters"],
+                                  default=CUTOUT_SETTINGS["clusters"],
                                   help_text="Colour clusters per frame (k-means).")
-    background = serializers.ChoiceField(BACKGROUNDS, default=CUTOUT_DEFAULTS["background"], help_text=(
+    background = serializers.ChoiceField(BACKGROUNDS, default=CUTOUT_SETTINGS["background"], help_text=(
         "corners: every cluster that holds a real share of the frame's border is background; first-pixel: the "
         "cluster of the top-left pixel."))
     position = StrictBooleanField(default=False, help_text=(

@@ -176,10 +176,12 @@ def gif_file(request, gif_id):
 
 @require_GET
 def preview(request, collection_id, version, row):
-    """The hover preview of the clip around map row `row`: its GIF once made (cached with the
-    map version); the first request asks a worker to make it and gets 202 with Retry-After,
-    so no request waits for the decoding; 404 when it cannot be made (the reason given)."""
-    from workers.pipeline.previews import claim_preview, preview_path, preview_state
+    """The hover preview of the stretch of video around map row `row` (workers/pipeline/
+    previews.py): its GIF once made (cached with the map version); until then the request
+    asks a worker to make it and gets 202 with Retry-After, so no request waits for the
+    decoding; 404 when it cannot be made (the reason given)."""
+    from workers.pipeline.previews import claim_preview, preview_name, preview_path, preview_state, \
+        preview_window, release_claim
     from workers.stages import PREVIEW_TASK
 
     collection = get_object_or_404(Collection, pk=collection_id)
@@ -188,18 +190,20 @@ def preview(request, collection_id, version, row):
         raise Http404(f"collection {collection_id} has no map version {version}")
     if not 0 <= row < len(current):
         raise Http404(f"map version {version} has rows 0 to {len(current) - 1}, not {row}")
-    first, stop = current.clip_at(row, settings.PREVIEW_SECONDS)
-    state = preview_state(collection.maps_dir, version, first)
+    source = int(current.index["source"][row])
+    window = preview_window(float(current.index["time"][row]), settings.PREVIEW_SECONDS)[0]
+    name = preview_name(source, window)
+    state = preview_state(collection.maps_dir, version, name)
     if state == "ready":
-        response = FileResponse(open(preview_path(collection.maps_dir, version, first), "rb"),
-                                content_type="image/gif")
+        response = FileResponse(open(preview_path(collection.maps_dir, version, name), "rb"), content_type="image/gif")
         response["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
     if state == "failed":
-        reason = preview_path(collection.maps_dir, version, first).with_suffix(".failed").read_text().strip()
+        reason = preview_path(collection.maps_dir, version, name).with_suffix(".failed").read_text().strip()
         raise Http404(f"no preview of this clip: {reason}")
-    if state == "missing" and claim_preview(collection.maps_dir, version, first):
-        send(PREVIEW_TASK, collection.pk, version, first, stop)
+    if state == "missing" and claim_preview(collection.maps_dir, version, name) == "claimed":
+        if not send(PREVIEW_TASK, collection.pk, version, source, window):
+            release_claim(collection.maps_dir, version, name)  # the broker is away: the next request asks again
     response = JsonResponse({"detail": "the preview is being made: ask again in a moment"}, status=202)
     response["Retry-After"] = "1"
     return response

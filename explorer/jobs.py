@@ -3,6 +3,7 @@ by name after the transaction commits, so a worker never looks for a row that is
 there yet, and the web process never imports the pipeline's workers (a test checks). Starting a job identical to
 one that is queued or running (same kind, collection and parameters) returns that job,
 marked `reused`, instead of queuing another."""
+import math
 from contextlib import contextmanager
 
 from django.db import transaction
@@ -134,7 +135,7 @@ def start_tagging(collection, head="softmax", fine_tune=False):
 
 GIF_DEFAULTS = {"colours": 16, "distance": "euclidean", "seeding": "sequential", "fps": 10.0, "width": 480,
                 "palette_from": None}
-GIF_MAX_FRAMES = 300  # frames a GIF may hold: with GIF_MAX_WIDTH, what a worker holds in memory at once
+GIF_MAX_FRAMES = 300  # frames a GIF may hold; with GIF_MAX_WIDTH at 16:9, the pixels a worker holds at once
 
 
 class GifError(ValueError):
@@ -163,27 +164,32 @@ def gif_problems(source, start, stop, params):
         problems.append(f"width must be 16 to {settings.GIF_MAX_WIDTH} pixels (GIF_MAX_WIDTH), not {params['width']}")
     if not 0 < params["fps"] <= settings.GIF_MAX_FPS:
         problems.append(f"fps must be above 0 and at most {settings.GIF_MAX_FPS:g} (GIF_MAX_FPS), not {params['fps']}")
-    if source.kind == source.Kind.PHOTO:
-        return problems  # a photo is a one-frame GIF, whatever the times
-    duration = source.duration or 0.0
-    if not 0 <= start < stop:
-        problems.append(f"the clip must start at 0 s or later and stop after it starts, not {start:g}-{stop:g} s")
-    elif start >= duration:
-        problems.append(f"the clip {start:g}-{stop:g} s starts past the end of {source.path} ({duration:.1f} s)")
-    elif min(stop, duration) - start > settings.GIF_MAX_SECONDS:  # a clip past the end runs to the end
-        problems.append(f"the clip is {min(stop, duration) - start:g} s long: at most {settings.GIF_MAX_SECONDS:g} s "
-                        "(GIF_MAX_SECONDS)")
-    elif (min(stop, duration) - start) * params["fps"] > GIF_MAX_FRAMES:
-        problems.append(f"{(min(stop, duration) - start) * params['fps']:.0f} frames: a GIF holds at most "
-                        f"{GIF_MAX_FRAMES}; lower fps or shorten the clip")
     reference = params["palette_from"]
     if isinstance(reference, dict) and "source" in reference:
         other = source.collection.sources.filter(pk=reference["source"]).first()
         if other is None or other.status != other.Status.READY:
             problems.append(f"palette_from: source {reference['source']} is not a sampled source of this collection")
-        elif other.kind == other.Kind.VIDEO and not 0 <= reference["time"] < (other.duration or 0.0):
+        elif other.kind == other.Kind.VIDEO and not 0 <= reference["time"] < other.known_duration:
             problems.append(f"palette_from: {other.path} has no frame at {reference['time']:g} s "
-                            f"(it lasts {other.duration or 0.0:.1f} s)")
+                            f"(it lasts {other.known_duration:.1f} s)")
+    frames = 1  # a photo is a one-frame GIF, whatever the times
+    if source.kind == source.Kind.VIDEO:
+        duration = source.known_duration
+        frames = math.ceil((min(stop, duration) - start) * params["fps"])
+        if not 0 <= start < stop:
+            problems.append(f"the clip must start at 0 s or later and stop after it starts, not {start:g}-{stop:g} s")
+        elif start >= duration:
+            problems.append(f"the clip {start:g}-{stop:g} s starts past the end of {source.path} ({duration:.1f} s)")
+        elif min(stop, duration) - start > settings.GIF_MAX_SECONDS:  # a clip past the end runs to the end
+            problems.append(f"the clip is {min(stop, duration) - start:g} s long: at most "
+                            f"{settings.GIF_MAX_SECONDS:g} s (GIF_MAX_SECONDS)")
+    # What the worker holds: every frame, at the width asked and the height the source's shape gives.
+    height = round(params["width"] * (source.height or 9) / (source.width or 16))
+    budget = GIF_MAX_FRAMES * settings.GIF_MAX_WIDTH * round(settings.GIF_MAX_WIDTH * 9 / 16)
+    if frames > GIF_MAX_FRAMES or frames * params["width"] * height > budget or height > 4 * settings.GIF_MAX_WIDTH:
+        problems.append(f"{frames} frame(s) of {params['width']}x{height} pixels is more than a GIF may hold (at most "
+                        f"{GIF_MAX_FRAMES} frames, {budget / 1e6:.0f} million pixels): lower fps or width, or "
+                        "shorten the clip")
     return problems
 
 
@@ -202,7 +208,7 @@ def start_gif(collection, source, start, stop, params, palette_image=None):
     if source.kind == source.Kind.PHOTO:
         start = stop = 0.0
     else:
-        stop = min(stop, source.duration)  # a clip asked past the end runs to the end
+        stop = min(stop, source.known_duration)  # a clip asked past the end runs to the end
     with _one_start_at_a_time(collection):
         making = None if palette_image is not None else next((gif for gif in Gif.objects.filter(
             job__in=_open_jobs(collection, Job.Kind.GIF), source=source, start=start, stop=stop).select_related("job")
@@ -219,18 +225,14 @@ def start_gif(collection, source, start, stop, params, palette_image=None):
         return gif
 
 
-CUTOUT_DEFAULTS = {"clusters": DEFAULT_CLUSTERS, "background": "corners", "position": False}  # cutouts.py: why
-
-
-def start_cutouts(collection, clusters=None, background=None, position=False):
+def start_cutouts(collection, clusters=DEFAULT_CLUSTERS, background="corners", position=False):
     """Cut every sampled frame of the collection out of its plain background (k-means on its
     colours, and with `position` on where each pixel is too; RGBA PNGs kept beside its frames,
     for scatter posters); ValueError on impossible parameters, NotReady without frames. Or
     return the identical job already queued or running."""
     from workers.pipeline.cutouts import BACKGROUNDS, CLUSTER_RANGE
 
-    params = {"clusters": clusters or CUTOUT_DEFAULTS["clusters"],
-              "background": background or CUTOUT_DEFAULTS["background"], "position": bool(position)}
+    params = {"clusters": clusters, "background": background, "position": bool(position)}
     if not CLUSTER_RANGE[0] <= params["clusters"] <= CLUSTER_RANGE[1]:
         raise ValueError(f"clusters must be {CLUSTER_RANGE[0]} to {CLUSTER_RANGE[1]}, not {params['clusters']}")
     if params["background"] not in BACKGROUNDS:

@@ -19,6 +19,7 @@ from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from explorer.api import refuse_oversized
 from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, ExactFields, StrictFloatField, StrictIntegerField
 from explorer.cluster_api import collection_or_404
@@ -85,7 +86,7 @@ def predict(request, pk):
     """The tagger's labels for a photo or video, or for a frame of the collection, with the
     collection's most similar frames. Viewers may ask: it changes nothing."""
     collection = collection_or_404(pk)
-    _refuse_oversized(request)
+    refuse_oversized(request, settings.PREDICT_MAX_UPLOAD_MB, "PREDICT_MAX_UPLOAD_MB")
     frame = request.content_type.split(";")[0].strip().lower() == "application/json"
     body = (PredictFrame if frame else PredictUpload)(data=request.data)
     body.is_valid(raise_exception=True)
@@ -99,18 +100,6 @@ def predict(request, pk):
         _predict_upload(collection, tagger, query["file"], query["top"])
     answer["tagger"] = {"id": tagger.pk, "version": tagger.version}
     return Response(answer)
-
-
-def _refuse_oversized(request):
-    """400 before the body is read when it says it is larger than an upload may be."""
-    limit = settings.PREDICT_MAX_UPLOAD_MB
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > limit * 1024 * 1024 + 64 * 1024:  # the file and its multipart headers
-        raise exceptions.ValidationError({"detail": f"the request is {length / 2**20:.1f} MB, over the limit of "
-                                                    f"{limit} MB for a file (PREDICT_MAX_UPLOAD_MB)"})
 
 
 def _predict_frame(collection, tagger, query):

@@ -30,6 +30,51 @@ def test_a_collection_without_frames_has_nothing_to_cut_out_or_make_a_gif_of(cli
     assert response.status_code == 400 and "is pending, not sampled" in str(response.json())
 
 
+def test_cut_outs_are_kept_per_sampling_of_their_frames(tmp_path):
+    import json
+
+    from workers.stages.colour import cutout_folder
+
+    made_with = {"clusters": 4, "background": "corners", "position": True}
+    (tmp_path / "frames.json").write_text(json.dumps({"produced_by": {"every": 10, "checksum": "a"}}))
+    first = cutout_folder(tmp_path, made_with)
+    assert first.name == "corners-4-position"
+    first.mkdir(parents=True)
+    (first / "0.png").write_bytes(b"a cut-out of the frames as they were")
+    assert cutout_folder(tmp_path, made_with) == first and (first / "0.png").exists()
+    # Sampled again (another rate): the cut-outs of the old frames go, new ones go elsewhere.
+    (tmp_path / "frames.json").write_text(json.dumps({"produced_by": {"every": 5, "checksum": "a"}}))
+    again = cutout_folder(tmp_path, made_with)
+    assert again != first and not first.exists()
+
+
+def test_hover_preview_claims_send_one_task_per_clip_and_a_few_at_once(tmp_path):
+    import os
+
+    from workers.pipeline import previews
+
+    version = "v1"
+    (tmp_path / version).mkdir()
+    assert previews.preview_window(7.9, 3.0) == (2, 6.0, 9.0)
+    assert previews.preview_state(tmp_path, version, "5-2") == "missing"
+    assert previews.claim_preview(tmp_path, version, "5-2") == "claimed"
+    assert previews.claim_preview(tmp_path, version, "5-2") == "taken"
+    assert previews.preview_state(tmp_path, version, "5-2") == "pending"
+    for window in range(previews.MAX_PENDING - 1):
+        assert previews.claim_preview(tmp_path, version, f"6-{window}") == "claimed"
+    assert previews.claim_preview(tmp_path, version, "7-0") == "busy"  # MAX_PENDING wait already
+    # A claim whose task was lost goes stale: taken again, and it no longer counts.
+    claim = tmp_path / version / "previews" / "pending" / "5-2"
+    os.utime(claim, (0, 0))
+    assert previews.preview_state(tmp_path, version, "5-2") == "missing"
+    assert previews.claim_preview(tmp_path, version, "5-2") == "claimed"
+    # Attempts are counted in the claim: a file that kills its worker is given up.
+    assert [previews.begin_attempt(tmp_path, version, "5-2") for _ in range(3)] == [1, 2, 3]
+    previews.mark_failed(tmp_path, version, "5-2", "its worker was killed 2 times making it")
+    previews.release_claim(tmp_path, version, "5-2")
+    assert previews.preview_state(tmp_path, version, "5-2") == "failed"
+    previews.mark_failed(tmp_path, "gone", "5-2", "the map was replaced")  # no error: nothing to say it to
+
 @pytest.fixture(scope="module")
 def collection(worker, media_root, django_db_blocker):
     """The module's collection. Its tests run outside a test transaction (the database open
@@ -178,6 +223,7 @@ def test_hover_previews_are_made_once_by_a_worker_and_kept(client, viewer_client
 def test_cut_outs_then_a_scatter_poster_of_them(client, viewer_client, collection):
     from tests.test_poster_jobs import read_image, render
     from workers.pipeline.cutouts import read_cutout
+    from workers.stages.colour import cutout_folder
 
     collection, sources = collection
     photo = sources["box.png"]
@@ -192,7 +238,9 @@ def test_cut_outs_then_a_scatter_poster_of_them(client, viewer_client, collectio
     assert job.message == f"{frames} frame(s) cut out"
     # The photo's box stays, its plain blue background is gone (the frame store letterboxes
     # the 4:3 photo into 16:9: the bars go too).
-    cutout = read_cutout(photo.frames_dir / "cutouts" / "corners-3" / "0.png")
+    made_with = {"clusters": 3, "background": "corners", "position": False}
+    cutout = read_cutout(cutout_folder(photo.frames_dir, made_with) / "0.png")
+    assert cutout_folder(photo.frames_dir, made_with).name == "corners-3"
     assert cutout.shape[2] == 4
     opaque = cutout[..., 3] > 0
     assert opaque.any() and not opaque.all()

@@ -6,7 +6,7 @@ import pytest
 
 from workers.pipeline.cutouts import BACKGROUNDS, cut_out, mask_iou, read_cutout, write_cutout
 from workers.pipeline.posters import PosterError, PosterSpec
-from workers.pipeline.scatter import box_size, map_to_pixels, place_scatter, render_scatter
+from workers.pipeline.scatter import MAX_SPRITES_PER_CELL, box_size, map_to_pixels, place_scatter, render_scatter
 
 SUBJECT, BACKDROP = (200, 40, 50), (90, 140, 200)
 
@@ -178,11 +178,18 @@ def test_no_placed_box_is_hidden_more_than_the_overlap(overlap):
     assert placed[0][0] == int(np.argmin(np.hypot(*xy.T))) and place_scatter(poster, xy) == placed
 
 
-def test_overlap_1_keeps_every_frame_in_the_window_and_only_those():
+def test_overlap_1_keeps_the_frames_in_the_window_nearest_its_centre_up_to_the_cap():
     xy = crowd()
-    placed = place_scatter(scatter_spec(overlap=1.0), xy)
     inside = (np.abs(xy[:, 0]) <= 0.5) & (np.abs(xy[:, 1]) <= 0.375)
-    assert sorted(row for row, _, _ in placed) == np.flatnonzero(inside).tolist()
+    roomy = scatter_spec(overlap=1.0, columns=40, rows=30, window_width=1.0)  # room for every frame inside
+    assert MAX_SPRITES_PER_CELL * 40 * 30 > inside.sum()
+    assert sorted(row for row, _, _ in place_scatter(roomy, xy)) == np.flatnonzero(inside).tolist()
+    # Past MAX_SPRITES_PER_CELL a cell, the frames nearest the window's centre.
+    capped = place_scatter(scatter_spec(overlap=1.0, columns=2, rows=1, window_width=1.0), xy)
+    assert len(capped) == min(2 * MAX_SPRITES_PER_CELL, inside.sum())
+    distance = np.hypot(*xy.T)
+    assert max(distance[[row for row, _, _ in capped]]) <= min(distance[inside & ~np.isin(
+        np.arange(len(xy)), [row for row, _, _ in capped])], default=np.inf)
     assert place_scatter(scatter_spec(), np.empty((0, 2))) == []
 
 

@@ -114,3 +114,17 @@ class Source(models.Model):
     @property
     def frames_dir(self):
         return self.collection.sources_dir / str(self.pk)
+
+    @property
+    def known_duration(self):
+        """Seconds of video there are to show: its duration as decoding found it, or where that
+        was unknown (a stream without one), the time of its last sampled frame; 0 for a photo."""
+        if self.duration is not None or self.kind == self.Kind.PHOTO:
+            return self.duration or 0.0
+        from workers.pipeline.arrays import open_array
+
+        try:
+            times = open_array(self.frames_dir, "index")["time"]
+        except FileNotFoundError:
+            return 0.0
+        return float(times[-1]) if len(times) else 0.0

@@ -33,6 +33,8 @@ BACKGROUNDS = ("corners", "first-pixel")
 # which share colour with the background.
 DEFAULT_CLUSTERS = 4
 CLUSTER_RANGE = (2, 16)
+# How a collection's frames are cut out unless its cutouts job says otherwise.
+DEFAULTS = {"clusters": DEFAULT_CLUSTERS, "background": "corners", "position": False}
 # A tenth of the ring: more than a subject standing on the frame's bottom edge usually
 # covers, less than any part of a background split in two by its gradient.
 BORDER_SHARE = 0.10

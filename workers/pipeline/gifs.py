@@ -11,6 +11,7 @@ clip's clock (each frame ends where the next begins), so that the GIF does not d
 the video; the last frame lasts the median step.
 """
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def write_gif(path, quantized, times, loop=0):
     shared = quantized.shared_palette()
     options = {"palette": np.asarray(quantized.palettes[0], np.uint8).tobytes()} if shared else {}
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across hosts sharing the folder
     try:
         images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:], duration=durations_ms(times),
                        loop=loop, optimize=True, disposal=1, **options)

@@ -291,6 +291,21 @@ def _transferred(reference_colours, reference_counts, indices, seeding):
     return [reference_colours[transfer(c, reference_counts)] for c in counts]
 
 
+REFERENCE_SIDE = 480  # pixels: a picture's colours and their shares survive this, and counting them stays quick
+
+
+def fit_reference(pixels):
+    """A reference picture (RGB) no larger than REFERENCE_SIDE a side, as reference_palette
+    wants it: uploads and frames of any size take their colours the same way."""
+    from workers.pipeline.images import fit_size, resize
+
+    pixels = np.asarray(pixels)
+    height, width = pixels.shape[:2]
+    if max(width, height) <= REFERENCE_SIDE:
+        return pixels
+    return resize(pixels, *fit_size(width, height, REFERENCE_SIDE, REFERENCE_SIDE))
+
+
 def reference_palette(pixels, k, distance="euclidean", seed=0):
     """The `k` colours of a reference image (fewer when it has fewer distinct colours) and
     how many of its pixels each stands for: (centres (k, 3) uint8 RGB, counts (k,) int),

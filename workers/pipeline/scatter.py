@@ -30,6 +30,11 @@ from workers.pipeline.images import letterbox
 from workers.pipeline.posters import background_colour, inside_window, save_canvas
 
 BAND_BYTES = 64 * 2**20  # the canvas band composited at a time (float32 RGBA)
+# Sprites a poster draws at most, per cell of its grid: with overlap near 1 every frame in
+# the window would be drawn, and each is a cut-out to make and a box of pixels to keep, so
+# the work and the scratch file grow with the map instead of the poster. The frames nearest
+# the window's centre come first.
+MAX_SPRITES_PER_CELL = 4
 
 
 def box_size(spec):
@@ -47,7 +52,8 @@ def map_to_pixels(spec, xy):
 
 def place_scatter(spec, xy):
     """[(map row, pixel x, pixel y)] of the frames shown, in the order they were placed
-    (the first drawn on top); x, y are the centre of the frame's box. Frames outside the
+    (the first drawn on top), at most MAX_SPRITES_PER_CELL per cell of the spec's grid;
+    x, y are the centre of the frame's box. Frames outside the
     window, or at non-finite coordinates, are left out: a caller leaves out a frame whose
     cut-out is empty (all background) by giving it NaN, so it takes no room."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
@@ -56,8 +62,9 @@ def place_scatter(spec, xy):
     rows = rows[np.lexsort((rows, np.hypot(along[rows], up[rows])))]
     centres = map_to_pixels(spec, xy[rows])
     box_w, box_h = box_size(spec)
+    most = MAX_SPRITES_PER_CELL * spec.columns * spec.rows
     if spec.overlap >= 1:
-        return [(int(row), float(x), float(y)) for row, (x, y) in zip(rows, centres)]
+        return [(int(row), float(x), float(y)) for row, (x, y) in zip(rows[:most], centres[:most])]
     limit = spec.overlap * box_w * box_h
     buckets = {}  # buckets of one box's size: a box meets only those of the 3 x 3 around its own
     placed = []
@@ -69,6 +76,8 @@ def place_scatter(spec, xy):
             continue
         buckets.setdefault((i, j), []).append((x, y))
         placed.append((row, x, y))
+        if len(placed) == most:
+            break
     return placed
 
 

@@ -14,7 +14,7 @@ from workers import lifecycle
 from workers.celery import app
 from workers.pieces import FanOut, add_chunks, job_progress
 from workers.pipeline.sampling import MediaError
-from workers.pipeline.previews import mark_failed, preview_path, release_claim
+from workers.pipeline.previews import mark_failed, preview_name, preview_path, release_claim
 from workers.stages import PREVIEW_TASK, Report
 from workers.tasks import job_task
 
@@ -39,7 +39,8 @@ def make_gif(job):
     params, source = gif.params, gif.source
     lifecycle.update(job.pk, message=f"decoding {source.path} {gif.start:g}-{gif.stop:g} s")
     try:
-        times, frames = clip_frames(source.path, gif.start, gif.stop, params["fps"], params["width"])
+        times, frames = clip_frames(source.path, gif.start, gif.stop, params["fps"], params["width"],
+                                    settings.MAX_IMAGE_PIXELS)
         reference = _palette_reference(gif)
         lifecycle.update(job.pk, message=f"quantizing {len(frames)} frame(s) to {params['colours']} colours "
                                          f"({params['seeding']}, {params['distance']})")
@@ -51,7 +52,7 @@ def make_gif(job):
         return
     gif.file_path.parent.mkdir(parents=True, exist_ok=True)
     write_gif(gif.file_path, quantized, times)
-    shown = [quantized.rgb(i) for i in range(len(frames))]
+    shown = (quantized.rgb(i) for i in range(len(frames)))  # one frame at a time: flicker only walks them
     height, width = frames[0].shape[:2]
     Gif.objects.filter(pk=gif.pk).update(frames=len(frames), width=width, height=height,
                                          file_size=gif.file_path.stat().st_size, flicker=flicker(frames, shown),
@@ -59,20 +60,22 @@ def make_gif(job):
 
 
 def _palette_reference(gif):
-    """The picture whose colours the GIF takes, as RGB pixels, or None."""
-    from workers.pipeline.images import fit_size, resize
+    """The picture whose colours the GIF takes, as RGB pixels, or None; MediaError when it
+    cannot be read."""
+    from workers.pipeline.palette import fit_reference
     from workers.pipeline.sampling import full_resolution_frames, read_photo
 
     reference = gif.params.get("palette_from")
     if not reference:
         return None
     if reference.get("image"):
-        pixels = np.asarray(read_photo(gif.palette_image_path, settings.MAX_IMAGE_PIXELS))
-    else:
-        other = Source.objects.get(pk=reference["source"])
-        _, pixels = next(full_resolution_frames(other.path, [reference["time"]], settings.MAX_IMAGE_PIXELS))
-    height, width = pixels.shape[:2]
-    return resize(pixels, *fit_size(width, height, 480, 480)) if max(width, height) > 480 else pixels
+        return fit_reference(np.asarray(read_photo(gif.palette_image_path, settings.MAX_IMAGE_PIXELS)))
+    other = gif.collection.sources.filter(pk=reference["source"]).first()
+    if other is None:
+        raise MediaError(f"palette_from: source {reference['source']} is no longer in the collection")
+    for _, pixels in full_resolution_frames(other.path, [reference["time"]], settings.MAX_IMAGE_PIXELS):
+        return fit_reference(pixels)
+    raise MediaError(f"palette_from: {other.path} has no frame at {reference['time']:g} s")
 
 
 def gif_report(job):
@@ -88,21 +91,42 @@ def gif_report(job):
 def cutout_settings(collection):
     """How the collection's latest cut-outs job cut its frames out ({"clusters", "background",
     "position"}), else the defaults: a scatter poster draws the cut-outs the collection has."""
-    from explorer.jobs import CUTOUT_DEFAULTS
     from explorer.models import Job
+    from workers.pipeline.cutouts import DEFAULTS
 
-    latest = collection.jobs.filter(kind=Job.Kind.CUTOUTS, status=Job.Status.SUCCEEDED).order_by("-pk").first()
-    return {**CUTOUT_DEFAULTS, **(latest.params if latest else {})}
+    latest = collection.jobs.filter(kind=Job.Kind.CUTOUTS, status__in=(Job.Status.SUCCEEDED, Job.Status.PARTIAL)
+                                    ).order_by("-pk").first()
+    return {**DEFAULTS, **(latest.params if latest else {})}
 
 
-def cutout_pixels(source_dir, index, pixels, settings, again=False):
-    """The cut-out (RGBA) of frame `index` of a source's frame store, made with `settings`
-    (cutout_settings): read from its file when made already (unless `again`), else made
-    from `pixels` (RGB) and kept."""
+def cutout_folder(source_dir, settings):
+    """Where a source's cut-outs made with `settings` (cutout_settings) from its frames as
+    they are now are kept, one PNG per frame of its frame store: the folder names how the
+    frames were sampled (a source sampled again gets new cut-outs; the old ones are removed
+    here) and the settings."""
+    import hashlib
+    import json
+    import shutil
+
+    from workers.pipeline.arrays import read_manifest
+
+    sampled = (read_manifest(source_dir, "frames") or {}).get("produced_by")
+    made_from = hashlib.sha256(json.dumps(sampled, sort_keys=True).encode()).hexdigest()[:12]
+    root = source_dir / "cutouts"
+    for earlier in (root.iterdir() if root.exists() else ()):
+        if earlier.name != made_from:
+            shutil.rmtree(earlier, ignore_errors=True)
+    made_with = f"{settings['background']}-{settings['clusters']}" + ("-position" if settings["position"] else "")
+    return root / made_from / made_with
+
+
+def cutout_pixels(folder, index, pixels, settings, again=False):
+    """The cut-out (RGBA) of frame `index` of a source's frame store, kept in `folder`
+    (cutout_folder): read from its file when made already (unless `again`), else made from
+    `pixels` (RGB) with `settings` and kept."""
     from workers.pipeline.cutouts import cut_out, read_cutout, write_cutout
 
-    made_with = f"{settings['background']}-{settings['clusters']}" + ("-position" if settings["position"] else "")
-    path = source_dir / "cutouts" / made_with / f"{index}.png"
+    path = folder / f"{index}.png"
     if path.exists() and not again:
         try:
             return read_cutout(path)
@@ -134,14 +158,14 @@ def cutouts(self, job_id, item_id):
 def _cut_out_chunk(job_id, item):
     from workers.pipeline.arrays import open_array
 
-    from explorer.jobs import CUTOUT_DEFAULTS
+    from workers.pipeline.cutouts import DEFAULTS
 
-    made_with = {**CUTOUT_DEFAULTS, **item.job.params}
+    made_with = {**DEFAULTS, **item.job.params}
     frames = open_array(item.source.frames_dir, "frames")
+    folder = cutout_folder(item.source.frames_dir, made_with)
     write_progress = CUTTING.progress_writer(job_id, item.pk)
     for index in range(item.start, item.stop):
-        # made again: the frame store may have been sampled again since
-        cutout_pixels(item.source.frames_dir, index, frames[index], made_with, again=True)
+        cutout_pixels(folder, index, frames[index], made_with, again=True)  # the job asked for them afresh
         write_progress((index + 1 - item.start) / (item.stop - item.start))
     WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.DONE, progress=1.0, heartbeat=timezone.now())
 
@@ -157,45 +181,58 @@ def cutouts_report(job):
 # --- hover previews ---
 
 @app.task(name=PREVIEW_TASK, ignore_result=True)
-def make_preview(collection_id, version, first_row, stop_row):
-    """The hover preview of map rows [first_row, stop_row) (one clip): the source decoded at
-    PREVIEW's rate and width, or, where it no longer decodes, the clip's stored frames.
-    Writes the GIF, or a `.failed` file beside it so that the page stops asking."""
+def make_preview(collection_id, version, source_id, window):
+    """The hover preview of window `window` of a source (workers/pipeline/previews.py): the
+    source decoded at PREVIEW's rate and width, or, where it no longer decodes, its stored
+    frames of that stretch. Writes the GIF, or a `.failed` file beside it, saying why, so
+    that the page stops asking; an error that may pass (the database, the disk) leaves no
+    trace but the log, and the page asks again."""
     from explorer.models import Collection
-    from workers.pipeline.map_versions import MapSnapshot
-    from workers.pipeline.clip_frames import clip_frames
     from workers.pipeline.gifs import write_gif
-    from workers.pipeline.palette import quantize_clip
+    from workers.pipeline.palette import PaletteError, quantize_clip
+    from workers.pipeline.previews import MAX_ATTEMPTS, begin_attempt, preview_window
 
     collection = Collection.objects.get(pk=collection_id)
-    target = preview_path(collection.maps_dir, version, first_row)
+    maps_dir, name = collection.maps_dir, preview_name(source_id, window)
+    target = preview_path(maps_dir, version, name)
     try:
-        snapshot = MapSnapshot(collection.maps_dir / version, collection.sources_dir)
-        source = Source.objects.filter(pk=int(snapshot.index["source"][first_row])).first()
-        start, stop = (float(snapshot.index["time"][row]) for row in (first_row, stop_row - 1))
-        try:
-            if source is None:
-                raise MediaError(f"source {int(snapshot.index['source'][first_row])} was removed")
-            times, frames = clip_frames(source.path, start, max(stop, start + 1 / PREVIEW["fps"]), PREVIEW["fps"],
-                                        PREVIEW["width"])
-        except MediaError as exc:
-            log.info("preview of rows %s-%s from the frame store: %s", first_row, stop_row, exc)
-            times, frames = _stored_clip(snapshot, first_row, stop_row)
+        if target.exists() or not (maps_dir / version).exists():
+            return  # made by a duplicate of this task, or the map is gone
+        if begin_attempt(maps_dir, version, name) > MAX_ATTEMPTS:
+            mark_failed(maps_dir, version, name, f"its worker was killed {MAX_ATTEMPTS} times making it")
+            return
+        _, start, stop = preview_window(window * settings.PREVIEW_SECONDS, settings.PREVIEW_SECONDS)
+        times, frames = _preview_frames(collection, version, source_id, start, stop)
         write_gif(target, quantize_clip(frames, colours=PREVIEW["colours"]), times)
-    except Exception as exc:  # noqa: BLE001 - a preview is a nicety: say why and stop asking
-        log.warning("no hover preview for rows %s-%s of map %s: %s", first_row, stop_row, version, exc)
-        mark_failed(target, f"{type(exc).__name__}: {exc}")
+    except (MediaError, PaletteError, ValueError) as exc:
+        log.warning("no hover preview %s of map %s: %s", name, version, exc)
+        mark_failed(maps_dir, version, name, str(exc))
     finally:
-        release_claim(target)
+        release_claim(maps_dir, version, name)
 
 
-def _stored_clip(snapshot, first_row, stop_row):
+def _preview_frames(collection, version, source_id, start, stop):
+    """(times, frames) of a source from `start` to `stop` seconds (cut at its end): decoded
+    from the file, or from the frame store where the file no longer decodes."""
+    from workers.pipeline.clip_frames import clip_frames
     from workers.pipeline.images import fit_size, resize
+    from workers.pipeline.map_versions import MapSnapshot
 
-    rows = [row for row in range(first_row, stop_row) if snapshot.frame_pixels(row) is not None]
+    source = Source.objects.filter(pk=source_id).first()
+    try:
+        if source is None:
+            raise MediaError(f"source {source_id} was removed from the collection")
+        stop = min(stop, source.known_duration)
+        return clip_frames(source.path, start, stop, PREVIEW["fps"], PREVIEW["width"], settings.MAX_IMAGE_PIXELS)
+    except MediaError as exc:
+        log.info("preview of source %s %g-%g s from the frame store: %s", source_id, start, stop, exc)
+    snapshot = MapSnapshot(collection.maps_dir / version, collection.sources_dir)
+    first, last = snapshot.spans.rows(source_id) or (0, 0)
+    times = np.asarray(snapshot.index["time"][first:last])
+    rows = [first + i for i in np.flatnonzero((times >= start) & (times < stop))
+            if snapshot.frame_pixels(first + i) is not None]
     if not rows:
-        raise MediaError("its frames are gone from the frame store")
+        raise MediaError(f"source {source_id}: its file does not decode and its frames are gone from the frame store")
     frames = [snapshot.frame_pixels(row) for row in rows]
-    height, width = frames[0].shape[:2]
-    size = fit_size(width, height, PREVIEW["width"], PREVIEW["width"])
+    size = fit_size(frames[0].shape[1], frames[0].shape[0], PREVIEW["width"], PREVIEW["width"])
     return np.asarray([float(snapshot.index["time"][row]) for row in rows]), [resize(f, *size) for f in frames]

@@ -60,16 +60,17 @@ def _render_scatter(job, poster, spec, snapshot, warnings):
     import numpy as np
 
     from workers.pipeline.scatter import place_scatter, render_scatter
-    from workers.stages.colour import cutout_pixels, cutout_settings
+    from workers.stages.colour import cutout_folder, cutout_pixels, cutout_settings
 
-    made_with = cutout_settings(poster.collection)
+    made_with, folders = cutout_settings(poster.collection), {}
 
     def cut_out(row):
         source, pixels = int(snapshot.index["source"][row]), snapshot.frame_pixels(row)
         if pixels is None:
             return None
-        return cutout_pixels(snapshot.sources_dir / str(source), row - snapshot.spans.rows(source)[0], pixels,
-                             made_with)
+        if source not in folders:
+            folders[source] = cutout_folder(snapshot.sources_dir / str(source), made_with)
+        return cutout_pixels(folders[source], row - snapshot.spans.rows(source)[0], pixels, made_with)
 
     xy, empty = np.array(snapshot.layout, dtype=np.float64), {}  # map row: its cut-out is empty (None: gone)
     progress = job_progress(job.pk, span=0.5, interval=1.0)
@@ -88,7 +89,7 @@ def _render_scatter(job, poster, spec, snapshot, warnings):
 
     def fetch(items):
         for index, row in items:
-            yield index, None if empty[row] is None else cut_out(row)
+            yield index, None if empty[row] in (None, True) else cut_out(row)  # an empty one is not drawn
 
     lifecycle.update(job.pk, message=f"rendering {spec.pixel_size[0]}x{spec.pixel_size[1]} pixels (scatter)")
     return render_scatter(spec, placements, fetch, poster.file_path, poster.collection.data_dir / "posters" / "work",

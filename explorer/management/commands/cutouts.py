@@ -2,9 +2,10 @@ from django.core.management.base import CommandError
 
 from explorer.cli import LocalWorkers, add_workers_argument, collection_named, summarize
 from explorer.database import DatabaseCommand
-from explorer.jobs import CUTOUT_DEFAULTS, NotReady, start_cutouts
+from explorer.jobs import NotReady, start_cutouts
 from explorer.progress import follow
 from workers.pipeline.cutouts import BACKGROUNDS
+from workers.pipeline.cutouts import DEFAULTS as CUTOUT_SETTINGS
 
 
 class Command(DatabaseCommand):
@@ -14,9 +15,9 @@ class Command(DatabaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("collection", help="collection name or id")
-        parser.add_argument("--clusters", type=int, default=CUTOUT_DEFAULTS["clusters"], metavar="K",
-                            help=f"colour clusters per frame, 2 to 16 (default {CUTOUT_DEFAULTS['clusters']})")
-        parser.add_argument("--background", choices=BACKGROUNDS, default=CUTOUT_DEFAULTS["background"],
+        parser.add_argument("--clusters", type=int, default=CUTOUT_SETTINGS["clusters"], metavar="K",
+                            help=f"colour clusters per frame, 2 to 16 (default {CUTOUT_SETTINGS['clusters']})")
+        parser.add_argument("--background", choices=BACKGROUNDS, default=CUTOUT_SETTINGS["background"],
                             help="corners: the clusters of the frame's border; first-pixel: the cluster of the "
                                  "top-left pixel (default corners)")
         parser.add_argument("--position", action="store_true",

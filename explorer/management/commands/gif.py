@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from explorer.cli import LocalWorkers, add_workers_argument, collection_named, deliver
@@ -51,6 +52,7 @@ class Command(DatabaseCommand):
         add_workers_argument(parser)
 
     def handle(self, *args, **options):
+        from workers.pipeline.palette import fit_reference
         from workers.pipeline.sampling import MediaError, read_photo
 
         collection = collection_named(options["collection"])
@@ -61,7 +63,8 @@ class Command(DatabaseCommand):
         picture = None
         if options["palette_image"]:
             try:
-                picture = np.asarray(read_photo(Path(options["palette_image"]).expanduser(), 10**8))
+                picture = fit_reference(np.asarray(read_photo(Path(options["palette_image"]).expanduser(),
+                                                              settings.MAX_IMAGE_PIXELS)))
             except MediaError as exc:
                 raise CommandError(str(exc)) from None
         params = {name: options[name] for name in ("colours", "distance", "seeding", "fps", "width")}
