@@ -268,7 +268,7 @@ def test_the_map_plays_a_hover_preview_and_makes_a_gif_in_the_browser(browser, w
     from selenium.webdriver.common.action_chains import ActionChains
 
     from tests.conftest import SCREENSHOTS
-    from tests.test_map_serving import wait_for
+    from tests.test_map_serving import hover_centre, wait_for
 
     collection, sources = collection
     source = sources["pattern.mp4"].pk
@@ -281,8 +281,7 @@ def test_the_map_plays_a_hover_preview_and_makes_a_gif_in_the_browser(browser, w
     wait_for(browser, "document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
     map_element = browser.find_element("id", "map")
     # The pointer rests on the frame: after half a second its clip plays in the tooltip.
-    ActionChains(browser).move_to_element_with_offset(map_element, 40, 40).pause(0.2).move_to_element(
-        map_element).perform()
+    hover_centre(browser, map_element)
     wait_for(browser, "document.querySelector('.frame-tooltip .preview img')?.naturalWidth === 192", timeout=60,
              message="no hover preview played")
     browser.save_screenshot(str(SCREENSHOTS / "map-hover-preview.png"))
