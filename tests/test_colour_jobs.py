@@ -246,10 +246,13 @@ def test_cut_outs_then_a_scatter_poster_of_them(client, viewer_client, collectio
     assert opaque.any() and not opaque.all()
     assert np.abs(cutout[opaque][:, :3].astype(int) - [240, 192, 32]).max(axis=1).mean() < 20  # the yellow box
 
-    # A scatter poster of the whole map on a transparent background, through the API.
-    poster, job = render(client, {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0,
-                                  "window_width": 2.4, "columns": 4, "rows": 4, "tile_width": 80, "tile_height": 45,
-                                  "mode": "scatter", "overlap": 1.0, "background": "transparent"})
+    # A scatter poster of the whole map on a transparent background, through the API: planned, then made.
+    params = {"collection": collection.pk, "centre_x": 0.0, "centre_y": 0.0, "window_width": 2.4, "columns": 4,
+              "rows": 4, "tile_width": 80, "tile_height": 45, "mode": "scatter", "overlap": 1.0,
+              "background": "transparent"}
+    plan = client.post("/api/posters/plan/", params, content_type="application/json").json()
+    assert plan["filled"] == frames and plan["cells"] is None and plan["preview"].startswith("scatter: the cut-outs")
+    poster, job = render(client, params)
     assert job.status == Job.Status.SUCCEEDED, (job.error, job.message)
     image = read_image(poster.file_path)
     assert image.shape == (180, 320, 4)
