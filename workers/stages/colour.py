@@ -99,8 +99,8 @@ def cutout_settings(collection):
     return {**DEFAULTS, **(latest.params if latest else {})}
 
 
-def cutout_folder(source_dir, settings):
-    """Where a source's cut-outs made with `settings` (cutout_settings) from its frames as
+def cutout_folder(source_dir, made_with):
+    """Where a source's cut-outs made with `made_with` (cutout_settings) from its frames as
     they are now are kept, one PNG per frame of its frame store: the folder names how the
     frames were sampled (a source sampled again gets new cut-outs; the old ones are removed
     here) and the settings."""
@@ -116,14 +116,14 @@ def cutout_folder(source_dir, settings):
     for earlier in (root.iterdir() if root.exists() else ()):
         if earlier.name != made_from:
             shutil.rmtree(earlier, ignore_errors=True)
-    made_with = f"{settings['background']}-{settings['clusters']}" + ("-position" if settings["position"] else "")
-    return root / made_from / made_with
+    name = f"{made_with['background']}-{made_with['clusters']}" + ("-position" if made_with["position"] else "")
+    return root / made_from / name
 
 
-def cutout_pixels(folder, index, pixels, settings, again=False):
+def cutout_pixels(folder, index, pixels, made_with, again=False):
     """The cut-out (RGBA) of frame `index` of a source's frame store, kept in `folder`
     (cutout_folder): read from its file when made already (unless `again`), else made from
-    `pixels` (RGB) with `settings` and kept."""
+    `pixels` (RGB) with `made_with` (cutout_settings) and kept."""
     from workers.pipeline.cutouts import cut_out, read_cutout, write_cutout
 
     path = folder / f"{index}.png"
@@ -132,8 +132,8 @@ def cutout_pixels(folder, index, pixels, settings, again=False):
             return read_cutout(path)
         except (OSError, ValueError):
             log.warning("cut-out %s does not read: made again", path)
-    rgba = cut_out(pixels, clusters=settings["clusters"], background=settings["background"],
-                   use_position=settings["position"])
+    rgba = cut_out(pixels, clusters=made_with["clusters"], background=made_with["background"],
+                   use_position=made_with["position"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_cutout(path, rgba)
     return rgba
