@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from explorer.api_errors import Conflict, error_response
 from explorer.api_params import (
-    CollectionFilter, ExactFields, JobFilter, StrictBooleanField, StrictCharField, validated_query,
+    ExactFields, JobFilter, SourceFilter, StrictBooleanField, StrictCharField, validated_query,
 )
 from explorer.jobs import NotReady, cancel, start_ingest, start_training
 from explorer.models import COLLECTION_NAME, Collection, Job, Source
@@ -27,6 +27,8 @@ def listed(view, queryset, query_class):
     query = validated_query(view.request, query_class)
     if "collection" in query:
         queryset = queryset.filter(collection_id=query["collection"])
+    if query.get("search"):
+        queryset = queryset.filter(path__icontains=query["search"])
     if query.get("active"):
         queryset = queryset.exclude(status__in=Job.FINISHED)
     return queryset
@@ -222,12 +224,12 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return started_response(JobSerializer, job)
 
 
-@extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))
+@extend_schema_view(list=extend_schema(parameters=[SourceFilter]))
 class SourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SourceSerializer
 
     def get_queryset(self):
-        return listed(self, Source.objects.all(), CollectionFilter)
+        return listed(self, Source.objects.order_by("path", "id"), SourceFilter)
 
 
 @extend_schema_view(list=extend_schema(parameters=[JobFilter]))

@@ -76,6 +76,21 @@ class FrameSchema(serializers.Serializer):
     video = serializers.CharField(help_text="The source file, with Range support for seeking.")
 
 
+class SourceFileSchema(serializers.Serializer):
+    folder = serializers.CharField(help_text="The folder holding the file, on the server.")
+    name = serializers.CharField(help_text="The file's name.")
+    size = serializers.IntegerField(help_text="Bytes.")
+    duration = serializers.FloatField(allow_null=True, help_text="Seconds (null for a photo).")
+    fps = serializers.FloatField(allow_null=True, help_text="Frames per second (null for a photo).")
+    width = serializers.IntegerField(allow_null=True, help_text="As displayed.")
+    height = serializers.IntegerField(allow_null=True)
+
+
+class FrameDetailSchema(FrameSchema):
+    file = SourceFileSchema(allow_null=True,
+                            help_text="The source file: where it is and what it is (null once removed).")
+
+
 class ClipSchema(serializers.Serializer):
     source = serializers.IntegerField()
     name = serializers.CharField()
@@ -100,6 +115,22 @@ def source_info(ids):
     return {pk: {"name": Path(source.path).name, "kind": source.kind,
                  "video": reverse("source-file", args=[pk])}
             for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
+
+
+def source_file(source_id):
+    """Where a frame's source file is and what it is, for the panel (null once removed)."""
+    source = Source.objects.filter(pk=source_id).first()
+    if source is None:
+        return None
+    path = Path(source.path)
+    return {"folder": str(path.parent), "name": path.name, "size": source.size, "duration": source.duration,
+            "fps": source.fps, "width": source.width, "height": source.height}
+
+
+def frame_detail(current, row):
+    """A frame as the point and frame endpoints answer it: with its source file's details."""
+    source = int(current.index["source"][row])
+    return {**frame_json(current, row, source_info([source])), "file": source_file(source)}
 
 
 def frame_json(current, row, info):
@@ -142,7 +173,7 @@ def map_state(request, pk):
                      "clip_seconds": current.clip_seconds, "extent": [round(v, 5) for v in current.extent]})
 
 
-@extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
+@extend_schema(parameters=[PointQuery], responses={200: FrameDetailSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_point(request, pk):
     """The frame drawn at a point of the map at a zoom level (what a hover or a click hits):
@@ -155,10 +186,10 @@ def map_point(request, pk):
     row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
     if row is None:
         raise NotFound("no frame is drawn there")
-    return Response(frame_json(current, row, source_info([int(current.index["source"][row])])))
+    return Response(frame_detail(current, row))
 
 
-@extend_schema(parameters=[FrameQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
+@extend_schema(parameters=[FrameQuery], responses={200: FrameDetailSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_frame(request, pk):
     """A given frame of a source: where it is on the map, its time, image and video."""
@@ -167,7 +198,7 @@ def map_frame(request, pk):
     row = current.row_of(params["source"], params["frame"])
     if row is None:
         raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
-    return Response(frame_json(current, row, source_info([int(current.index["source"][row])])))
+    return Response(frame_detail(current, row))
 
 
 @extend_schema(parameters=[SourceQuery], responses={200: inline_serializer("Path", {
