@@ -52,7 +52,7 @@ def test_zooming_in_shows_more_distinct_frames_then_bigger_cells():
     assert not grid.has_tile(-1, 0, 0) and not grid.has_tile(2, -1, 0)
 
 
-def test_a_tile_draws_each_cells_frame_resized_into_the_cell():
+def test_a_tile_draws_each_cells_frame_resized_into_its_placement():
     colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
     frames = np.repeat(colours[:, None, None, :], 300 * 534, axis=1).reshape(3, 300, 534, 3)
     xy = np.array([[-0.9, 0.9], [0.9, -0.9], [0.05, 0.05]])  # top-left, bottom-right, centre
@@ -70,6 +70,9 @@ def test_a_tile_draws_each_cells_frame_resized_into_the_cell():
     assert np.abs(cell(3, 3).astype(int) - colours[1]).max() < 12
     assert np.abs(cell(2, 1).astype(int) - colours[2]).max() < 12
     assert np.abs(cell(1, 2).astype(int) - BACKGROUND).max() < 12  # nothing there
+    # Each frame is alone in its quarter of the tile, so it grows over that quarter's free cells.
+    assert np.abs(cell(1, 1).astype(int) - colours[0]).max() < 12
+    assert np.abs(cell(3, 0).astype(int) - colours[2]).max() < 12
     # At the deepest zoom one frame fills the whole tile that holds it.
     deepest = grid.max_zoom
     column, row = (int(v[0]) for v in grid.cells([xy[2]], grid.levels))
