@@ -163,6 +163,15 @@ def test_a_published_map_is_a_snapshot_that_survives_a_new_layout(tmp_path):
     assert snapshot.row_of(3, index[45]["frame"]) == 45 and snapshot.row_of(3, 1) is None
     assert snapshot.row_of(99, 0) is None and snapshot.path(99) is None
     assert snapshot.path(2)["times"].tolist() == times[20:40].tolist()
+    # Tiles cached by the code before grown thumbnails (tiles/) are never served: they drew
+    # another layout than the one hit-testing now answers for.
+    old = published / "tiles" / "0" / "0" / "0.jpg"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"a tile of one cell per frame")
+    assert snapshot.tile(0, 0, 0) == published / "tiles-v2" / "0" / "0" / "0.jpg"
+    assert snapshot.tile(0, 0, 0).read_bytes()[:2] == b"\xff\xd8"  # a JPEG, rendered now
+    high_dpi = cv2.imdecode(np.frombuffer(snapshot.tile(0, 0, 0, scale=2).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert snapshot.tile_path(0, 0, 0, scale=2).name == "0@2x.jpg" and high_dpi.shape == (288, 512, 3)
 
     # A retraining replaces the embedding arrays; the snapshot keeps its own.
     write_embedding(embedding, index, vectors * 0, -layout)
