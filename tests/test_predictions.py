@@ -240,13 +240,15 @@ def test_each_video_gets_the_mean_of_its_frames(tagged, client):
 @pytest.mark.django_db
 def test_the_overlay_tiles_are_served_for_the_tagger_and_map_version(tagged, client, viewer_client, anonymous_client):
     collection, _, _ = tagged
-    url = get_json(client, api(collection))["tagger"]["tile_url"].replace("{z}/{x}/{y}", "0/0/0")
+    url = get_json(client, api(collection))["tagger"]["tile_url"].replace("{z}/{x}/{y}{r}", "0/0/0")
     answer = client.get(url)
     assert answer.status_code == 200 and answer["Content-Type"] == "image/png"
     assert "immutable" in answer["Cache-Control"]
     pixels = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_UNCHANGED)
     assert pixels.shape == (144, 256, 4) and pixels[..., 3].max() == 255 and pixels[..., 3].min() == 0
     assert client.get(url + "?only=2").status_code == 200
+    sharp = client.get(url.replace("0.png", "0@2x.png") + "?only=2")  # high-DPI screens: twice the pixels
+    assert cv2.imdecode(np.frombuffer(sharp.content, np.uint8), cv2.IMREAD_UNCHANGED).shape == (288, 512, 4)
     for bad in ("?only=3", "?only=-1", "?only=x"):
         assert client.get(url + bad).status_code == 404, bad
     assert client.get(url.replace("/0/0/0.png", "/0/1/0.png")).status_code == 404
