@@ -91,6 +91,12 @@ class FrameDetailSchema(FrameSchema):
                             help_text="The source file: where it is and what it is (null once removed).")
 
 
+class PointSchema(FrameDetailSchema):
+    box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
+                                help_text="Where its thumbnail is drawn at that zoom: x min, y min, x max, y max "
+                                          "(map coordinates, y up).")
+
+
 class ClipSchema(serializers.Serializer):
     source = serializers.IntegerField()
     name = serializers.CharField()
@@ -149,7 +155,8 @@ def _clip(current, rows, score, info):
 @extend_schema(responses={200: inline_serializer("MapState", {
     "ready": serializers.BooleanField(), "status": serializers.CharField(),
     "version": serializers.CharField(allow_null=True), "frames": serializers.IntegerField(),
-    "max_zoom": serializers.IntegerField(), "tile_url": serializers.CharField(),
+    "max_zoom": serializers.IntegerField(),
+    "tile_url": serializers.CharField(help_text="{z}/{x}/{y}{r}.jpg; {r} is empty, or @2x for twice the pixels."),
     "tile_size": serializers.ListField(child=serializers.IntegerField()),
     "clip_seconds": serializers.FloatField(), "random_weights": serializers.BooleanField(),
     "extent": serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
@@ -167,26 +174,29 @@ def map_state(request, pk):
     if current is None:
         return Response({**state, "status": no_map_reason(collection), "version": None, "frames": 0,
                          "max_zoom": 0, "tile_url": "", "clip_seconds": 0.0, "extent": [-1.0, -1.0, 1.0, 1.0]})
-    tile_url = reverse("tile", args=[collection.pk, current.version, 0, 0, 0]).replace("/0/0/0.jpg", "/{z}/{x}/{y}.jpg")
+    # {r}: Leaflet's "@2x" on high-DPI screens (explorer/urls.py), "" elsewhere.
+    tile_url = reverse("tile", args=[collection.pk, current.version, 0, 0, 0]).replace("/0/0/0.jpg",
+                                                                                       "/{z}/{x}/{y}{r}.jpg")
     return Response({**state, "status": f"map of {len(current)} frames", "version": current.version,
                      "frames": len(current), "max_zoom": current.grid.max_zoom, "tile_url": tile_url,
                      "clip_seconds": current.clip_seconds, "extent": [round(v, 5) for v in current.extent]})
 
 
-@extend_schema(parameters=[PointQuery], responses={200: FrameDetailSchema, 404: NOT_FOUND, 409: NO_MAP})
+@extend_schema(parameters=[PointQuery], responses={200: PointSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_point(request, pk):
     """The frame drawn at a point of the map at a zoom level (what a hover or a click hits):
-    where it is on the map, its time, image and video."""
+    where it is on the map, its time, image and video, and the box its thumbnail fills."""
     current = require_snapshot(_collection(pk))
     params = validated_query(request, PointQuery)
     if params["zoom"] > current.grid.max_zoom:
         raise NotFound(f"nothing is drawn at zoom {params['zoom']}: this map has zoom levels 0 to "
                        f"{current.grid.max_zoom}")
-    row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
-    if row is None:
+    hit = current.cells.placement_at(params["x"], params["y"], params["zoom"])
+    if hit is None:
         raise NotFound("no frame is drawn there")
-    return Response(frame_detail(current, row))
+    row, box = hit
+    return Response({**frame_detail(current, row), "box": box})
 
 
 @extend_schema(parameters=[FrameQuery], responses={200: FrameDetailSchema, 404: NOT_FOUND, 409: NO_MAP})

@@ -26,10 +26,15 @@ urlpatterns = [
     path("collections/<int:collection_id>/review/", views.review, name="review"),
     path("frames/<int:source_id>/<int:number>.jpg", file_views.frame_image, name="frame-image"),
     # The version is checked against the map folders' names (explorer/served_maps.py).
+    # A tile's URL ends in @2x for high-DPI screens (Leaflet's {r}): twice the pixels.
     path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile,
          name="tile"),
+    path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>@2x.jpg",
+         file_views.tile, {"scale": 2}, name="tile-2x"),
     path("collections/<int:collection_id>/tags/<str:version>/<int:tagger_id>/<int:zoom>/<int:column>/<int:row>.png",
          file_views.tag_tile, name="tag-tile"),
+    path("collections/<int:collection_id>/tags/<str:version>/<int:tagger_id>/<int:zoom>/<int:column>/<int:row>@2x.png",
+         file_views.tag_tile, {"scale": 2}, name="tag-tile-2x"),
     path("sources/<int:source_id>/file", file_views.source_file, name="source-file"),
     path("posters/<int:poster_id>/file", file_views.poster_file, name="poster-file"),
     path("gifs/<int:gif_id>/file", file_views.gif_file, name="gif-file"),

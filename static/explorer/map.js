@@ -284,6 +284,7 @@ function pointQuery(latlng) {
 async function hoverAt(latlng) {
   const cell = cellAt(latlng);
   if (!cell || cell.key === hover.key) return;
+  if (hover.box && hover.box.getBounds().contains(latlng)) return; // still on the same (grown) thumbnail
   clearHover();
   hover.key = cell.key;
   const request = ++hover.request;
