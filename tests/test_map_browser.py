@@ -257,3 +257,30 @@ def test_a_first_visit_gets_a_three_hint_tour_dismissed_for_good(browser, page):
         assert not browser.find_elements("id", "tour")
     finally:
         skip_tour(browser)
+
+
+@pytest.mark.django_db
+def test_thumbnails_fill_their_cells_at_the_deepest_zoom_and_are_crisp_on_a_high_dpi_screen(browser, page, client):
+    from tests.test_map_serving import hover_centre
+
+    url, collection, sources = page
+    state = get_json(client, f"/api/collections/{collection.pk}/map/")
+    _, (x, y) = frame_of(client, collection, sources["other.mp4"], 4)
+    deepest = state["max_zoom"]
+    box = ("(() => { const r = hover.box.getElement().getBoundingClientRect(); return [r.width, r.height]; })()")
+    for ratio in (1, 2):
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": 1400, "height": 900, "deviceScaleFactor": ratio, "mobile": False})
+        try:
+            open_map(browser, f"{url}#z={deepest}&x={x}&y={y}")
+            hover_centre(browser, browser.find_element("id", "map"))
+            # The thumbnail under the pointer is outlined where it is drawn: the whole 256x144 cell.
+            width, height = browser.execute_script(f"return {box}")
+            assert abs(width - 256) <= 2 and abs(height - 144) <= 2, (width, height)
+            tiles = browser.execute_script("return [...document.querySelectorAll('img.leaflet-tile-loaded')]"
+                                           ".map((img) => [img.src, img.naturalWidth, img.naturalHeight])")
+            assert tiles and all((w, h) == (256 * ratio, 144 * ratio) for _, w, h in tiles), tiles
+            assert all(src.endswith("@2x.jpg") == (ratio == 2) for src, _, _ in tiles)
+            browser.save_screenshot(str(SCREENSHOTS / f"map-deepest-{ratio}x.png"))
+        finally:
+            browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
