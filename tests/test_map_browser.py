@@ -32,6 +32,16 @@ def open_map(browser, url):
     wait_for(browser, SETTLED)
 
 
+def open_a_frame_of_the_original(browser, page, client):
+    """The map opened on frame 2 of original.mp4, its similar clips listed; the source."""
+    url, collection, sources = page
+    original = sources["original.mp4"]
+    number, (x, y) = frame_of(client, collection, original, 2)
+    open_map(browser, f"{url}#z=3&x={x}&y={y}&frame={original.pk}:{number}")
+    wait_for(browser, "document.querySelectorAll('#clips li.clip').length >= 2")
+    return original
+
+
 def frame_of(client, collection, source, index=0):
     """The `index`th frame of a source on the map: its number and place."""
     path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={source.pk}")
@@ -130,10 +140,7 @@ def test_the_videos_path_has_a_direction_and_similar_paths_wait_for_a_hover(brow
     from selenium.webdriver.common.action_chains import ActionChains
 
     url, collection, sources = page
-    original = sources["original.mp4"]
-    number, (x, y) = frame_of(client, collection, original, 2)
-    open_map(browser, f"{url}#z=3&x={x}&y={y}&frame={original.pk}:{number}")
-    wait_for(browser, "document.querySelectorAll('#clips li.clip').length >= 2")
+    original = open_a_frame_of_the_original(browser, page, client)
     roles = "overlays.getLayers().map((l) => l.options.role)"
     wait_for(browser, f"{roles}.includes('video-start')")
     path = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={original.pk}")["points"]
@@ -190,11 +197,7 @@ UNNAMED = """return [...document.querySelectorAll(
 def test_every_control_is_labelled_and_the_keyboard_reaches_it(browser, page, client):
     from selenium.webdriver.common.keys import Keys
 
-    url, collection, sources = page
-    original = sources["original.mp4"]
-    number, (x, y) = frame_of(client, collection, original, 2)
-    open_map(browser, f"{url}#z=3&x={x}&y={y}&frame={original.pk}:{number}")
-    wait_for(browser, "document.querySelectorAll('#clips li.clip').length >= 2")
+    open_a_frame_of_the_original(browser, page, client)
     assert browser.execute_script(UNNAMED) == []
     # Tab from the page's start reaches the toolbar, the map, its controls and the panel's buttons.
     browser.execute_script("document.activeElement.blur(); window.focus()")
