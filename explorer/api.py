@@ -1,6 +1,8 @@
 """JSON API: collections, sources and jobs, and what the other API modules share (a list's
 filters, request bodies, the answers of a request that starts a job). The OpenAPI schema is
 generated from these views by drf-spectacular and served at /api/openapi.json."""
+from pathlib import Path
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
@@ -28,7 +30,7 @@ def listed(view, queryset, query_class):
     if "collection" in query:
         queryset = queryset.filter(collection_id=query["collection"])
     if query.get("search"):
-        queryset = queryset.filter(path__icontains=query["search"])
+        queryset = queryset.filter(path__icontains=query["search"]).order_by("path", "id")
     if query.get("active"):
         queryset = queryset.exclude(status__in=Job.FINISHED)
     return queryset
@@ -54,11 +56,20 @@ class CollectionSerializer(ExactFields, serializers.ModelSerializer):
 
 
 class SourceSerializer(serializers.ModelSerializer):
+    folder = serializers.SerializerMethodField(help_text="The folder holding the file, on the server.")
+    name = serializers.SerializerMethodField(help_text="The file's name.")
+
     class Meta:
         model = Source
-        fields = ["id", "collection", "path", "kind", "status", "progress", "error", "warning", "checksum",
-                  "size", "duration", "fps", "width", "height", "frame_count", "created_at"]
+        fields = ["id", "collection", "path", "folder", "name", "kind", "status", "progress", "error", "warning",
+                  "checksum", "size", "duration", "fps", "width", "height", "frame_count", "created_at"]
         read_only_fields = fields
+
+    def get_folder(self, source) -> str:
+        return str(Path(source.path).parent)
+
+    def get_name(self, source) -> str:
+        return Path(source.path).name
 
 
 class FailedFileSerializer(serializers.Serializer):
@@ -229,7 +240,7 @@ class SourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SourceSerializer
 
     def get_queryset(self):
-        return listed(self, Source.objects.order_by("path", "id"), SourceFilter)
+        return listed(self, Source.objects.all(), SourceFilter)
 
 
 @extend_schema_view(list=extend_schema(parameters=[JobFilter]))

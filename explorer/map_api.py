@@ -12,7 +12,7 @@ from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from explorer.api import JobSerializer
+from explorer.api import JobSerializer, SourceSerializer
 from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, QueryBooleanField, QuerySerializer, validated_query
 from explorer.models import Collection, Job, Source
@@ -76,19 +76,9 @@ class FrameSchema(serializers.Serializer):
     video = serializers.CharField(help_text="The source file, with Range support for seeking.")
 
 
-class SourceFileSchema(serializers.Serializer):
-    folder = serializers.CharField(help_text="The folder holding the file, on the server.")
-    name = serializers.CharField(help_text="The file's name.")
-    size = serializers.IntegerField(help_text="Bytes.")
-    duration = serializers.FloatField(allow_null=True, help_text="Seconds (null for a photo).")
-    fps = serializers.FloatField(allow_null=True, help_text="Frames per second (null for a photo).")
-    width = serializers.IntegerField(allow_null=True, help_text="As displayed.")
-    height = serializers.IntegerField(allow_null=True)
-
-
 class FrameDetailSchema(FrameSchema):
-    file = SourceFileSchema(allow_null=True,
-                            help_text="The source file: where it is and what it is (null once removed).")
+    file = SourceSerializer(allow_null=True, help_text=(
+        "The source file: where it is and what it is, as /api/sources/ID/ gives it (null once removed)."))
 
 
 class PointSchema(FrameDetailSchema):
@@ -116,27 +106,22 @@ def _collection(pk):
     return get_object_or_404(Collection, pk=pk)
 
 
+def _info(pk, source):
+    return {"name": Path(source.path).name, "kind": source.kind, "video": reverse("source-file", args=[pk])}
+
+
 def source_info(ids):
     """name, kind and video URL of each source id."""
-    return {pk: {"name": Path(source.path).name, "kind": source.kind,
-                 "video": reverse("source-file", args=[pk])}
-            for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
-
-
-def source_file(source_id):
-    """Where a frame's source file is and what it is, for the panel (null once removed)."""
-    source = Source.objects.filter(pk=source_id).first()
-    if source is None:
-        return None
-    path = Path(source.path)
-    return {"folder": str(path.parent), "name": path.name, "size": source.size, "duration": source.duration,
-            "fps": source.fps, "width": source.width, "height": source.height}
+    return {pk: _info(pk, source) for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
 
 
 def frame_detail(current, row):
-    """A frame as the point and frame endpoints answer it: with its source file's details."""
-    source = int(current.index["source"][row])
-    return {**frame_json(current, row, source_info([source])), "file": source_file(source)}
+    """A frame as the point and frame endpoints answer it: with its source file's details (one
+    query: a hover asks for it)."""
+    pk = int(current.index["source"][row])
+    source = Source.objects.filter(pk=pk).first()
+    info = {} if source is None else {pk: _info(pk, source)}
+    return {**frame_json(current, row, info), "file": None if source is None else SourceSerializer(source).data}
 
 
 def frame_json(current, row, info):
@@ -202,7 +187,7 @@ def map_point(request, pk):
 @extend_schema(parameters=[FrameQuery], responses={200: FrameDetailSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_frame(request, pk):
-    """A given frame of a source: where it is on the map, its time, image and video."""
+    """A given frame of a source: where it is on the map, its time, image and video, and its file."""
     current = require_snapshot(_collection(pk))
     params = validated_query(request, FrameQuery)
     row = current.row_of(params["source"], params["frame"])

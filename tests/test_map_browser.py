@@ -77,6 +77,25 @@ def test_the_address_is_the_state_back_forward_and_an_edited_hash_move_the_map(b
         browser.forward()
         wait_for(browser, f"{HASH}.z === '{expected['z']}' && map.getZoom() === {int(expected['z'])}")
     assert wait_for(browser, PANEL_NAME) == name
+    # Back while a frame is still loading (the network slowed down): the frame named by the entry
+    # left never opens over the entry reached, nor writes itself into it.
+    browser.back()
+    wait_for(browser, f"!{HASH}.frame && document.getElementById('panel').hidden")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 1500, "downloadThroughput": -1, "uploadThroughput": -1})
+    try:
+        browser.forward()
+        wait_for(browser, f"{HASH}.frame === '{opened['frame']}'")  # marked at once, while it loads
+        browser.back()
+        time.sleep(4)  # the frame's answer arrives meanwhile
+        assert browser.execute_script(f"return [{HASH}.frame, document.getElementById('panel').hidden]") == [None,
+                                                                                                          True]
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    browser.forward()
+    assert wait_for(browser, PANEL_NAME) == name
     # An address edited by hand: the map goes there and opens the frame it names.
     other = sources["original.mp4"]
     number, (x, y) = frame_of(client, collection, other, 5)
@@ -107,8 +126,11 @@ def test_search_finds_a_file_by_name_or_folder_and_opens_it_with_its_folder_and_
     open_map(browser, url)
     box = browser.find_element("id", "find-source")
     box.send_keys("<b>nothing")
-    wait_for(browser, "document.querySelector('#find-results li')?.textContent.includes('<b>nothing')")
-    assert not browser.find_elements("css selector", "#find-results b")  # a name is text, never markup
+    # Nothing found is said in the list's status line, and what was typed stays text, never markup.
+    wait_for(browser, "!document.getElementById('find-status').hidden"
+                      " && document.getElementById('find-status').textContent.includes('<b>nothing')")
+    assert not browser.find_elements("css selector", ".find-popup b")
+    assert browser.find_element("id", "find-source").get_attribute("aria-expanded") == "false"
     box.clear()
     box.send_keys("oth")
     wait_for(browser, "document.querySelectorAll('#find-results [role=option]').length === 1")
@@ -117,15 +139,17 @@ def test_search_finds_a_file_by_name_or_folder_and_opens_it_with_its_folder_and_
     assert option.find_element("css selector", ".folder").text == folder
     assert box.get_attribute("aria-expanded") == "true"
     assert box.get_attribute("aria-activedescendant") == option.get_attribute("id")
+    steps = browser.execute_script("return history.length")
     box.send_keys(Keys.ENTER)
     wait_for(browser, f"document.querySelector('#selection h2')?.textContent === 'other.mp4' && {HASH}.frame")
     first, (x, y) = frame_of(client, collection, other)
     assert browser.execute_script(f"return {HASH}.frame") == f"{other.pk}:{first}"
+    assert browser.execute_script("return history.length") == steps + 1  # the jump is one step
     assert browser.execute_script(f"return map.getBounds().contains(toLatLng({x}, {y}))")
     # The panel: the folder, the file's name with a copy button, and what the media is.
     assert browser.find_element("css selector", "#selection dd.folder").text == folder
     facts = browser.find_element("css selector", "#selection dd.facts").text
-    assert f"{other.width}×{other.height}" in facts and f"{other.fps:g} fps" in facts, facts
+    assert f"{other.width}×{other.height}" in facts and f"{round(other.fps, 2):g} fps" in facts, facts
     browser.execute_cdp_cmd("Browser.grantPermissions", {
         "origin": url.split("/collections")[0], "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
     browser.find_element("css selector", "#selection button.copy").click()
@@ -170,8 +194,8 @@ def test_the_videos_path_has_a_direction_and_similar_paths_wait_for_a_hover(brow
     browser.save_screenshot(str(SCREENSHOTS / "map-paths.png"))
     browser.find_element("id", "all-paths").click()  # back as it was, for the next tests
     wait_for(browser, f"{clip_lines}.length <= 1")
-    # Playing a listed clip: the heading, its times and the file follow it.
-    clip = entries[1]
+    # Playing a listed clip of another video: the heading, its times and the file follow it.
+    clip = next(entry for entry in entries if int(entry.get_attribute("data-source")) != original.pk)
     name = clip.find_element("css selector", ".name").text
     clip.find_element("css selector", "button").click()
     played = int(clip.get_attribute("data-source"))
@@ -262,6 +286,19 @@ def test_a_first_visit_gets_a_three_hint_tour_dismissed_for_good(browser, page):
         skip_tour(browser)
 
 
+def grown_thumbnail(client, collection, source, deepest):
+    """A zoom at which a frame of `source` is drawn larger than its cell: the zoom, the box its
+    thumbnail fills (map coordinates) and the width of a cell there."""
+    points = get_json(client, f"/api/collections/{collection.pk}/map/path/?source={source.pk}")["points"]
+    for zoom in range(deepest - 1, 0, -1):
+        cell = 2 / (4 << min(zoom, deepest - 2))
+        for x, y in points:
+            box = get_json(client, f"/api/collections/{collection.pk}/map/point/?x={x}&y={y}&zoom={zoom}")["box"]
+            if box[2] - box[0] > 1.5 * cell:
+                return zoom, box, cell
+    pytest.fail("no thumbnail grew past its cell")
+
+
 @pytest.mark.django_db
 def test_thumbnails_fill_their_cells_at_the_deepest_zoom_and_are_crisp_on_a_high_dpi_screen(browser, page, client):
     from tests.test_map_serving import hover_centre
@@ -280,6 +317,14 @@ def test_thumbnails_fill_their_cells_at_the_deepest_zoom_and_are_crisp_on_a_high
             # The thumbnail under the pointer is outlined where it is drawn: the whole 256x144 cell.
             width, height = browser.execute_script(f"return {box}")
             assert abs(width - 256) <= 2 and abs(height - 144) <= 2, (width, height)
+            if ratio == 1:  # higher up, a frame with room around it is drawn (and outlined) past its cell
+                zoom, (x0, y0, x1, y1), cell = grown_thumbnail(client, collection, sources["other.mp4"], deepest)
+                open_map(browser, f"{url}#z={zoom}&x={(x0 + x1) / 2}&y={(y0 + y1) / 2}")
+                hover_centre(browser, browser.find_element("id", "map"))
+                width, height = browser.execute_script(f"return {box}")
+                pixels = 256 * 2 ** zoom / 2  # per map unit, across
+                assert abs(width - (x1 - x0) * pixels) <= 2 and width > 1.5 * cell * pixels, (width, cell, zoom)
+                browser.save_screenshot(str(SCREENSHOTS / "map-grown.png"))
             tiles = browser.execute_script("return [...document.querySelectorAll('img.leaflet-tile-loaded')]"
                                            ".map((img) => [img.src, img.naturalWidth, img.naturalHeight])")
             assert tiles and all((w, h) == (256 * ratio, 144 * ratio) for _, w, h in tiles), tiles

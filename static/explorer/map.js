@@ -1,6 +1,7 @@
 // The map page: Leaflet with a flat (non-geographic) coordinate system over the server's
-// tiles. Hover names the frame under the pointer; a click opens the panel with the frame,
-// its video playing from that moment, its video's path, and the most similar clips.
+// tiles. Hover names the frame under the pointer; a click opens the panel (map_panel.js) with
+// the frame, its video playing from the start of its clip, its video's path (map_paths.js),
+// and the most similar clips.
 // The URL's hash holds the view and the selected frame: #z=3&x=0.1&y=-0.2&frame=12:340,
 // clusters=1 while the clusters are drawn (each a tinted outline with a chip at its
 // centre that opens its gallery), and tags=1&tag=NAME while the predicted labels are
@@ -54,40 +55,51 @@ function hashOfState() {
 }
 
 // The address is the state. A move, a frame opened or the panel closed is a step that Back
-// undoes ("push"); what only restates the step (toggles, a view being settled) replaces it.
-let applyingHash = false; // while the map follows an address, or the panel resizes it: no new steps
+// undoes ("push"); what only restates the step (toggles, the panel resizing the map) replaces
+// it. While the map follows an address, its moves write nothing: the address is right.
+let followingAddress = false;
+let stepless = false;
 
 function withoutStep(change) {
-  const before = applyingHash;
-  applyingHash = true;
+  const before = stepless;
+  stepless = true;
   try {
     change();
   } finally {
-    applyingHash = before;
+    stepless = before;
   }
 }
 
 function writeHash(how = "replace") {
   const hash = hashOfState();
   if (hash === location.hash) return;
-  if (how === "push" && !applyingHash) history.pushState(null, "", hash);
+  if (how === "push" && !stepless && !followingAddress) history.pushState(null, "", hash);
   else history.replaceState(null, "", hash);
 }
 
+function viewMoved() {
+  if (!followingAddress) writeHash("push");
+}
+
 // An address edited by hand, or reached with Back or Forward: move the map there and open
-// (or close) the frame it names.
+// (or close) the frame it names. The frame being opened counts as open (select() marks it
+// at once), so a quick Back while it loads closes it instead of waiting for it.
 function applyHash() {
   if (!map || location.hash === hashOfState()) return;
-  const { view, frame, clusters: showClusters } = readHash();
-  withoutStep(() => {
+  const { view, frame, clusters: showClusters, tags } = readHash();
+  followingAddress = true;
+  try {
     if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom), { animate: false });
     const key = frame ? `${frame.source}:${frame.frame}` : undefined;
     if (key !== panel.dataset.frame) {
       if (frame) select(`source=${frame.source}&frame=${frame.frame}`, null, "replace");
-      else if (!panel.hidden) closePanel("replace");
+      else if (!panel.hidden || panel.dataset.frame) closePanel("replace");
     }
     if (showClusters !== clustersShown) toggleClusters();
-  });
+    if (tags !== tagsShown) toggleTags();
+  } finally {
+    followingAddress = false;
+  }
 }
 
 // --- the map ---
@@ -135,10 +147,12 @@ function startMap() {
   new FitControl().addTo(map);
   if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom));
   else fitContent();
+  if (frame) panel.dataset.frame = `${frame.source}:${frame.frame}`; // kept in the address while it loads
   writeHash();
-  map.on("moveend", () => writeHash("push"));
+  map.on("moveend", viewMoved);
   map.on("mousemove", (event) => hoverAt(event.latlng));
   map.on("mouseout", clearHover);
+  map.on("zoomstart", clearHover); // the outline and the name were of the zoom before
   map.on("click", (event) => selectAt(event.latlng));
   map.on("zoomend", placeChips);
   document.getElementById("show-dissimilar").disabled = false;
@@ -283,10 +297,11 @@ function pointQuery(latlng) {
 
 async function hoverAt(latlng) {
   const cell = cellAt(latlng);
-  if (!cell || cell.key === hover.key) return;
-  if (hover.box && hover.box.getBounds().contains(latlng)) return; // still on the same (grown) thumbnail
+  if (!cell) return;
+  const key = `${map.getZoom()}/${cell.key}`; // the deepest zooms share a grid level, not thumbnails
+  if (key === hover.key || (hover.box && hover.box.getBounds().contains(latlng))) return; // the same thumbnail
   clearHover();
-  hover.key = cell.key;
+  hover.key = key;
   const request = ++hover.request;
   await new Promise((resolve) => setTimeout(resolve, 60)); // wait until the pointer rests a moment
   if (request !== hover.request) return;

@@ -11,15 +11,30 @@ function clipTime(clip) {
   return clip.stop > clip.start ? `${clock(clip.start)}–${clock(clip.stop)}` : `at ${clock(clip.start)}`;
 }
 
+let selectTicket = 0; // the latest select() or closePanel(): an earlier one's answer is dropped
+
+function frameKey(query) {
+  const params = new URLSearchParams(query);
+  return `${params.get("source")}:${params.get("frame")}`;
+}
+
 async function select(query, frame = null, how = "push") {
+  const ticket = ++selectTicket;
+  // Marked open at once, so the address names it while it loads.
+  panel.dataset.frame = frame ? `${frame.source}:${frame.frame}` : frameKey(query);
+  writeHash(how);
   try {
     frame = frame || await getJSON(`${api}frame/?${query}`);
   } catch (error) {
+    if (ticket !== selectTicket) return;
+    delete panel.dataset.frame;
+    overlays.clearLayers();
+    clearClipLines();
+    writeHash("replace");
     showPanel(element("p", { className: "error", textContent: `That frame is not on this map (${errorText(error)}).` }));
     return;
   }
-  panel.dataset.frame = `${frame.source}:${frame.frame}`;
-  writeHash(how);
+  if (ticket !== selectTicket) return; // another frame was chosen, or the panel closed, meanwhile
   overlays.clearLayers();
   clearClipLines();
   // The video plays from the start of the clicked frame's clip (CLIP_SECONDS around it), so
@@ -33,7 +48,7 @@ async function select(query, frame = null, how = "push") {
     fileDetails(frame.file), gifTools(frame));
   showPanel(selection);
   L.circleMarker(toLatLng(frame.x, frame.y), { radius: 7, color: "#fff", weight: 3, fillOpacity: 0 }).addTo(overlays);
-  drawPath(frame.source, `${frame.name}: whole video, from the cyan end to the pink`);
+  drawPath(frame.source, `${frame.name}: whole video, from the cyan end to the pink`, panel.dataset.frame);
   showSimilar(frame);
 }
 
@@ -45,6 +60,7 @@ function showPanel(...content) {
 }
 
 function closePanel(how = "push") {
+  selectTicket++;
   panel.hidden = true;
   delete panel.dataset.frame;
   overlays.clearLayers();
@@ -99,8 +115,10 @@ async function copyText(text) {
 }
 
 function fileDetails(file) {
-  if (!file) return element("p", { className: "message", textContent: "Its file has been removed from the collection." });
-  const path = `${file.folder}/${file.name}`;
+  if (!file) {
+    return element("p", { className: "message file", textContent: "Its file has been removed from the collection." });
+  }
+  const path = file.path;
   const copy = element("button", { type: "button", className: "copy", textContent: "copy path",
     ariaLabel: `copy the path of ${file.name}` });
   const said = element("span", { className: "copied", role: "status" });
@@ -110,14 +128,6 @@ function fileDetails(file) {
     element("dt", { textContent: "folder" }), element("dd", { className: "folder", textContent: file.folder }),
     element("dt", { textContent: "file" }), element("dd", { className: "name" }, file.name, " ", copy, " ", said),
     element("dt", { textContent: "media" }), element("dd", { className: "facts", textContent: fileFacts(file) }));
-}
-
-// The file of a source from the sources API, as the frame API gives it.
-async function sourceFile(sourceId) {
-  const source = await getJSON(`/api/sources/${sourceId}/`);
-  const cut = source.path.lastIndexOf("/");
-  return { folder: source.path.slice(0, cut) || "/", name: source.path.slice(cut + 1), size: source.size,
-    duration: source.duration, fps: source.fps, width: source.width, height: source.height };
 }
 
 // --- similar clips ---
@@ -139,7 +149,7 @@ function clipElement(clip, colour) {
   item.style.setProperty("--clip-colour", colour);
   item.dataset.source = clip.source;
   item.dataset.start = clip.start;
-  const score = clip.score === null ? "" : `${Math.round(clip.score * 100)}% alike`;
+  const score = scoreText(clip);
   const strip = element("div", { className: "strip" },
     ...clip.frames.map((f) => element("img", { src: f.image, loading: "lazy", title: clock(f.time), alt: "" })));
   const what = `${clip.name} ${clipTime(clip)}`;
@@ -157,20 +167,32 @@ function clipElement(clip, colour) {
   return item;
 }
 
+function scoreText(clip) {
+  return clip.score === null ? "" : `${Math.round(clip.score * 100)}% alike`;
+}
+
+let playTicket = 0;
+
 // Plays a listed clip in the panel; the heading, its times and the file follow it.
 async function playClip(clip) {
-  const player = document.querySelector("#selection .player");
-  if (!player) return;
-  player.replaceChildren(mediaElement(clip.kind, clip.video, clip.start, clip.name));
-  document.getElementById("playing").textContent = clip.name;
-  document.querySelector("#selection .when").textContent =
-    `playing ${clipTime(clip)}` + (clip.score === null ? "" : ` · ${Math.round(clip.score * 100)}% alike`);
-  const file = document.querySelector("#selection dl.file");
-  try {
-    if (file) file.replaceWith(fileDetails(await sourceFile(clip.source)));
-  } catch (error) {
-    if (file) file.replaceWith(element("p", { className: "error", textContent: errorText(error) }));
+  const ticket = ++playTicket;
+  const selection = document.getElementById("selection");
+  if (!selection.querySelector(".player")) { // the most different clips: nothing played yet
+    selection.append(element("div", { className: "when" }), element("div", { className: "player" }),
+      element("dl", { className: "file" }));
   }
+  selection.querySelector(".player").replaceChildren(mediaElement(clip.kind, clip.video, clip.start, clip.name));
+  selection.querySelector("h2").textContent = clip.name;
+  const score = scoreText(clip);
+  selection.querySelector(".when").textContent = `playing ${clipTime(clip)}` + (score ? ` · ${score}` : "");
+  let details;
+  try {
+    details = fileDetails(await getJSON(`/api/sources/${clip.source}/`));
+  } catch (error) {
+    details = element("p", { className: "error file", textContent: errorText(error) });
+  }
+  const file = selection.querySelector(".file");
+  if (ticket === playTicket && file) file.replaceWith(details); // a clip played since has its own
 }
 
 function showClips(title, clips, ...notes) {
@@ -205,7 +227,7 @@ async function showDissimilar() {
   delete panel.dataset.frame;
   overlays.clearLayers();
   clearClipLines();
-  showPanel(element("h2", { textContent: "Most different clips" }));
+  showPanel(element("h2", { id: "playing", textContent: "Most different clips" }));
   showClips("Chosen to be as different from each other as possible", found.clips);
   writeHash("push");
 }

@@ -38,8 +38,16 @@ function arrowMarker(from, to, colour, source) {
   return withRole(L.marker(middle, { icon, interactive: false, keyboard: false }), "arrow", source);
 }
 
-async function drawPath(source, label) {
-  const path = await getJSON(`${api}path/?source=${source}`);
+// The video's path, once its points arrive, unless another frame was chosen meanwhile (`key`).
+async function drawPath(source, label, key) {
+  let path;
+  try {
+    path = await getJSON(`${api}path/?source=${source}`);
+  } catch (error) {
+    console.error(`the path of source ${source}: ${errorText(error)}`);
+    return;
+  }
+  if (panel.dataset.frame !== key) return;
   const points = path.points.map(([x, y]) => toLatLng(x, y));
   withRole(L.polyline(points, { color: "#000", weight: 6, opacity: 0.55 }), "video", source)
     .bindTooltip(textElement(label), { sticky: true }).addTo(overlays);

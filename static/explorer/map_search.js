@@ -7,11 +7,13 @@
 const FIND_LIMIT = 8;
 const findInput = document.getElementById("find-source");
 const findResults = document.getElementById("find-results");
+const findStatus = document.getElementById("find-status"); // what the list cannot say: none found, failed
 let findRequest = 0;
 let findTimer = null;
 
 function closeFindResults() {
   findResults.hidden = true;
+  findStatus.hidden = true;
   findInput.setAttribute("aria-expanded", "false");
   findInput.removeAttribute("aria-activedescendant");
 }
@@ -27,9 +29,12 @@ function activateOption(index) {
 }
 
 function findMessage(text, className = "message") {
-  findResults.replaceChildren(element("li", { className, textContent: text }));
-  findResults.hidden = false;
-  findInput.setAttribute("aria-expanded", "true");
+  findResults.replaceChildren();
+  findResults.hidden = true;
+  findInput.setAttribute("aria-expanded", "false");
+  findStatus.className = className;
+  findStatus.textContent = text;
+  findStatus.hidden = false;
 }
 
 async function findSources(text) {
@@ -48,19 +53,20 @@ async function findSources(text) {
     return;
   }
   findResults.replaceChildren(...found.results.map((source, i) => {
-    const cut = source.path.lastIndexOf("/");
     const option = element("li", { id: `find-${source.id}`, role: "option", className: "found" },
-      element("span", { className: "name", textContent: source.path.slice(cut + 1) }),
-      element("span", { className: "folder", textContent: source.path.slice(0, cut) || "/" }),
+      element("span", { className: "name", textContent: source.name }),
+      element("span", { className: "folder", textContent: source.folder }),
       source.status === "ready" ? "" : element("span", { className: "status", textContent: source.status }));
     option.setAttribute("aria-selected", i === 0 ? "true" : "false");
     option.addEventListener("mousedown", (event) => event.preventDefault()); // keep the focus in the box
     option.addEventListener("click", () => jumpToSource(source));
     option.source = source;
     return option;
-  }), ...(found.count > found.results.length
-    ? [element("li", { className: "message", textContent: `and ${found.count - found.results.length} more: type more` })]
-    : []));
+  }));
+  findResults.dataset.text = text;
+  findStatus.hidden = found.count <= found.results.length;
+  findStatus.className = "message";
+  findStatus.textContent = `and ${found.count - found.results.length} more: type more`;
   findResults.hidden = false;
   findInput.setAttribute("aria-expanded", "true");
   activateOption(0);
@@ -72,14 +78,15 @@ async function jumpToSource(source) {
   try {
     path = await getJSON(`${api}path/?source=${source.id}`);
   } catch (error) {
-    findMessage(`${source.path.slice(source.path.lastIndexOf("/") + 1)} is not on the map` +
+    findMessage(`${source.name} is not on the map` +
       (source.error ? `: ${source.error}` : ` (${source.status}): ${errorText(error)}`), "error");
     return;
   }
   closeFindResults();
   findInput.value = "";
   const [x, y] = path.points[0];
-  map.setView(toLatLng(x, y), Math.max(map.getZoom(), state.max_zoom - 2));
+  // One step for the jump: the move replaces, the frame opened pushes.
+  withoutStep(() => map.setView(toLatLng(x, y), Math.max(map.getZoom(), state.max_zoom - 2), { animate: false }));
   await select(`source=${source.id}&frame=${path.frames[0]}`);
 }
 
@@ -100,7 +107,8 @@ if (findInput) {
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
       event.preventDefault();
       if (options.length) activateOption((active + (event.key === "ArrowDown" ? 1 : -1) + options.length) % options.length);
-    } else if (event.key === "Enter" && options[Math.max(active, 0)]) {
+    } else if (event.key === "Enter" && !findResults.hidden && findResults.dataset.text === findInput.value.trim()
+               && options[Math.max(active, 0)]) { // not a list of what was typed before
       event.preventDefault();
       jumpToSource(options[Math.max(active, 0)].source);
     } else if (event.key === "Escape") {

@@ -22,7 +22,9 @@ function endTour(box) {
 
 function startTour() {
   if (localStorage.getItem(TOUR_DONE) === "1" || document.getElementById("tour")) return;
-  const box = element("section", { id: "tour", role: "dialog", ariaLabel: "a tour of the map" });
+  // A region that speaks its hints, not a dialog: it leaves the map usable and the focus there.
+  const box = element("section", { id: "tour", role: "region", ariaLabel: "a tour of the map" });
+  box.setAttribute("aria-live", "polite");
   let step = 0;
   const show = () => {
     const [title, text] = TOUR_HINTS[step];
@@ -33,6 +35,7 @@ function startTour() {
       else {
         step++;
         show();
+        box.querySelector("button.next").focus(); // the keyboard stays on the tour's next step
       }
     });
     const skip = element("button", { type: "button", className: "skip", textContent: "Skip the tour" });

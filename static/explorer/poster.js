@@ -72,7 +72,7 @@ async function previewPoster(form) {
     // The panel narrows the map: the window the view gave may reach under it. Keep the whole
     // outline in sight beside the panel (the map zooms out if it must).
     if (!map.getBounds().contains(posterWindow.getBounds())) {
-      map.fitBounds(posterWindow.getBounds(), { padding: [12, 12], animate: false });
+      withoutStep(() => map.fitBounds(posterWindow.getBounds(), { padding: [12, 12], animate: false }));
     }
     summary.className = "";
     summary.textContent = `${plan.width} × ${plan.height} px · ${(plan.size_mm[0] / 10).toFixed(1)} × ` +

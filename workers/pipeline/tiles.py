@@ -24,9 +24,10 @@ larger than a tile, so tiles are drawn independently of their neighbours.
 
 Cells. For every grid level, `CellIndex` keeps the non-empty cells as sorted keys
 (row * cells_per_side + column) with the frame nearest each cell's centre among the
-frames inside the cell: one sort per level when the map is published, then a tile or a
-hover is a binary search. A cell with no frame inside it stays empty unless a neighbour
-grows over it, so the zoomed-in map still shows the gaps between clusters.
+frames inside the cell: one sort per level when the map is published, then a tile's 16
+cells are binary searches, and a tile or a hover places them (`tile_placements`). A cell
+with no frame inside it stays empty unless a neighbour grows over it, so the zoomed-in map
+still shows the gaps between clusters.
 """
 import math
 from collections import namedtuple
@@ -36,6 +37,10 @@ import numpy as np
 from workers.pipeline.images import JPEG_QUALITY, encode_jpeg, resize_area
 
 TILE_WIDTH, TILE_HEIGHT = 256, 144
+# The placement rule's revision, in tile URLs and the tile cache's folder: browsers keep tiles
+# for a year, so tiles drawn by another rule (v1: one cell a frame) never show beside the
+# hit-testing of this one. Bump it when tile_placements changes what it draws.
+LAYOUT_REVISION = "v2"
 CELLS_PER_TILE = 4  # per side, at a tile's own grid level
 BACKGROUND = (24, 24, 27)  # RGB of empty cells; the page's map background matches it
 
