@@ -1,6 +1,8 @@
 """JSON API: collections, sources and jobs, and what the other API modules share (a list's
 filters, request bodies, the answers of a request that starts a job). The OpenAPI schema is
 generated from these views by drf-spectacular and served at /api/openapi.json."""
+from pathlib import Path
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
@@ -12,7 +14,7 @@ from rest_framework.response import Response
 
 from explorer.api_errors import Conflict, error_response
 from explorer.api_params import (
-    CollectionFilter, ExactFields, JobFilter, StrictBooleanField, StrictCharField, validated_query,
+    ExactFields, JobFilter, SourceFilter, StrictBooleanField, StrictCharField, validated_query,
 )
 from explorer.jobs import NotReady, cancel, start_ingest, start_training
 from explorer.models import COLLECTION_NAME, Collection, Job, Source
@@ -27,6 +29,8 @@ def listed(view, queryset, query_class):
     query = validated_query(view.request, query_class)
     if "collection" in query:
         queryset = queryset.filter(collection_id=query["collection"])
+    if query.get("search"):
+        queryset = queryset.filter(path__icontains=query["search"]).order_by("path", "id")
     if query.get("active"):
         queryset = queryset.exclude(status__in=Job.FINISHED)
     return queryset
@@ -52,11 +56,20 @@ class CollectionSerializer(ExactFields, serializers.ModelSerializer):
 
 
 class SourceSerializer(serializers.ModelSerializer):
+    folder = serializers.SerializerMethodField(help_text="The folder holding the file, on the server.")
+    name = serializers.SerializerMethodField(help_text="The file's name.")
+
     class Meta:
         model = Source
-        fields = ["id", "collection", "path", "kind", "status", "progress", "error", "warning", "checksum",
-                  "size", "duration", "fps", "width", "height", "frame_count", "created_at"]
+        fields = ["id", "collection", "path", "folder", "name", "kind", "status", "progress", "error", "warning",
+                  "checksum", "size", "duration", "fps", "width", "height", "frame_count", "created_at"]
         read_only_fields = fields
+
+    def get_folder(self, source) -> str:
+        return str(Path(source.path).parent)
+
+    def get_name(self, source) -> str:
+        return Path(source.path).name
 
 
 class FailedFileSerializer(serializers.Serializer):
@@ -222,12 +235,12 @@ class CollectionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return started_response(JobSerializer, job)
 
 
-@extend_schema_view(list=extend_schema(parameters=[CollectionFilter]))
+@extend_schema_view(list=extend_schema(parameters=[SourceFilter]))
 class SourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SourceSerializer
 
     def get_queryset(self):
-        return listed(self, Source.objects.all(), CollectionFilter)
+        return listed(self, Source.objects.all(), SourceFilter)
 
 
 @extend_schema_view(list=extend_schema(parameters=[JobFilter]))

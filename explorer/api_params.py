@@ -107,6 +107,11 @@ class CollectionFilter(QuerySerializer):
                                           help_text="Only those of this collection.")
 
 
+class SourceFilter(CollectionFilter):
+    search = serializers.CharField(required=False, max_length=200, help_text=(
+        "Only those whose path (folder or file name) holds this text, ignoring case: the map's search box."))
+
+
 class JobFilter(CollectionFilter):
     active = QueryBooleanField(required=False, help_text="true: only the jobs still queued or running.")
 

@@ -42,9 +42,10 @@ def frame_image(request, source_id, number):
 
 
 @require_GET
-def tile(request, collection_id, version, zoom, column, row):
-    """A map tile as JPEG, rendered from the frame store on first request and cached in
-    the map version's folder. The version is in the URL, so a tile never changes."""
+def tile(request, collection_id, version, zoom, column, row, scale=1):
+    """A map tile as JPEG (`scale` 2, the URL's @2x: twice the pixels, for high-DPI screens),
+    rendered from the frame store on first request and cached in the map version's folder.
+    The version is in the URL, so a tile never changes."""
     collection = get_object_or_404(Collection, pk=collection_id)
     current = snapshot(collection, version)
     if current is None:
@@ -52,17 +53,18 @@ def tile(request, collection_id, version, zoom, column, row):
     if not current.grid.has_tile(zoom, column, row):
         raise Http404(f"no tile {zoom}/{column}/{row}: this map has zoom levels 0 to {current.grid.max_zoom}, "
                       f"with 2^zoom tiles a side")
-    response = FileResponse(open(current.tile(zoom, column, row), "rb"), content_type="image/jpeg")
+    response = FileResponse(open(current.tile(zoom, column, row, scale), "rb"), content_type="image/jpeg")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
 
 
 @require_GET
-def tag_tile(request, collection_id, version, tagger_id, zoom, column, row):
-    """The overlay of a tile (PNG, transparent but for the cells' borders): each cell in the
-    colour of the label its frame is predicted as by tagger `tagger_id`; `?only=N` dims the
-    cells of every label but the Nth. The map version and the tagger are in the URL, and
-    predictions never change once made, so an overlay never changes either."""
+def tag_tile(request, collection_id, version, tagger_id, zoom, column, row, scale=1):
+    """The overlay of a tile (PNG, transparent but for the thumbnails' borders; @2x: twice the
+    pixels): each thumbnail in the colour of the label its frame is predicted as by tagger
+    `tagger_id`; `?only=N` dims the thumbnails of every label but the Nth. The map version
+    and the tagger are in the URL, and predictions never change once made, so an overlay
+    never changes either."""
     from explorer.predictions import predicted_labels
     from workers.pipeline.tiles import render_tag_overlay
 
@@ -78,7 +80,8 @@ def tag_tile(request, collection_id, version, tagger_id, zoom, column, row):
         predicted, _ = predicted_labels(tagger, current.version)
     except FileNotFoundError:
         raise Http404(f"tagger {tagger.version} has not tagged map version {version}") from None
-    overlay = render_tag_overlay(current.cells, zoom, column, row, predicted, None if only is None else int(only))
+    overlay = render_tag_overlay(current.cells, zoom, column, row, predicted, None if only is None else int(only),
+                                 scale)
     response = HttpResponse(encode_png(overlay), content_type="image/png")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response

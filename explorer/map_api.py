@@ -12,7 +12,7 @@ from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from explorer.api import JobSerializer
+from explorer.api import JobSerializer, SourceSerializer
 from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, QueryBooleanField, QuerySerializer, validated_query
 from explorer.models import Collection, Job, Source
@@ -76,6 +76,17 @@ class FrameSchema(serializers.Serializer):
     video = serializers.CharField(help_text="The source file, with Range support for seeking.")
 
 
+class FrameDetailSchema(FrameSchema):
+    file = SourceSerializer(allow_null=True, help_text=(
+        "The source file: where it is and what it is, as /api/sources/ID/ gives it (null once removed)."))
+
+
+class PointSchema(FrameDetailSchema):
+    box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
+                                help_text="Where its thumbnail is drawn at that zoom: x min, y min, x max, y max "
+                                          "(map coordinates, y up).")
+
+
 class ClipSchema(serializers.Serializer):
     source = serializers.IntegerField()
     name = serializers.CharField()
@@ -95,11 +106,22 @@ def _collection(pk):
     return get_object_or_404(Collection, pk=pk)
 
 
+def _info(pk, source):
+    return {"name": Path(source.path).name, "kind": source.kind, "video": reverse("source-file", args=[pk])}
+
+
 def source_info(ids):
     """name, kind and video URL of each source id."""
-    return {pk: {"name": Path(source.path).name, "kind": source.kind,
-                 "video": reverse("source-file", args=[pk])}
-            for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
+    return {pk: _info(pk, source) for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
+
+
+def frame_detail(current, row):
+    """A frame as the point and frame endpoints answer it: with its source file's details (one
+    query: a hover asks for it)."""
+    pk = int(current.index["source"][row])
+    source = Source.objects.filter(pk=pk).first()
+    info = {} if source is None else {pk: _info(pk, source)}
+    return {**frame_json(current, row, info), "file": None if source is None else SourceSerializer(source).data}
 
 
 def frame_json(current, row, info):
@@ -118,7 +140,8 @@ def _clip(current, rows, score, info):
 @extend_schema(responses={200: inline_serializer("MapState", {
     "ready": serializers.BooleanField(), "status": serializers.CharField(),
     "version": serializers.CharField(allow_null=True), "frames": serializers.IntegerField(),
-    "max_zoom": serializers.IntegerField(), "tile_url": serializers.CharField(),
+    "max_zoom": serializers.IntegerField(),
+    "tile_url": serializers.CharField(help_text="{z}/{x}/{y}{r}.jpg; {r} is empty, or @2x for twice the pixels."),
     "tile_size": serializers.ListField(child=serializers.IntegerField()),
     "clip_seconds": serializers.FloatField(), "random_weights": serializers.BooleanField(),
     "extent": serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
@@ -136,38 +159,41 @@ def map_state(request, pk):
     if current is None:
         return Response({**state, "status": no_map_reason(collection), "version": None, "frames": 0,
                          "max_zoom": 0, "tile_url": "", "clip_seconds": 0.0, "extent": [-1.0, -1.0, 1.0, 1.0]})
-    tile_url = reverse("tile", args=[collection.pk, current.version, 0, 0, 0]).replace("/0/0/0.jpg", "/{z}/{x}/{y}.jpg")
+    # {r}: Leaflet's "@2x" on high-DPI screens (explorer/urls.py), "" elsewhere.
+    tile_url = reverse("tile", args=[collection.pk, current.version, 0, 0, 0]).replace("/0/0/0.jpg",
+                                                                                       "/{z}/{x}/{y}{r}.jpg")
     return Response({**state, "status": f"map of {len(current)} frames", "version": current.version,
                      "frames": len(current), "max_zoom": current.grid.max_zoom, "tile_url": tile_url,
                      "clip_seconds": current.clip_seconds, "extent": [round(v, 5) for v in current.extent]})
 
 
-@extend_schema(parameters=[PointQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
+@extend_schema(parameters=[PointQuery], responses={200: PointSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_point(request, pk):
     """The frame drawn at a point of the map at a zoom level (what a hover or a click hits):
-    where it is on the map, its time, image and video."""
+    where it is on the map, its time, image and video, and the box its thumbnail fills."""
     current = require_snapshot(_collection(pk))
     params = validated_query(request, PointQuery)
     if params["zoom"] > current.grid.max_zoom:
         raise NotFound(f"nothing is drawn at zoom {params['zoom']}: this map has zoom levels 0 to "
                        f"{current.grid.max_zoom}")
-    row = current.cells.frame_at(params["x"], params["y"], params["zoom"])
-    if row is None:
+    hit = current.cells.placement_at(params["x"], params["y"], params["zoom"])
+    if hit is None:
         raise NotFound("no frame is drawn there")
-    return Response(frame_json(current, row, source_info([int(current.index["source"][row])])))
+    row, box = hit
+    return Response({**frame_detail(current, row), "box": box})
 
 
-@extend_schema(parameters=[FrameQuery], responses={200: FrameSchema, 404: NOT_FOUND, 409: NO_MAP})
+@extend_schema(parameters=[FrameQuery], responses={200: FrameDetailSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_frame(request, pk):
-    """A given frame of a source: where it is on the map, its time, image and video."""
+    """A given frame of a source: where it is on the map, its time, image and video, and its file."""
     current = require_snapshot(_collection(pk))
     params = validated_query(request, FrameQuery)
     row = current.row_of(params["source"], params["frame"])
     if row is None:
         raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
-    return Response(frame_json(current, row, source_info([int(current.index["source"][row])])))
+    return Response(frame_detail(current, row))
 
 
 @extend_schema(parameters=[SourceQuery], responses={200: inline_serializer("Path", {

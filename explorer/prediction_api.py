@@ -79,7 +79,8 @@ class PredictingTaggerSchema(serializers.Serializer):
                                                                              "outputs.")
     labels = TaggerLabelSchema(many=True, help_text="Its labels, in the same order, with colour and frames.")
     tile_url = serializers.CharField(help_text="The map's overlay of predicted labels: a PNG per tile, "
-                                               "{z}/{x}/{y}; `?only=N` dims every label but the Nth.")
+                                               "{z}/{x}/{y}{r}, {r} empty or @2x (twice the pixels); "
+                                               "`?only=N` dims every label but the Nth.")
 
 
 class PredictionSchema(serializers.Serializer):
@@ -146,7 +147,7 @@ def _tagger_json(collection, tagger, current, ids, counts):
     return {"id": tagger.pk, "version": tagger.version, "classes": tagger.classes,
             "labels": [{"id": ids[name], "name": name, "colour": tag_colour(index), "predicted": count}
                        for index, (name, count) in enumerate(zip(tagger.classes, counts))],
-            "tile_url": tile_url.replace("/0/0/0.png", "/{z}/{x}/{y}.png")}
+            "tile_url": tile_url.replace("/0/0/0.png", "/{z}/{x}/{y}{r}.png")}
 
 
 @extend_schema(parameters=[PredictionsQuery], responses={200: inline_serializer("Predictions", _paged({

@@ -7,6 +7,7 @@ from explorer import (
     api, cluster_api, colour_api, file_views, label_api, map_api, poster_api, predict_api, prediction_api, tagger_api,
     views,
 )
+from workers.pipeline.tiles import LAYOUT_REVISION
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -15,6 +16,9 @@ router.register("sources", api.SourceViewSet, basename="source")
 router.register("jobs", api.JobViewSet, basename="job")
 router.register("posters", poster_api.PosterViewSet, basename="poster")
 router.register("gifs", colour_api.GifViewSet, basename="gif")
+
+TILES = f"collections/<int:collection_id>/tiles/<str:version>/{LAYOUT_REVISION}"
+TAGS = f"collections/<int:collection_id>/tags/<str:version>/<int:tagger_id>/{LAYOUT_REVISION}"
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -25,11 +29,13 @@ urlpatterns = [
     path("collections/<int:collection_id>/clusters/<int:cluster>/", views.cluster_gallery, name="cluster"),
     path("collections/<int:collection_id>/review/", views.review, name="review"),
     path("frames/<int:source_id>/<int:number>.jpg", file_views.frame_image, name="frame-image"),
-    # The version is checked against the map folders' names (explorer/served_maps.py).
-    path("collections/<int:collection_id>/tiles/<str:version>/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile,
-         name="tile"),
-    path("collections/<int:collection_id>/tags/<str:version>/<int:tagger_id>/<int:zoom>/<int:column>/<int:row>.png",
-         file_views.tag_tile, name="tag-tile"),
+    # The version is checked against the map folders' names (explorer/served_maps.py); the
+    # placement rule's revision follows it, as browsers keep a tile for good. A tile's URL ends
+    # in @2x for high-DPI screens (Leaflet's {r}): twice the pixels.
+    path(f"{TILES}/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile, name="tile"),
+    path(f"{TILES}/<int:zoom>/<int:column>/<int:row>@2x.jpg", file_views.tile, {"scale": 2}, name="tile-2x"),
+    path(f"{TAGS}/<int:zoom>/<int:column>/<int:row>.png", file_views.tag_tile, name="tag-tile"),
+    path(f"{TAGS}/<int:zoom>/<int:column>/<int:row>@2x.png", file_views.tag_tile, {"scale": 2}, name="tag-tile-2x"),
     path("sources/<int:source_id>/file", file_views.source_file, name="source-file"),
     path("posters/<int:poster_id>/file", file_views.poster_file, name="poster-file"),
     path("gifs/<int:gif_id>/file", file_views.gif_file, name="gif-file"),

@@ -250,6 +250,13 @@ def spawn_worker(django_db_blocker):
 SCREENSHOTS = ROOT / "bench-out" / "screenshots" / "browser"
 
 
+def skip_tour(driver):
+    """Make the browser a returning user's: the map's first-visit tour (test_map_browser.py
+    tests it) is over before any page's scripts run. Its CDP script's id is `driver.tour_seen`."""
+    driver.tour_seen = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {
+        "source": "try { localStorage.setItem('explorer.tour.done', '1'); } catch (e) {}"})["identifier"]
+
+
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     """Real headless Chromium (Debian's chromium and chromium-driver), driven by Selenium."""
@@ -271,6 +278,7 @@ def browser(tmp_path_factory):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
+    skip_tour(driver)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()

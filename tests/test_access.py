@@ -16,6 +16,7 @@ import pytest
 from explorer.models import Collection
 from tests.conftest import ROOT, free_port, make_user, worker_env
 from tests.environment import TEST_DATA
+from workers.pipeline.tiles import LAYOUT_REVISION
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +42,7 @@ def urls(templates, collection):
 
 def test_anonymous_visitors_are_sent_to_sign_in_or_refused(anonymous_client, collection):
     for url in urls(SEEN_BY_VIEWERS, collection) + [f"/sources/1/file", "/frames/1/0.jpg", "/posters/1/file",
-                                                     f"/collections/{collection.pk}/tiles/v/0/0/0.jpg"]:
+                                                     f"/collections/{collection.pk}/tiles/v/{LAYOUT_REVISION}/0/0/0.jpg"]:
         response = anonymous_client.get(url)
         if url.startswith("/api/"):
             assert response.status_code == 401, url

@@ -52,7 +52,7 @@ def test_zooming_in_shows_more_distinct_frames_then_bigger_cells():
     assert not grid.has_tile(-1, 0, 0) and not grid.has_tile(2, -1, 0)
 
 
-def test_a_tile_draws_each_cells_frame_resized_into_the_cell():
+def test_a_tile_draws_each_cells_frame_resized_into_its_placement():
     colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
     frames = np.repeat(colours[:, None, None, :], 300 * 534, axis=1).reshape(3, 300, 534, 3)
     xy = np.array([[-0.9, 0.9], [0.9, -0.9], [0.05, 0.05]])  # top-left, bottom-right, centre
@@ -70,6 +70,9 @@ def test_a_tile_draws_each_cells_frame_resized_into_the_cell():
     assert np.abs(cell(3, 3).astype(int) - colours[1]).max() < 12
     assert np.abs(cell(2, 1).astype(int) - colours[2]).max() < 12
     assert np.abs(cell(1, 2).astype(int) - BACKGROUND).max() < 12  # nothing there
+    # Each frame is alone in its quarter of the tile, so it grows over that quarter's free cells.
+    assert np.abs(cell(1, 1).astype(int) - colours[0]).max() < 12
+    assert np.abs(cell(3, 0).astype(int) - colours[2]).max() < 12
     # At the deepest zoom one frame fills the whole tile that holds it.
     deepest = grid.max_zoom
     column, row = (int(v[0]) for v in grid.cells([xy[2]], grid.levels))
@@ -160,6 +163,15 @@ def test_a_published_map_is_a_snapshot_that_survives_a_new_layout(tmp_path):
     assert snapshot.row_of(3, index[45]["frame"]) == 45 and snapshot.row_of(3, 1) is None
     assert snapshot.row_of(99, 0) is None and snapshot.path(99) is None
     assert snapshot.path(2)["times"].tolist() == times[20:40].tolist()
+    # Tiles cached by the code before grown thumbnails (tiles/) are never served: they drew
+    # another layout than the one hit-testing now answers for.
+    old = published / "tiles" / "0" / "0" / "0.jpg"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"a tile of one cell per frame")
+    assert snapshot.tile(0, 0, 0) == published / "tiles-v2" / "0" / "0" / "0.jpg"
+    assert snapshot.tile(0, 0, 0).read_bytes()[:2] == b"\xff\xd8"  # a JPEG, rendered now
+    high_dpi = cv2.imdecode(np.frombuffer(snapshot.tile(0, 0, 0, scale=2).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert snapshot.tile_path(0, 0, 0, scale=2).name == "0@2x.jpg" and high_dpi.shape == (288, 512, 3)
 
     # A retraining replaces the embedding arrays; the snapshot keeps its own.
     write_embedding(embedding, index, vectors * 0, -layout)

@@ -34,32 +34,37 @@ def rgba(colour):
     return [int(colour[i:i + 2], 16) for i in (1, 3, 5)] + [255]
 
 
-def test_the_overlay_outlines_each_cell_in_its_labels_colour_and_dims_the_others():
+def test_the_overlay_outlines_each_thumbnail_in_its_labels_colour_and_dims_the_others():
     grid = TileGrid(2)
     # Zoom 0: one tile of 4x4 cells of 64x36 pixels. A frame at the centre of cells (0, 0),
-    # (column 2, row 1) and (3, 3); the rest stay empty.
+    # (column 2, row 1) and (3, 3): each alone in its quarter of the tile, so each thumbnail
+    # grows to that 2x2 block of 128x72 pixels (tiles.py); the bottom-left quarter stays empty.
     xy = grid.cell_centres(np.array([0, 2, 3]), np.array([0, 1, 3]), 0)
     cells = CellIndex.build(grid, xy)
     predicted = np.array([0, 1, 21])  # label 21 takes the palette's second colour again
     overlay = render_tag_overlay(cells, 0, 0, 0, predicted)
     assert overlay.shape == (144, 256, 4) and overlay.dtype == np.uint8
-    border, chip = 3, 12
+    border, chip = 6, 25  # of a 128-pixel-wide thumbnail: 128 // 20 and 128 // 5
     first, second = rgba(TAG_COLOURS[0]), rgba(TAG_COLOURS[1])
-    assert overlay[0, 0].tolist() == first and overlay[35, 63].tolist() == first  # the border's corners
+    assert overlay[0, 0].tolist() == first and overlay[71, 127].tolist() == first  # the border's corners
     assert overlay[chip - 1, chip - 1].tolist() == first  # the chip
-    assert overlay[18, 32, 3] == 0 and overlay[chip, border - 1, 3] == 255 and overlay[chip, border, 3] == 0
-    assert overlay[36 + 18, 128].tolist() == second and overlay[36 + 20, 128 + 32, 3] == 0
-    assert overlay[108, 192].tolist() == second  # label 21
-    assert overlay[36:72, 0:64].max() == 0  # an empty cell: transparent
-    # One label alone: its cells as before, the others' dimmed, the empty ones still clear.
+    assert overlay[36, 64, 3] == 0 and overlay[chip, border - 1, 3] == 255 and overlay[chip, border, 3] == 0
+    assert overlay[36, 128].tolist() == second and overlay[36, 128 + 64, 3] == 0
+    assert overlay[72 + 36, 255].tolist() == second  # label 21
+    assert overlay[72:144, 0:128].max() == 0  # nothing there: transparent
+    # One label alone: its thumbnails as before, the others' dimmed, the empty cells still clear.
     only = render_tag_overlay(cells, 0, 0, 0, predicted, only=1)
-    assert only[36 + 18, 128].tolist() == second
-    assert (only[0:36, 0:64] == DIMMED).all() and only[36:72, 0:64].max() == 0
+    assert only[36, 128].tolist() == second
+    assert (only[0:72, 0:128] == DIMMED).all() and only[72:144, 0:128].max() == 0
     # Deeper: at zoom 3 (grid level 2, 2x2 cells of 128x72 a tile) the first frame, at the corner
-    # of four cells of level 2, is in cell (2, 2): the top-left cell of tile (1, 1).
+    # of four cells of level 2, is in cell (2, 2), the top-left cell of tile (1, 1); alone in
+    # that tile, it fills it: a border of 12 pixels and a chip of 51.
     zoomed = render_tag_overlay(cells, 3, 1, 1, predicted)
-    assert zoomed[0, 0].tolist() == first and zoomed[71, 127].tolist() == first and zoomed[36, 64, 3] == 0
-    assert zoomed[24, 24].tolist() == first and zoomed[36, 26, 3] == 0  # a chip of 25 pixels
+    assert zoomed[0, 0].tolist() == first and zoomed[143, 255].tolist() == first and zoomed[72, 128, 3] == 0
+    assert zoomed[50, 50].tolist() == first and zoomed[60, 11].tolist() == first and zoomed[60, 12, 3] == 0
+    # For high-DPI screens, the same overlay at twice the pixels.
+    np.testing.assert_array_equal(render_tag_overlay(cells, 0, 0, 0, predicted, scale=2),
+                                  overlay.repeat(2, axis=0).repeat(2, axis=1))
     # As a PNG it keeps its transparency.
     decoded = cv2.imdecode(np.frombuffer(encode_png(overlay), np.uint8), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(decoded[..., [2, 1, 0, 3]], overlay)
@@ -235,13 +240,15 @@ def test_each_video_gets_the_mean_of_its_frames(tagged, client):
 @pytest.mark.django_db
 def test_the_overlay_tiles_are_served_for_the_tagger_and_map_version(tagged, client, viewer_client, anonymous_client):
     collection, _, _ = tagged
-    url = get_json(client, api(collection))["tagger"]["tile_url"].replace("{z}/{x}/{y}", "0/0/0")
+    url = get_json(client, api(collection))["tagger"]["tile_url"].replace("{z}/{x}/{y}{r}", "0/0/0")
     answer = client.get(url)
     assert answer.status_code == 200 and answer["Content-Type"] == "image/png"
     assert "immutable" in answer["Cache-Control"]
     pixels = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_UNCHANGED)
     assert pixels.shape == (144, 256, 4) and pixels[..., 3].max() == 255 and pixels[..., 3].min() == 0
     assert client.get(url + "?only=2").status_code == 200
+    sharp = client.get(url.replace("0.png", "0@2x.png") + "?only=2")  # high-DPI screens: twice the pixels
+    assert cv2.imdecode(np.frombuffer(sharp.content, np.uint8), cv2.IMREAD_UNCHANGED).shape == (288, 512, 4)
     for bad in ("?only=3", "?only=-1", "?only=x"):
         assert client.get(url + bad).status_code == 404, bad
     assert client.get(url.replace("/0/0/0.png", "/0/1/0.png")).status_code == 404

@@ -1,6 +1,7 @@
 // The map page: Leaflet with a flat (non-geographic) coordinate system over the server's
-// tiles. Hover names the frame under the pointer; a click opens the panel with the frame,
-// its video playing from that moment, its video's path, and the most similar clips.
+// tiles. Hover names the frame under the pointer; a click opens the panel (map_panel.js) with
+// the frame, its video playing from the start of its clip, its video's path (map_paths.js),
+// and the most similar clips.
 // The URL's hash holds the view and the selected frame: #z=3&x=0.1&y=-0.2&frame=12:340,
 // clusters=1 while the clusters are drawn (each a tinted outline with a chip at its
 // centre that opens its gallery), and tags=1&tag=NAME while the predicted labels are
@@ -46,12 +47,59 @@ function readHash() {
     tags: params.get("tags") === "1", tag: params.get("tag") || "" };
 }
 
-function writeHash() {
+function hashOfState() {
   const centre = fromLatLng(map.getCenter());
   const frame = panel.dataset.frame ? `&frame=${panel.dataset.frame}` : ""; // "source:frame", kept readable
   const shown = clustersShown ? "&clusters=1" : "";
-  history.replaceState(null, "",
-    `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}${shown}${tagsHash()}`);
+  return `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}${shown}${tagsHash()}`;
+}
+
+// The address is the state. A move, a frame opened or the panel closed is a step that Back
+// undoes ("push"); what only restates the step (toggles, the panel resizing the map) replaces
+// it. While the map follows an address, its moves write nothing: the address is right.
+let followingAddress = false;
+let stepless = false;
+
+function withoutStep(change) {
+  const before = stepless;
+  stepless = true;
+  try {
+    change();
+  } finally {
+    stepless = before;
+  }
+}
+
+function writeHash(how = "replace") {
+  const hash = hashOfState();
+  if (hash === location.hash) return;
+  if (how === "push" && !stepless && !followingAddress) history.pushState(null, "", hash);
+  else history.replaceState(null, "", hash);
+}
+
+function viewMoved() {
+  if (!followingAddress) writeHash("push");
+}
+
+// An address edited by hand, or reached with Back or Forward: move the map there and open
+// (or close) the frame it names. The frame being opened counts as open (select() marks it
+// at once), so a quick Back while it loads closes it instead of waiting for it.
+function applyHash() {
+  if (!map || location.hash === hashOfState()) return;
+  const { view, frame, clusters: showClusters, tags } = readHash();
+  followingAddress = true;
+  try {
+    if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom), { animate: false });
+    const key = frame ? `${frame.source}:${frame.frame}` : undefined;
+    if (key !== panel.dataset.frame) {
+      if (frame) select(`source=${frame.source}&frame=${frame.frame}`, null, "replace");
+      else if (!panel.hidden || panel.dataset.frame) closePanel("replace");
+    }
+    if (showClusters !== clustersShown) toggleClusters();
+    if (tags !== tagsShown) toggleTags();
+  } finally {
+    followingAddress = false;
+  }
 }
 
 // --- the map ---
@@ -99,18 +147,21 @@ function startMap() {
   new FitControl().addTo(map);
   if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom));
   else fitContent();
+  if (frame) panel.dataset.frame = `${frame.source}:${frame.frame}`; // kept in the address while it loads
   writeHash();
-  map.on("moveend", writeHash);
+  map.on("moveend", viewMoved);
   map.on("mousemove", (event) => hoverAt(event.latlng));
   map.on("mouseout", clearHover);
+  map.on("zoomstart", clearHover); // the outline and the name were of the zoom before
   map.on("click", (event) => selectAt(event.latlng));
   map.on("zoomend", placeChips);
   document.getElementById("show-dissimilar").disabled = false;
   document.getElementById("export-poster").disabled = false;
   mapElement.focus();
-  if (frame) select(`source=${frame.source}&frame=${frame.frame}`);
+  if (frame) select(`source=${frame.source}&frame=${frame.frame}`, null, "replace");
   loadClusters();
   loadTags();
+  startTour(); // map_tour.js: a first visit only
 }
 
 // --- clusters: a tinted outline each, and a chip at its centre that opens its gallery ---
@@ -246,16 +297,20 @@ function pointQuery(latlng) {
 
 async function hoverAt(latlng) {
   const cell = cellAt(latlng);
-  if (!cell || cell.key === hover.key) return;
+  if (!cell) return;
+  const key = `${map.getZoom()}/${cell.key}`; // the deepest zooms share a grid level, not thumbnails
+  if (key === hover.key || (hover.box && hover.box.getBounds().contains(latlng))) return; // the same thumbnail
   clearHover();
-  hover.key = cell.key;
+  hover.key = key;
   const request = ++hover.request;
   await new Promise((resolve) => setTimeout(resolve, 60)); // wait until the pointer rests a moment
   if (request !== hover.request) return;
   const response = await fetch(`${api}point/?${pointQuery(latlng)}`);
   if (request !== hover.request || !response.ok) return;
   const frame = await response.json();
-  hover.box = L.rectangle(cell.box, { weight: 1, color: "#fff", fill: false, interactive: false })
+  const [x0, y0, x1, y1] = frame.box || [];
+  const drawn = frame.box ? L.latLngBounds(toLatLng(x0, y0), toLatLng(x1, y1)) : cell.box; // a frame grown past its cell
+  hover.box = L.rectangle(drawn, { weight: 1, color: "#fff", fill: false, interactive: false })
     .bindTooltip(textElement(`${frame.name} · ${clock(frame.time)}`), { className: "frame-tooltip", direction: "top" })
     .addTo(map).openTooltip();
   mapElement.title = `${frame.name} at ${clock(frame.time)}`;
@@ -275,165 +330,6 @@ async function selectAt(latlng) {
   if (Math.abs(x) > 1 || Math.abs(y) > 1) return; // off the map: no frame there (the API would say 400)
   const response = await fetch(`${api}point/?${pointQuery(latlng)}`);
   if (response.ok) select(null, await response.json());
-}
-
-// --- the panel: a frame, its video, its path and the similar clips ---
-
-async function select(query, frame = null) {
-  try {
-    frame = frame || await getJSON(`${api}frame/?${query}`);
-  } catch (error) {
-    showPanel(element("p", { className: "error", textContent: `That frame is not on this map (${error.message}).` }));
-    return;
-  }
-  panel.dataset.frame = `${frame.source}:${frame.frame}`;
-  writeHash();
-  overlays.clearLayers();
-  // The video plays from the start of the clicked frame's clip (CLIP_SECONDS around it), so
-  // a click on a clip's last frame does not start at its end.
-  const player = mediaElement(frame.kind, frame.video, Math.max(0, frame.time - state.clip_seconds / 2), frame.name);
-  const selection = element("div", {},
-    element("h2", { textContent: frame.name }),
-    element("div", { className: "when", textContent: `${clock(frame.time)} · frame ${frame.frame}` }),
-    element("img", { className: "frame-image", src: frame.image, alt: `${frame.name} at ${clock(frame.time)}` }),
-    player, gifTools(frame));
-  showPanel(selection);
-  L.circleMarker(toLatLng(frame.x, frame.y), { radius: 7, color: "#fff", weight: 3, fillOpacity: 0 }).addTo(overlays);
-  drawPath(frame.source, "#ffffff", `${frame.name}: whole video`);
-  showSimilar(frame);
-}
-
-function mediaElement(kind, url, time, name) {
-  // Photos, and GIFs (videos to the pipeline, images to the browser, which animates them).
-  if (kind === "photo" || /\.gif$/i.test(name)) return element("img", { className: "frame-image", src: url, alt: name });
-  const video = element("video", { controls: true, muted: true, autoplay: true, preload: "auto" });
-  video.addEventListener("loadedmetadata", () => { video.currentTime = time; }, { once: true });
-  video.addEventListener("error", () => video.replaceWith(element("p", { className: "message",
-    textContent: "This file cannot play in the browser (its format or codec); the frames above come from it." })));
-  video.src = `${url}#t=${time}`; // a media fragment: the browser starts there, before any seek
-  video.dataset.start = time;
-  return video;
-}
-
-function showPanel(...content) {
-  document.getElementById("selection").replaceChildren(...content);
-  document.getElementById("clips").replaceChildren();
-  panel.hidden = false;
-  map.invalidateSize();
-}
-
-function closePanel() {
-  panel.hidden = true;
-  delete panel.dataset.frame;
-  overlays.clearLayers();
-  map.invalidateSize();
-  writeHash();
-}
-
-async function drawPath(source, colour, label) {
-  const path = await getJSON(`${api}path/?source=${source}`);
-  const line = L.polyline(path.points.map(([x, y]) => toLatLng(x, y)), { color: colour, weight: 2, opacity: 0.8 })
-    .bindTooltip(textElement(label), { sticky: true }).addTo(overlays);
-  line.options.source = source;
-  return line;
-}
-
-// A clip's time in words: a stretch, or one moment (a single matched frame; a photo).
-function clipTime(clip) {
-  if (clip.kind === "photo") return "photo";
-  return clip.stop > clip.start ? `${clock(clip.start)}–${clock(clip.stop)}` : `at ${clock(clip.start)}`;
-}
-
-let clipLines = []; // the clips' lines drawn for the panel's list, taken off when it changes
-
-function clipLine(clip, colour) {
-  const line = L.polyline(clip.frames.map((f) => toLatLng(f.x, f.y)), { color: colour, weight: 4, opacity: 0.95 })
-    .bindTooltip(textElement(`${clip.name} ${clipTime(clip)}`), { sticky: true }).addTo(overlays);
-  clipLines.push(line);
-  return line;
-}
-
-function clearClipLines() {
-  for (const line of clipLines) overlays.removeLayer(line);
-  clipLines = [];
-}
-
-// "Other videos only" for similar clips: kept for the next visits.
-const OTHER_VIDEOS = "explorer.similar.other-videos";
-
-function otherVideosToggle(frame) {
-  const box = element("input", { type: "checkbox", id: "other-videos", checked: localStorage.getItem(OTHER_VIDEOS) === "1" });
-  box.addEventListener("change", () => {
-    localStorage.setItem(OTHER_VIDEOS, box.checked ? "1" : "0");
-    showSimilar(frame);
-  });
-  return element("label", { className: "toggle" }, box, " other videos only");
-}
-
-function clipElement(clip, colour) {
-  const item = element("li", { className: "clip" });
-  item.style.setProperty("--clip-colour", colour);
-  item.dataset.source = clip.source;
-  item.dataset.start = clip.start;
-  const score = clip.score === null ? "" : `${Math.round(clip.score * 100)}% alike`;
-  const strip = element("div", { className: "strip" },
-    ...clip.frames.map((f) => element("img", { src: f.image, loading: "lazy", title: clock(f.time), alt: "" })));
-  const play = element("button", { type: "button", textContent: "▶ play" });
-  play.addEventListener("click", () => playClip(clip));
-  const jump = element("button", { type: "button", textContent: "show on map" });
-  jump.addEventListener("click", () => {
-    const first = clip.frames[Math.floor(clip.frames.length / 2)];
-    map.flyTo(toLatLng(first.x, first.y), Math.max(map.getZoom(), state.max_zoom - 2));
-  });
-  item.append(element("div", { className: "title" },
-    element("span", { className: "name", textContent: `${clip.name} · ${clipTime(clip)}` }),
-    element("span", { className: "score", textContent: score })), strip, play, " ", jump);
-  return item;
-}
-
-function playClip(clip) {
-  const current = document.querySelector("#selection video, #selection img.frame-image:last-child");
-  const player = mediaElement(clip.kind, clip.video, clip.start, clip.name);
-  if (player.play) player.muted = true;
-  if (current) current.replaceWith(player);
-  else document.getElementById("selection").append(player);
-}
-
-function showClips(title, clips, note) {
-  const list = element("ol", { className: "clips" });
-  clips.forEach((clip, i) => {
-    const colour = COLOURS[i % COLOURS.length];
-    list.append(clipElement(clip, colour));
-    clipLine(clip, colour);
-  });
-  const section = document.getElementById("clips");
-  section.replaceChildren(element("h3", { textContent: title }), note || "",
-    clips.length ? list : element("p", { className: "message", textContent: "No other clip matches." }));
-}
-
-async function showSimilar(frame) {
-  const section = document.getElementById("clips");
-  section.replaceChildren(element("p", { className: "message", textContent: "finding similar clips…" }));
-  const others = localStorage.getItem(OTHER_VIDEOS) === "1";
-  try {
-    const found = await getJSON(`${api}similar/?source=${frame.source}&frame=${frame.frame}&exclude_source=${others}`);
-    if (panel.dataset.frame !== `${frame.source}:${frame.frame}`) return; // another frame was chosen meanwhile
-    clearClipLines();
-    clipLine(found.query, "#ffffff");
-    showClips(`Clips like ${clipTime(found.query)} of ${found.query.name}`, found.clips,
-      otherVideosToggle(frame));
-  } catch (error) {
-    section.replaceChildren(element("p", { className: "error", textContent: `Similar clips failed: ${error.message}` }));
-  }
-}
-
-async function showDissimilar() {
-  const found = await getJSON(`${api}dissimilar/`);
-  delete panel.dataset.frame;
-  overlays.clearLayers();
-  showPanel(element("h2", { textContent: "Most different clips" }));
-  showClips("Chosen to be as different from each other as possible", found.clips);
-  writeHash();
 }
 
 // --- waiting for a map, and noticing a new one ---
@@ -481,7 +377,9 @@ async function poll() {
   setTimeout(poll, delay);
 }
 
-panel.querySelector(".close").addEventListener("click", closePanel);
+panel.querySelector(".close").addEventListener("click", () => closePanel());
+window.addEventListener("popstate", applyHash); // Back and Forward
+window.addEventListener("hashchange", applyHash); // the address edited by hand
 // + and - zoom one level a press. Leaflet's own keys zoom three with Shift held, and "+" is
 // Shift and "=" on many keyboards: this listener, on the way down to the map, takes them first.
 const ZOOM_KEYS = { "+": 1, "=": 1, "-": -1, "_": -1 };
@@ -494,6 +392,8 @@ document.addEventListener("keydown", (event) => {
 
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !panel.hidden) closePanel();
+  // Enter opens the frame at the map's centre: the keyboard's click.
+  if (event.key === "Enter" && map && event.target === mapElement) selectAt(map.getCenter());
   // Home fits the map, unless the key is for a text field or the panel's player.
   if (event.key === "Home" && map && !event.target.closest("input, textarea, select, video, #panel")) {
     event.preventDefault();

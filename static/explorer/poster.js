@@ -69,6 +69,11 @@ async function previewPoster(form) {
     if (posterWindow) posterWindow.remove();
     posterWindow = L.polygon(plan.corners.map(([x, y]) => toLatLng(x, y)),
       { color: "#ffb000", weight: 2, fill: false, interactive: false }).addTo(map);
+    // The panel narrows the map: the window the view gave may reach under it. Keep the whole
+    // outline in sight beside the panel (the map zooms out if it must).
+    if (!map.getBounds().contains(posterWindow.getBounds())) {
+      withoutStep(() => map.fitBounds(posterWindow.getBounds(), { padding: [12, 12], animate: false }));
+    }
     summary.className = "";
     summary.textContent = `${plan.width} × ${plan.height} px · ${(plan.size_mm[0] / 10).toFixed(1)} × ` +
       `${(plan.size_mm[1] / 10).toFixed(1)} cm · ` + (plan.exact ? `${plan.filled} frame(s), ${plan.blank} blank cell(s)`
@@ -94,11 +99,22 @@ async function showPosters() {
   const list = document.getElementById("posters");
   if (!list) return;
   const found = await getJSON(`/api/posters/?collection=${collectionId}&limit=20`);
+  document.getElementById("poster-list-title").textContent = found.count
+    ? `Posters of this collection (${found.count}${found.count > found.results.length ? ", the last 20" : ""})`
+    : "Posters of this collection: none yet";
   list.replaceChildren(...found.results.map((poster) => posterElement(poster, async (earlier) => {
     await postJSON(`/api/posters/${earlier.id}/again/`, {});
     showPosters();
   })));
   if (found.results.some((poster) => poster.job && !poster.job.finished_at)) setTimeout(showPosters, 1000);
+}
+
+// The collection's posters: a list under its own heading, apart from the form above it.
+function posterList() {
+  const section = element("section", { id: "poster-list" },
+    element("h3", { id: "poster-list-title", textContent: "Posters of this collection" }), element("ul", { id: "posters" }));
+  section.setAttribute("aria-labelledby", "poster-list-title");
+  return section;
 }
 
 function openPosterDialog() {
@@ -121,7 +137,7 @@ function openPosterDialog() {
   showPanel(element("h2", { textContent: "Export a poster of this view" }), form,
     element("p", { id: "poster-summary", className: "message", textContent: "planning…" }),
     element("div", { id: "poster-grid" }), render,
-    element("h3", { textContent: "Posters of this collection" }), element("ol", { id: "posters" }));
+    posterList());
   writeHash();
   form.addEventListener("input", () => {
     clearTimeout(posterTimer);

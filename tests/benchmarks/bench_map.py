@@ -14,6 +14,7 @@ For each size (`--sizes`, default 100,000 and 1,000,000 frames), in a fresh chil
    - tiles, cold: `--tiles` tiles never rendered before, at random zoom levels, each
      one the tile holding a random frame (so tiles are where the frames are);
    - tiles, cached: the same tiles again, now read from the map's tile cache;
+   - tiles @2x, cold: the same tiles at twice the pixels (high-DPI screens), rendered;
    - hover: the frame under a random frame's place, at a random zoom;
    - similar clips: `--queries` random frames, each the top 10 clips of 6 s
      (the first query, which loads the faiss index, is reported apart).
@@ -157,6 +158,9 @@ def child_serve(collection_id, n_frames, n_tiles, n_queries):
 
     collection = Collection.objects.get(pk=collection_id)
     client = Client()
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.get_or_create(username="bench")[0])  # a viewer: every page reads
     state = client.get(f"/api/collections/{collection.pk}/map/").json()
     grid = TileGrid(state["max_zoom"] - 2)
     rng = np.random.default_rng(1)
@@ -181,9 +185,10 @@ def child_serve(collection_id, n_frames, n_tiles, n_queries):
         assert response.status_code == 200 and body, (url, response.status_code)
         return elapsed
 
-    tile_urls = [state["tile_url"].format(z=z, x=x, y=y) for z, x, y in tiles]
+    tile_urls = [state["tile_url"].format(z=z, x=x, y=y, r="") for z, x, y in tiles]
     cold = [timed(url) for url in tile_urls]
     cached = [timed(url) for url in tile_urls]
+    cold_2x = [timed(state["tile_url"].format(z=z, x=x, y=y, r="@2x")) for z, x, y in tiles]
     hover = []
     for row in rng.integers(0, n_frames, 300):
         x, y = current.layout[row]
@@ -197,6 +202,7 @@ def child_serve(collection_id, n_frames, n_tiles, n_queries):
                              f"&frame={entry['frame']}"))
     return {"frames": n_frames, "max_zoom": state["max_zoom"],
             "tiles": len(tile_urls), "cold": percentiles(cold), "cached": percentiles(cached),
+            "cold_2x": percentiles(cold_2x),
             "hover": percentiles(hover), "similar_first": similar[0], "similar": percentiles(similar[1:]),
             "queries": len(similar) - 1, "peak_mib": peak_mib(), "anon_mib": status_mib("RssAnon"),
             "file_mib": status_mib("RssFile")}
@@ -239,6 +245,7 @@ def main():
           + " | ".join(f"{r['publish_s']:.1f}" for r in results) + " |")
     print("| zoom levels | " + " | ".join(f"0-{r['max_zoom']}" for r in results) + " |")
     for key, label in (("cold", "tile, cold: rendered (ms)"), ("cached", "tile, cached (ms)"),
+                       ("cold_2x", "tile @2x (high-DPI), cold (ms)"),
                        ("hover", "frame under a point (ms)"), ("similar", "similar clips, top 10 (ms)")):
         print(f"| {label}, median / p95 | "
               + " | ".join(f"{r[key][0]:.1f} / {r[key][1]:.1f}" for r in results) + " |")

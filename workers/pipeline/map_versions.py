@@ -6,7 +6,7 @@ by renaming, so a link keeps the snapshot's own copy at no cost), the tile cells
 grid level, the neighbour index and the most dissimilar clips, then `map.json`, last.
 The folder is built under a temporary name and renamed, so a map is either whole or
 absent. A retraining builds a new version while the web goes on serving the old one,
-and tiles are cached inside their map's folder, so a new layout never shows stale tiles.
+and tiles are cached inside their map's folder (tiles-<revision>/), so a new layout never shows stale tiles.
 
 `MapSnapshot` reads one such folder for the web: tiles, hit-testing, paths, similar clips.
 """
@@ -24,7 +24,7 @@ from workers.pipeline.arrays import ArrayWriter, open_array, write_json_atomic
 from workers.pipeline.clips import (Spans, clip_around, clip_windows, most_dissimilar_clips, similar_clips,
                                     typical_distance)
 from workers.pipeline.neighbours import NeighbourIndex
-from workers.pipeline.tiles import CellIndex, TileGrid, grid_levels_for, render_tile
+from workers.pipeline.tiles import LAYOUT_REVISION, CellIndex, TileGrid, grid_levels_for, render_tile
 
 MAP_FORMAT = 1
 SNAPSHOT_ARRAYS = ("index", "pca", "layout")
@@ -115,7 +115,7 @@ class MapSnapshot:
         self.layout = open_array(self.directory, "layout")
         self.vectors = open_array(self.directory, "pca")
         self.cells = CellIndex(self.grid, open_array(self.directory, "cell_keys"),
-                               open_array(self.directory, "cell_rows"), self.meta["cell_offsets"])
+                               open_array(self.directory, "cell_rows"), self.meta["cell_offsets"], self.layout)
         self.spans = Spans.from_sources(self.index["source"])
         self.clip_seconds = self.meta["clip_seconds"]
 
@@ -136,15 +136,17 @@ class MapSnapshot:
 
     # --- tiles ---
 
-    def tile_path(self, zoom, column, row):
-        return self.directory / "tiles" / str(zoom) / str(column) / f"{row}.jpg"
+    def tile_path(self, zoom, column, row, scale=1):
+        # Cached by placement rule (tiles.LAYOUT_REVISION): an older rule's tiles are never served.
+        suffix = "@2x" if scale == 2 else ""
+        return self.directory / f"tiles-{LAYOUT_REVISION}" / str(zoom) / str(column) / f"{row}{suffix}.jpg"
 
-    def tile(self, zoom, column, row):
-        """Path of the JPEG of a tile, rendered and cached on first use. The caller checks
-        `grid.has_tile` first."""
-        path = self.tile_path(zoom, column, row)
+    def tile(self, zoom, column, row, scale=1):
+        """Path of the JPEG of a tile (`scale` 2: twice the pixels, for high-DPI screens),
+        rendered and cached on first use. The caller checks `grid.has_tile` first."""
+        path = self.tile_path(zoom, column, row, scale)
         if not path.exists():
-            data = render_tile(self.cells, zoom, column, row, self.frame_pixels)
+            data = render_tile(self.cells, zoom, column, row, self.frame_pixels, scale=scale)
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
             partial.write_bytes(data)
