@@ -140,11 +140,19 @@ def test_search_finds_a_file_by_name_or_folder_and_opens_it_with_its_folder_and_
     assert box.get_attribute("aria-expanded") == "true"
     assert box.get_attribute("aria-activedescendant") == option.get_attribute("id")
     steps = browser.execute_script("return history.length")
+    before = browser.execute_script(f"return {HASH}")
     box.send_keys(Keys.ENTER)
     wait_for(browser, f"document.querySelector('#selection h2')?.textContent === 'other.mp4' && {HASH}.frame")
     first, (x, y) = frame_of(client, collection, other)
     assert browser.execute_script(f"return {HASH}.frame") == f"{other.pk}:{first}"
     assert browser.execute_script("return history.length") == steps + 1  # the jump is one step
+    browser.back()  # back to the view before the search, the panel closed
+    wait_for(browser, f"{HASH}.z === '{before['z']}' && !{HASH}.frame && document.getElementById('panel').hidden",
+             message=f"{before} again")
+    centre = browser.execute_script("return fromLatLng(map.getCenter())")
+    assert abs(centre["x"] - float(before["x"])) < 2e-3 and abs(centre["y"] - float(before["y"])) < 2e-3
+    browser.forward()
+    wait_for(browser, f"{HASH}.frame === '{other.pk}:{first}' && document.querySelector('#selection dd.folder')")
     assert browser.execute_script(f"return map.getBounds().contains(toLatLng({x}, {y}))")
     # The panel: the folder, the file's name with a copy button, and what the media is.
     assert browser.find_element("css selector", "#selection dd.folder").text == folder

@@ -81,14 +81,25 @@ function viewMoved() {
   if (!followingAddress) writeHash("push");
 }
 
+// A move that writes no address: the step that follows (an address followed, or a frame
+// opened by the search) writes it, view and frame together.
+function moveQuietly(change) {
+  const before = followingAddress;
+  followingAddress = true;
+  try {
+    change();
+  } finally {
+    followingAddress = before;
+  }
+}
+
 // An address edited by hand, or reached with Back or Forward: move the map there and open
 // (or close) the frame it names. The frame being opened counts as open (select() marks it
 // at once), so a quick Back while it loads closes it instead of waiting for it.
 function applyHash() {
   if (!map || location.hash === hashOfState()) return;
   const { view, frame, clusters: showClusters, tags } = readHash();
-  followingAddress = true;
-  try {
+  moveQuietly(() => {
     if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom), { animate: false });
     const key = frame ? `${frame.source}:${frame.frame}` : undefined;
     if (key !== panel.dataset.frame) {
@@ -97,9 +108,7 @@ function applyHash() {
     }
     if (showClusters !== clustersShown) toggleClusters();
     if (tags !== tagsShown) toggleTags();
-  } finally {
-    followingAddress = false;
-  }
+  });
 }
 
 // --- the map ---

@@ -85,8 +85,9 @@ async function jumpToSource(source) {
   closeFindResults();
   findInput.value = "";
   const [x, y] = path.points[0];
-  // One step for the jump: the move replaces, the frame opened pushes.
-  withoutStep(() => map.setView(toLatLng(x, y), Math.max(map.getZoom(), state.max_zoom - 2), { animate: false }));
+  // One step for the jump, so Back returns to the view before it: the move writes nothing,
+  // the frame opened pushes the new view with it.
+  moveQuietly(() => map.setView(toLatLng(x, y), Math.max(map.getZoom(), state.max_zoom - 2), { animate: false }));
   await select(`source=${source.id}&frame=${path.frames[0]}`);
 }
 
