@@ -47,6 +47,8 @@ FRAME_WIDTH = env_int("FRAME_WIDTH", 534, minimum=16)
 FRAME_HEIGHT = env_int("FRAME_HEIGHT", 300, minimum=16)
 SAMPLE_EVERY = env_int("SAMPLE_EVERY", 20, minimum=1)
 SAMPLE_FPS = env_float("SAMPLE_FPS", 0.0, minimum=0.0) or None
+# Files are sampled in tasks of up to this many bytes together (a large file alone).
+SAMPLE_BATCH_BYTES = env_int("SAMPLE_BATCH_BYTES", 16 << 20, minimum=1)
 # Photos larger than this many pixels are refused as possible decompression bombs.
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 89_478_485, minimum=1)
 
@@ -215,6 +217,9 @@ else:
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # Seconds an idle worker waits before looking for a message again (kombu's default
+        # is 1): with acks-late and one message at a time, every task waited that long.
+        "polling_interval": 0.1,
     }
 CELERY_TASK_DEFAULT_QUEUE = env_str("TASK_QUEUE", "explorer")
 CELERY_TASK_SERIALIZER = "json"
@@ -230,6 +235,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # How often a worker checks for work that was lost (broker restarted without
 # persistence, a worker killed) and re-enqueues it; and when a heartbeat is stale.
 RECOVERY_INTERVAL = env_float("RECOVERY_INTERVAL", 10.0, minimum=0.5)
+# A fanned-out stage (sampling, features, cut-outs) sends its pieces in messages sized by
+# work (SAMPLE_BATCH_BYTES, FEATURE_CHUNK), and in at least this many while it has that
+# many pieces, so that every worker gets a share.
+FANOUT_SPREAD = env_int("FANOUT_SPREAD", 16, minimum=1)
 # A piece whose worker died this many times (out of memory, the time limit) is failed.
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
 STALE_AFTER = env_float("STALE_AFTER", 120.0, minimum=1.0)

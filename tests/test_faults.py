@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from explorer.models import Collection, Job
@@ -160,3 +162,78 @@ def test_a_worker_survives_redis_restarting_twice_while_it_works(media_root, pri
     cancel(Job.objects.get(collection=collection))  # the rest of the job (PCA, training) is not the point
     cli.communicate(timeout=120)
     assert_exact_frames(collection, 120)
+
+
+def make_photos(folder, names, size=(160, 120)):
+    """Distinct photos (noise of a seed each), so that a row put in another's place shows."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate(names):
+        pixels = np.random.default_rng(seed).integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize(size).save(folder / name, quality=90)
+    return folder
+
+
+def test_a_message_of_many_photos_with_a_broken_one_in_the_middle_keeps_the_others(media_root, spawn_worker):
+    """Photos are sampled many to a message and described many to a network batch: a broken
+    photo in the middle fails alone and is named, and every other photo gets its own features."""
+    from explorer.models import Source, WorkItem
+    from workers.pipeline.features import XceptionFeatures, chunk_name
+
+    folder = make_photos(media_root / "batched", ["a.jpg", "b.jpg", "d.jpg", "e.jpg"])
+    (folder / "c-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not the rest of a JPEG")
+    queue = f"batched-{uuid.uuid4().hex[:6]}"
+    env = {"TASK_QUEUE": queue, "FANOUT_SPREAD": "1"}  # one message for all, however few they are
+    spawn_worker(concurrency=1, **env)
+    cli = start_cli_ingest([folder], "batched", worker_env(**env), sample_only=False)
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 1 and "c-broken.jpg" in output, output  # partial, and says which file
+
+    sources = Source.objects.filter(collection__name="batched").order_by("pk")
+    assert [Path(path).name for path in sources.values_list("path", flat=True)] == [
+        "a.jpg", "b.jpg", "c-broken.jpg", "d.jpg", "e.jpg"]  # the broken one in the middle of the message
+    assert len(set(sources.values_list("claimed_by", flat=True))) == 1  # one task sampled them all
+    broken = sources.get(path__endswith="c-broken.jpg")
+    assert broken.status == "failed" and "c-broken.jpg: not a readable image" in broken.error
+    described = sources.exclude(pk=broken.pk)
+    assert set(described.values_list("status", flat=True)) == {"ready"}
+    items = WorkItem.objects.filter(job__collection__name="batched", stage="features")
+    assert items.count() == 4 and set(items.values_list("status", flat=True)) == {"done"}
+    assert len(set(items.values_list("claimed_by", flat=True))) == 1  # one network pass over the four
+    alone = XceptionFeatures("random", precision="float32")
+    for source in described:
+        expected = alone.transform(open_array(source.frames_dir, "frames")).astype(np.float32)
+        made = np.asarray(open_array(source.frames_dir, chunk_name(0)), dtype=np.float32)
+        cosine = (made * expected).sum() / (np.linalg.norm(made) * np.linalg.norm(expected))
+        assert made.shape == (1, 4096) and cosine > 0.999, (source.path, cosine)
+
+
+def test_a_worker_killed_mid_message_keeps_its_finished_files_and_the_rest_is_done_once(media_root, spawn_worker):
+    folder = media_root / "killed-mid-message"
+    videos = [make_video(folder / f"v{i}.mp4", seconds=8, size="1280x720", extra=("-metadata", f"title=v{i}"))
+              for i in range(5)]
+    queue = f"mid-message-{uuid.uuid4().hex[:6]}"
+    env = {"TASK_QUEUE": queue, "FANOUT_SPREAD": "1", "SAMPLE_BATCH_BYTES": str(1 << 30), "STALE_AFTER": "3"}
+    doomed = spawn_worker(concurrency=1, **env)
+    cli = start_cli_ingest(videos, "killed-mid-message", worker_env(**env), every=4)
+    collection = wait_until(lambda: Collection.objects.filter(name="killed-mid-message").first())
+    sources = collection.sources.order_by("pk")
+    wait_until(lambda: sources.filter(status="ready").count() >= 2 and sources.filter(status="running").exists())
+
+    os.killpg(doomed.process.pid, signal.SIGKILL)
+    doomed.process.wait()
+    finished = {source.pk: (source.claimed_by, (Path(source.frames_dir) / "frames.json").stat().st_mtime_ns)
+                for source in sources.filter(status="ready")}
+    assert len(finished) < len(videos), "the message ended before the kill: nothing was tested"
+    spawn_worker(concurrency=1, **env)
+
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, output
+    assert_exact_frames(collection, 60, every=4)
+    for source in sources:
+        if source.pk in finished:  # kept as it was: not sampled again
+            assert (source.claimed_by, (Path(source.frames_dir) / "frames.json").stat().st_mtime_ns,
+                    source.attempts) == (*finished[source.pk], 1)
+        else:  # the one at work when the worker died, once more; those after it, once
+            assert source.attempts <= 2, (source.path, source.attempts)

@@ -3,9 +3,10 @@ task, a heartbeat while it runs, progress written at a bounded rate, fanning a s
 into pieces, and moving the job on when its stage is done.
 
 A single-task stage is claimed by its `run_stage` task (workers/tasks.py). A fanned-out
-stage (a FanOut: sampling one task per source, features one per chunk of frames) runs one
-task per piece, and the last piece to finish moves the job on. Every claim is a
-conditional update, so a redelivered or re-sent message is harmless.
+stage (a FanOut: sampling a piece per source, features one per chunk of a source's frames)
+sends its pieces in messages sized by work (many small photos in one, a long video alone),
+and the last piece to finish moves the job on. Every claim is a conditional update, so a
+redelivered or re-sent message is harmless: its finished pieces are skipped.
 """
 import logging
 import threading
@@ -60,19 +61,32 @@ def add_chunks(job, stage, source, size):
                                        defaults={"stop": min(start + size, source.frame_count)})
 
 
-class FanOut:
-    """A stage done as many pieces, one task each (the registry names the stage's FanOut).
-    `task` is the name of the task that does one piece (declared with
-    `workers.tasks.job_task(task, pieces=this)`). `model` holds the pieces (Source, WorkItem), `all_pieces` selects those
-    of this stage, `job_link` is the lookup from a piece to its jobs; `done_label` is what
-    the progress message counts. A piece goes on while any of its jobs is open: a file in
-    two jobs' ingests is sampled while either is, and cancelling a job stops the pieces
-    that no other job needs."""
+def pieces_of(message):
+    """The piece ids a piece task's message carries: a list (one id in messages sent before
+    pieces were batched)."""
+    return [message] if isinstance(message, int) else list(message)
 
-    def __init__(self, task, model, all_pieces, job_link, done_label):
+
+class FanOut:
+    """A stage done as many pieces (the registry names the stage's FanOut). `task` is the
+    name of the task that does the pieces of one message (declared with
+    `workers.tasks.job_task(task, pieces=this)`). `model` holds the pieces (Source,
+    WorkItem), `all_pieces` selects those of this stage, `job_link` is the lookup from a
+    piece to its jobs; `done_label` is what the progress message counts. A piece goes on
+    while any of its jobs is open: a file in two jobs' ingests is sampled while either is,
+    and cancelling a job stops the pieces that no other job needs.
+
+    Messages are sized by work: `work` is the expression of a piece's work (a file's bytes,
+    a chunk's frames) and `budget()` how much of it one message carries; a piece larger
+    than the budget goes alone, and the stage is cut into at least FANOUT_SPREAD messages.
+    Without them, a message carries one piece."""
+
+    def __init__(self, task, model, all_pieces, job_link, done_label, work=None, budget=None):
         self.task, self.model, self.all_pieces = task, model, all_pieces
         self.job_link, self.done_label = job_link, done_label
+        self.work, self.budget = work, budget
         self.terminal = model.TERMINAL
+        self._last_report = 0.0
 
     @property
     def stage(self):
@@ -82,38 +96,94 @@ class FanOut:
     def of_job(self, job):
         return self.all_pieces().filter(**{self.job_link: job})
 
-    def open_jobs_of(self, piece_id):
+    def open_jobs_of(self, piece_ids):
         return Job.objects.exclude(status__in=Job.FINISHED).filter(
-            pk__in=self.model.objects.filter(pk=piece_id).values(self.job_link))
+            pk__in=self.model.objects.filter(pk__in=pieces_of(piece_ids)).values(self.job_link))
 
-    def run(self, task_id, job_id, piece_id, work):
-        """One piece's task: claim it, do `work(job_id, piece)` with a heartbeat, then move
-        the job on if it was the last piece."""
-        if lifecycle.is_open(job_id) and claim(self.model, piece_id, task_id):
+    def messages(self, pieces):
+        """The piece ids of `pieces` (a queryset), in order, cut into messages by work."""
+        if self.work is None:
+            return [[pk] for pk in pieces.order_by("pk").values_list("pk", flat=True)]
+        rows = list(pieces.order_by("pk").annotate(work_done_by_piece=self.work)
+                    .values_list("pk", "work_done_by_piece"))
+        most_pieces = max(1, -(-len(rows) // settings.FANOUT_SPREAD))  # ceiling: every worker gets a share
+        budget, messages, load = self.budget(), [], 0
+        for pk, work in rows:
+            if not messages or len(messages[-1]) >= most_pieces or load + (work or 0) > budget:
+                messages.append([])
+                load = 0
+            messages[-1].append(pk)
+            load += work or 0
+        return messages
+
+    def run(self, task_id, job_id, message, work):
+        """One message's task, a piece at a time: claim it, do `work(job_id, piece)` with a
+        heartbeat, then the next. A piece that raises fails alone (named in its error) and
+        the others go on; at the end, move the job on if that was its last piece."""
+        for piece_id in pieces_of(message):
+            if not lifecycle.is_open(job_id):
+                break
+            if not claim(self.model, piece_id, task_id):
+                continue  # done already (a redelivered message), or another task's
             try:
                 with heartbeat(self.model, piece_id, "heartbeat"):
                     work(job_id, self.model.objects.get(pk=piece_id))
             except lifecycle.JobCancelled:
-                # Neither done nor failed: pending again for a later job, and this attempt
-                # does not count towards MAX_ATTEMPTS.
-                self.model.objects.filter(pk=piece_id, claimed_by=task_id).update(
-                    status="pending", claimed_by="", progress=0.0, attempts=F("attempts") - 1)
-                log.info("%s %s stopped: job %s was cancelled", self.model.__name__, piece_id, job_id)
+                self._release([piece_id], task_id, job_id)
                 return
+            except OperationalError:
+                raise  # a busy database: the task is retried, with this piece still its own
+            except Exception as exc:
+                log.exception("%s %s failed", self.model.__name__, piece_id)
+                self._fail([piece_id], f"internal error: {type(exc).__name__}: {exc}")
         self.finish_if_done(job_id)
 
-    def fail(self, job_id, piece_id, error):
-        """Record an unexpected failure of a piece's task on the piece; the job goes on."""
-        self.model.objects.filter(pk=piece_id).exclude(status__in=self.terminal).update(
+    def run_together(self, task_id, job_id, message, work):
+        """One message's task, its pieces as one: claim those that are free, do
+        `work(job_id, pieces)` with a heartbeat on all of them (it marks each piece done),
+        then move the job on if they were its last. Used where pieces are cheaper together
+        (feature chunks: the network's batches span them)."""
+        claimed = [pk for pk in pieces_of(message) if lifecycle.is_open(job_id) and claim(self.model, pk, task_id)]
+        if claimed:
+            try:
+                with heartbeat(self.model, claimed, "heartbeat"):
+                    work(job_id, list(self.model.objects.filter(pk__in=claimed).order_by("pk")))
+            except lifecycle.JobCancelled:
+                self._release(claimed, task_id, job_id)
+                return
+            except OperationalError:
+                raise
+            except Exception as exc:
+                log.exception("%s %s failed", self.model.__name__, claimed)
+                self._fail(claimed, f"internal error: {type(exc).__name__}: {exc}")
+        self.finish_if_done(job_id)
+
+    def _release(self, piece_ids, task_id, job_id):
+        # Neither done nor failed: pending again for a later job, and this attempt does not
+        # count towards MAX_ATTEMPTS.
+        self.model.objects.filter(pk__in=piece_ids, claimed_by=task_id).exclude(status__in=self.terminal).update(
+            status="pending", claimed_by="", progress=0.0, attempts=F("attempts") - 1)
+        log.info("%s %s stopped: job %s was cancelled", self.model.__name__, piece_ids, job_id)
+
+    def _fail(self, piece_ids, error):
+        self.model.objects.filter(pk__in=piece_ids).exclude(status__in=self.terminal).update(
             status="failed", error=error, progress=1.0)
+
+    def fail(self, job_id, message, error):
+        """Record an unexpected failure of a piece task on its unfinished pieces; the job goes on."""
+        self._fail(pieces_of(message), error)
         self.finish_if_done(job_id)
 
-    def progress_writer(self, job_id, piece_id):
-        """A progress callback for one piece: its own progress, then the job's. Raises
-        JobCancelled once no open job wants the piece."""
+    def progress_writer(self, job_id, piece_ids):
+        """A progress callback for one piece (or pieces worked on together): their own
+        progress, then, at most every half second, the job's. Raises JobCancelled once no
+        open job wants the pieces."""
         def write(fraction):
-            self.model.objects.filter(pk=piece_id).update(progress=fraction, heartbeat=timezone.now())
-            if not self.open_jobs_of(piece_id).exists():
+            self.model.objects.filter(pk__in=pieces_of(piece_ids)).update(progress=fraction, heartbeat=timezone.now())
+            if time.monotonic() - self._last_report < 0.5:
+                return  # many small pieces a second: the job's figures and the cancel check can wait
+            self._last_report = time.monotonic()
+            if not self.open_jobs_of(piece_ids).exists():
                 raise lifecycle.JobCancelled(job_id)
             self.report(job_id)
 
@@ -122,8 +192,8 @@ class FanOut:
     def enqueue_unfinished(self, job):
         # Pending pieces only: a running one has a live worker, or recovery makes it
         # pending again once its heartbeat stops.
-        for piece_id in self.of_job(job).filter(status="pending").values_list("pk", flat=True):
-            if not send(self.task, job.pk, piece_id, patience=settings.STALE_AFTER):
+        for message in self.messages(self.of_job(job).filter(status="pending")):
+            if not send(self.task, job.pk, message, patience=settings.STALE_AFTER):
                 return  # the broker is away: recovery resumes the stage, which sends the rest
         self.finish_if_done(job.pk)
 
@@ -176,9 +246,10 @@ def claim_stage(job_id, stage, task_id):
 
 
 @contextmanager
-def heartbeat(model, pk, field):
-    """Touch `field` of the row every STALE_AFTER/4 seconds while the block runs, whatever
-    its progress reports do: a long training epoch or a huge file to hash is not a dead worker."""
+def heartbeat(model, pks, field):
+    """Touch `field` of the row (or rows, a list of pks) every STALE_AFTER/4 seconds while
+    the block runs, whatever its progress reports do: a long training epoch or a huge file
+    to hash is not a dead worker."""
     from django.db import connection
 
     stop = threading.Event()
@@ -186,9 +257,9 @@ def heartbeat(model, pk, field):
     def beat():
         try:
             while not stop.wait(settings.STALE_AFTER / 4):
-                model.objects.filter(pk=pk).update(**{field: timezone.now()})
+                model.objects.filter(pk__in=pieces_of(pks)).update(**{field: timezone.now()})
         except Exception:  # a missed beat only risks a duplicate, never a wrong result
-            log.exception("heartbeat of %s %s failed", model.__name__, pk)
+            log.exception("heartbeat of %s %s failed", model.__name__, pks)
         finally:
             connection.close()  # this thread's own connection
 

@@ -38,9 +38,9 @@ def requeue_all_unfinished(send):
     for stage in stages.FANNED_OUT:
         pieces = stage.load("pieces")
         for job in Job.objects.exclude(status__in=Job.FINISHED).filter(stage=stage.name):
-            for piece_id in pieces.of_job(job).filter(status="pending").values_list("pk", flat=True):
-                send(pieces.task, job.pk, piece_id)
-                count += 1
+            for message in pieces.messages(pieces.of_job(job).filter(status="pending")):
+                send(pieces.task, job.pk, message)
+                count += len(message)
     return count
 
 
@@ -58,7 +58,7 @@ def requeue_stale(send, stale_after):
                     status="pending", claimed_by=""):
                 with _as_it_was_unless_sent(pieces.model, piece, "status", "claimed_by"):
                     for job_id in jobs:
-                        send(pieces.task, job_id, piece.pk)
+                        send(pieces.task, job_id, [piece.pk])
                         count += 1
     # A job that reported nothing for that long lost its stage's message (or its worker):
     # resume the stage. A stage that is alive heartbeats (workers.pieces.heartbeat), so it is left alone.

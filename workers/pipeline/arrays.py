@@ -115,6 +115,30 @@ class ArrayWriter:
         return False
 
 
+class RowsOf:
+    """Several arrays' rows read as one array's, by slices (what a batched reader asks for):
+    the frames of many small chunks go through the network as one stream."""
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        self.offsets = np.cumsum([0] + [len(array) for array in self.arrays])
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("RowsOf reads contiguous slices only")
+        start, stop, _ = rows.indices(len(self))
+        parts = [array[max(start - offset, 0):stop - offset] for array, offset in zip(self.arrays, self.offsets[:-1])
+                 if offset < stop and start < offset + len(array)]
+        return np.concatenate(parts) if parts else np.asarray(self.arrays[0][0:0])
+
+    def split(self, joined):
+        """`joined`, rows made one for one from these rows, cut back into one part per array."""
+        return [joined[start:stop] for start, stop in zip(self.offsets[:-1], self.offsets[1:])]
+
+
 def remove_stale_temporaries(directory, older_than=600.0):
     """Delete temporary files that a killed writer left behind. A live writer keeps
     touching its file, so anything untouched for `older_than` seconds is garbage."""

@@ -17,6 +17,24 @@ from pathlib import Path
 import numpy as np
 
 
+# Rows gathered before each update of X^T X: one 4096x4096 update costs about as much for
+# one row as for hundreds (a folder of photos streams in as batches of one frame each).
+BLOCK_ROWS = 1024
+
+
+def _blocks_of(batches, rows):
+    """The rows of `batches`, as float64 blocks of `rows` rows (the last may be shorter)."""
+    pending, held = [], 0
+    for batch in batches:
+        pending.append(np.asarray(batch, dtype=np.float64))
+        held += len(pending[-1])
+        if held >= rows:
+            yield np.concatenate(pending)
+            pending, held = [], 0
+    if pending:
+        yield np.concatenate(pending)
+
+
 class StreamingPCA:
     """Exact PCA from one pass over batches, with the scikit-learn contract: parameters
     here, work in fit, learned state in attributes ending in `_`."""
@@ -29,8 +47,7 @@ class StreamingPCA:
         if n_rows < 2:
             raise ValueError(f"PCA needs at least 2 frames, got {n_rows}")
         total, outer, seen = None, None, 0
-        for batch in batches:
-            batch = np.asarray(batch, dtype=np.float64)
+        for batch in _blocks_of(batches, BLOCK_ROWS):
             if total is None:
                 total = np.zeros(batch.shape[1])
                 outer = np.zeros((batch.shape[1], batch.shape[1]))

@@ -1,12 +1,13 @@
 """The colour stages: `gif` (a clip as an animated GIF, its palette chosen by k-means,
 workers/pipeline/palette.py) and `cutouts` (every sampled frame cut out of its plain
-background, workers/pipeline/cutouts.py, one task per chunk of a source's frames); and the
+background, workers/pipeline/cutouts.py, in chunks of a source's frames, many to a task); and the
 map's hover previews, small GIFs made on first request by a task of their own (not a job:
 they are a cache of the map version, like its tiles)."""
 import logging
 
 import numpy as np
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from explorer.models import Gif, Source, WorkItem
@@ -21,7 +22,7 @@ from workers.tasks import job_task
 log = logging.getLogger(__name__)
 
 CUTOUTS = "cutouts"  # this module's fanned-out stage (WorkItem.stage of its pieces)
-CUTOUT_CHUNK = 256  # frames per task
+CUTOUT_CHUNK = 256  # frames per work item
 PREVIEW = {"fps": 8.0, "width": 192, "colours": 32}  # a hover preview: small, smooth enough, quick to make
 
 
@@ -145,14 +146,16 @@ def prepare_cutouts(job):
         add_chunks(job, CUTOUTS, source, CUTOUT_CHUNK)
 
 
+# A message carries chunks up to CUTOUT_CHUNK frames together (a folder of photos: a chunk each).
 CUTTING = FanOut("workers.tasks.cutouts", WorkItem, lambda: WorkItem.objects.filter(stage=CUTOUTS),
-                 job_link="job", done_label="cut-out chunk(s) done")
+                 job_link="job", done_label="cut-out chunk(s) done",
+                 work=F("stop") - F("start"), budget=lambda: CUTOUT_CHUNK)
 
 
 @job_task(CUTTING.task, pieces=CUTTING)
-def cutouts(self, job_id, item_id):
-    """Cut one chunk of a source's frames out of their backgrounds."""
-    CUTTING.run(self.request.id, job_id, item_id, _cut_out_chunk)
+def cutouts(self, job_id, item_ids):
+    """Cut the message's chunks of frames out of their backgrounds, one chunk after the other."""
+    CUTTING.run(self.request.id, job_id, item_ids, _cut_out_chunk)
 
 
 def _cut_out_chunk(job_id, item):

@@ -1,15 +1,17 @@
-"""The `features` stage: every sampled frame described with Xception, one task per chunk of
-FEATURE_CHUNK frames of a source, written next to the source's frames."""
+"""The `features` stage: every sampled frame described with Xception, in work items of up to
+FEATURE_CHUNK frames of a source, written next to the source's frames; a task takes several
+items at once when they are small."""
 import functools
 import logging
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from explorer.models import Job, Source, WorkItem
 from workers import lifecycle
 from workers.pieces import FanOut, add_chunks
-from workers.pipeline.arrays import ArrayWriter, open_array, read_manifest
+from workers.pipeline.arrays import ArrayWriter, RowsOf, open_array, read_manifest
 from workers.stages import Report
 from workers.tasks import job_task
 
@@ -79,40 +81,44 @@ def prepare(job):
         add_chunks(job, STAGE, source, settings.FEATURE_CHUNK)
 
 
+# A message carries chunks up to FEATURE_CHUNK frames together, of one source or of many
+# (a folder of photos: a chunk each): the network's batches span them.
 DESCRIBING = FanOut("workers.tasks.features", WorkItem, lambda: WorkItem.objects.filter(stage=STAGE),
-                    job_link="job", done_label="feature chunk(s) done")
+                    job_link="job", done_label="feature chunk(s) done",
+                    work=F("stop") - F("start"), budget=lambda: settings.FEATURE_CHUNK)
 
 
 @job_task(DESCRIBING.task, pieces=DESCRIBING)
-def features(self, job_id, item_id):
-    """Describe one chunk of a source's frames with Xception."""
-    DESCRIBING.run(self.request.id, job_id, item_id, _describe_chunk)
+def features(self, job_id, item_ids):
+    """Describe the message's chunks of frames with Xception, as one stream of frames."""
+    DESCRIBING.run_together(self.request.id, job_id, item_ids, _describe_chunks)
 
 
-def _describe_chunk(job_id, item):
+def _describe_chunks(job_id, items):
     from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name
 
-    source = item.source
-    precision = feature_precision(item.job)
+    precision = feature_precision(items[0].job)
     if settings.FEATURE_PRECISION not in ("auto", precision):
-        log.warning("FEATURE_PRECISION is %s here, but job %s describes its collection in %s: chunk %s-%s of "
-                    "source %s is made in %s, so the collection does not mix precisions",
-                    settings.FEATURE_PRECISION, job_id, precision, item.start, item.stop, source.pk, precision)
-    made_from = {**features_made_from(source, precision), "start": item.start, "stop": item.stop}
-    frames = open_array(source.frames_dir, "frames")[item.start:item.stop]
+        log.warning("FEATURE_PRECISION is %s here, but job %s describes its collection in %s: its chunks are "
+                    "made in %s, so the collection does not mix precisions",
+                    settings.FEATURE_PRECISION, job_id, precision, precision)
+    frames = RowsOf([open_array(item.source.frames_dir, "frames")[item.start:item.stop] for item in items])
     extractor = XceptionFeatures(settings.XCEPTION_WEIGHTS, batch_size=settings.FEATURE_BATCH, precision=precision)
     try:
-        described = extractor.transform(frames, progress=DESCRIBING.progress_writer(job_id, item.pk))
+        described = extractor.transform(frames, progress=DESCRIBING.progress_writer(job_id, [i.pk for i in items]))
     except WeightsError as exc:
-        # Not this chunk's fault: the whole job cannot go on until the setting is fixed.
+        # Not these chunks' fault: the whole job cannot go on until the setting is fixed.
         lifecycle.fail(job_id, f"XCEPTION_WEIGHTS={settings.XCEPTION_WEIGHTS}: {exc}")
-        WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.FAILED, error=str(exc))
+        WorkItem.objects.filter(pk__in=[item.pk for item in items]).update(status=WorkItem.Status.FAILED,
+                                                                          error=str(exc))
         return
-    with ArrayWriter(source.frames_dir, chunk_name(item.start), (described.shape[1],), described.dtype,
-                     made_from) as out:
-        out.append(described)
-    WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.DONE, progress=1.0,
-                                               heartbeat=timezone.now())
+    for item, rows in zip(items, frames.split(described)):
+        made_from = {**features_made_from(item.source, precision), "start": item.start, "stop": item.stop}
+        with ArrayWriter(item.source.frames_dir, chunk_name(item.start), (rows.shape[1],), rows.dtype,
+                         made_from) as out:
+            out.append(rows)
+        WorkItem.objects.filter(pk=item.pk).update(status=WorkItem.Status.DONE, progress=1.0,
+                                                   heartbeat=timezone.now())
 
 
 def report(job):

@@ -1,10 +1,12 @@
 """Ingest: the `scan` stage finds the media under the job's paths and identifies each file by
-its content; the `sample` stage samples each file into its frame store, one task per file."""
+its content; the `sample` stage samples each file into its frame store, many small files
+to a task."""
 import logging
 import os
 from stat import S_ISREG
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from explorer.models import Job, Source
@@ -89,13 +91,16 @@ def _retry_if_failed(source):
             status=Source.Status.PENDING, error="", claimed_by="", progress=0.0, attempts=0)
 
 
-SAMPLING = FanOut("workers.tasks.sample", Source, Source.objects.all, job_link="jobs", done_label="file(s) sampled")
+# A message carries files up to SAMPLE_BATCH_BYTES together (a folder of photos goes in
+# a few messages, not one per photo); a larger file goes alone.
+SAMPLING = FanOut("workers.tasks.sample", Source, Source.objects.all, job_link="jobs", done_label="file(s) sampled",
+                  work=F("size"), budget=lambda: settings.SAMPLE_BATCH_BYTES)
 
 
 @job_task(SAMPLING.task, pieces=SAMPLING)
-def sample(self, job_id, source_id):
-    """Sample one source into its frame store."""
-    SAMPLING.run(self.request.id, job_id, source_id, _sample)
+def sample(self, job_id, source_ids):
+    """Sample the message's sources into their frame stores, one after the other."""
+    SAMPLING.run(self.request.id, job_id, source_ids, _sample)
 
 
 def _sample(job_id, source):
