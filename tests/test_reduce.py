@@ -35,3 +35,18 @@ def test_fewer_frames_than_components_are_padded_with_zero_columns(tmp_path):
     pca.save(tmp_path / "pca.npz")
     again = StreamingPCA.load(tmp_path / "pca.npz")
     assert np.array_equal(again.transform(data), projected)
+
+
+def test_few_frames_decomposed_through_their_gram_matrix_give_the_streamed_pca(monkeypatch):
+    from workers.pipeline import reduce
+
+    data = low_rank(300, seed=3)
+    few = StreamingPCA(32).fit([data[:100], data[100:]], 300)  # one block: the Gram matrix
+    monkeypatch.setattr(reduce, "BLOCK_ROWS", 64)  # many blocks: X^T X
+    streamed = StreamingPCA(32).fit([data[:100], data[100:]], 300)
+    assert few.n_fitted_components_ == streamed.n_fitted_components_ == 32
+    assert np.allclose(few.mean_, streamed.mean_, atol=1e-5)
+    assert np.allclose(few.explained_variance_ratio_, streamed.explained_variance_ratio_, atol=1e-5)
+    # The same components, signs included; the weakest are the least determined, so compare the top 20.
+    assert np.allclose(few.components_[:20], streamed.components_[:20], atol=1e-3)
+    assert np.allclose(few.transform(data)[:, :20], streamed.transform(data)[:, :20], atol=1e-2)

@@ -165,7 +165,9 @@ def report(name, runs, decode, bare):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=Path, help="a folder of photos (none: that part is left out)")
-    parser.add_argument("--videos", type=Path, default=DEFAULT_VIDEOS if DEFAULT_VIDEOS.exists() else None)
+    parser.add_argument("--videos", type=lambda text: Path(text) if text else None,
+                        default=DEFAULT_VIDEOS if DEFAULT_VIDEOS.exists() else None,
+                        help="a folder of videos (default: the shared sample videos; '' leaves the part out)")
     parser.add_argument("--weights", type=Path, default=Path(os.environ.get("XCEPTION_WEIGHTS", DEFAULT_WEIGHTS)))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--every", type=int, default=20, help="keep one video frame in N (as `make explore`)")

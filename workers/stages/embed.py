@@ -57,7 +57,7 @@ def fit_pca(job):
     """Fit PCA when needed (a train job, none yet, or other Xception weights or feature
     precision than it was fitted on); project every frame, unless the projection is
     already current."""
-    from workers.pipeline.reduce import StreamingPCA
+    from workers.pipeline.reduce import BLOCK_ROWS, StreamingPCA, blocks_of
 
     collection = job.collection
     sources = mappable_sources(job)
@@ -88,13 +88,15 @@ def fit_pca(job):
         lifecycle.update(job.pk, progress=0.5, message=f"projecting {n_frames} frame(s) to {pca.n_components} dims")
         with ArrayWriter(out_dir, "pca", (pca.n_components,), "float32", made_from) as projected, \
                 ArrayWriter(out_dir, "index", (), INDEX_DTYPE, made_from) as index:
+            report = job_progress(job.pk, start=0.5, span=0.5)
+            chunks = (chunk for source in sources for chunk in source_features(source, precision))
+            for block in blocks_of(chunks, BLOCK_ROWS):  # many photos' single rows projected at once
+                projected.append(pca.transform(block))
             for done, source in enumerate(sources, 1):
-                for chunk in source_features(source, precision):
-                    projected.append(pca.transform(chunk))
                 frames = open_array(source.frames_dir, "index")
                 rows = [(source.pk, frame, when) for frame, when in zip(frames["frame"], frames["time"])]
                 index.append(np.array(rows, dtype=INDEX_DTYPE))
-                lifecycle.update(job.pk, progress=0.5 + 0.5 * done / len(sources))
+                report(done / len(sources))
 
 
 def train(job):
