@@ -229,7 +229,7 @@ class Predictor:
         try:
             network = load_xception(self.weights, precision)
             crops = np.concatenate([r.crops for r in requests])
-            features = np.concatenate([network(crops[i:i + MAX_BATCH]).numpy()
+            features = np.concatenate([network(crops[i:i + MAX_BATCH])
                                        for i in range(0, len(crops), MAX_BATCH)])
             self.batches += 1
         except Exception as exc:  # noqa: BLE001 - the worker stays up, and every client hears why

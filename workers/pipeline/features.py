@@ -4,35 +4,31 @@ A frame gives two square crops, its left and its right square (side min(w, h)),
 each resized to 299x299 (images.left_and_right_squares) and passed through Xception
 (ImageNet weights, no top, global average pooling): 2 x 2048 values, stored as float16.
 
-Cropping and resizing run in a background thread (OpenCV releases the GIL) while
-TensorFlow runs the previous batch, so the CPU's time goes to the network.
+The network is Keras's (workers/pipeline/xception_keras.py). Cropping and resizing run in
+a background thread (OpenCV releases the GIL) while TensorFlow runs the previous batch,
+so the CPU's time goes to the network.
 """
-import hashlib
 import queue
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from workers.pipeline import xception_keras
 from workers.pipeline.images import left_and_right_squares
 
-CROP = 299
+CROP = xception_keras.CROP
+WeightsError = xception_keras.WeightsError  # the weights cannot be had
 DIMENSIONS = 4096
-
-
-class WeightsError(Exception):
-    """The Xception weights cannot be had; the message says what to set."""
 
 
 def weights_identity(weights):
     """What `weights` names, for manifests: 'imagenet', 'random' or the file's SHA-256."""
+    from workers.pipeline.files import file_checksum
+
     if weights in ("imagenet", "random"):
         return weights
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    return f"sha256:{file_checksum(weights)}"
 
 
 def bfloat16_is_fast():
@@ -50,9 +46,7 @@ def resolve_precision(precision):
     in different precisions differ slightly, so what auto gives depends on the machine."""
     if precision != "auto":
         return precision
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
+    if xception_keras.gpu_available():
         return "mixed_float16"
     return "mixed_bfloat16" if bfloat16_is_fast() else "float32"
 
@@ -61,43 +55,12 @@ _MODELS = {}  # one network per process and configuration: loading it takes seco
 
 
 def load_xception(weights, precision="auto"):
-    """A compiled function (uint8 batch of 299x299x3 crops) -> (batch, 2048) float32 features."""
+    """The network as a callable: uint8 batch of 299x299x3 crops -> (batch, 2048) float32 NumPy
+    array, with `.precision` its Keras policy."""
     key = (weights, resolve_precision(precision))
     if key not in _MODELS:
-        _MODELS[key] = _build_xception(*key)
+        _MODELS[key] = xception_keras.build(*key)
     return _MODELS[key]
-
-
-def _build_xception(weights, precision):
-    import keras
-    import tensorflow as tf
-
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)  # only for the layers built here
-    try:
-        if weights == "random":
-            keras.utils.set_random_seed(0)  # reproducible random features for tests and demos
-        source = None if weights == "random" else weights
-        try:
-            model = keras.applications.Xception(include_top=False, weights=source, pooling="avg",
-                                                input_shape=(CROP, CROP, 3))
-        except Exception as exc:  # Keras raises plain Exceptions for a failed download
-            if weights == "imagenet":
-                raise WeightsError(
-                    "the ImageNet weights for Xception are neither in Keras's cache (~/.keras/models) nor "
-                    f"downloadable ({exc}); set it to the path of "
-                    "xception_weights_tf_dim_ordering_tf_kernels_notop.h5, or to 'random' for a demo") from None
-            raise WeightsError(f"cannot load Xception weights from {weights}: {exc}") from None
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, CROP, CROP, 3], tf.uint8)])
-    def describe(crops):
-        pixels = tf.cast(crops, tf.float32) / 127.5 - 1.0  # keras.applications.xception.preprocess_input
-        return tf.cast(model(pixels, training=False), tf.float32)
-
-    describe.precision = precision
-    return describe
 
 
 class XceptionFeatures:
@@ -120,7 +83,7 @@ class XceptionFeatures:
         out = np.empty((total, DIMENSIONS), dtype=np.float16)
         done = 0
         for start, crops in self._prepared_batches(frames):
-            features = describe(crops).numpy()
+            features = describe(crops)
             count = len(crops) // 2
             out[start:start + count] = features.reshape(count, DIMENSIONS)
             done += count
