@@ -146,7 +146,7 @@ def test_a_collection_never_mixes_feature_precisions(media_root, spawn_worker):
 
     from workers.pipeline.features import resolve_precision
 
-    here = resolve_precision("auto")
+    here = resolve_precision("auto", "keras")  # the tests' workers run Keras (tests/environment.py)
     first = "mixed_bfloat16" if here == "float32" else "float32"  # one that auto does not give here
     second = "float32" if first == "mixed_bfloat16" else "mixed_bfloat16"
     folder = media_root / "precision"
