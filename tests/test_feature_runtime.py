@@ -118,19 +118,30 @@ print(json.dumps({"place": str(network.place), "tensorflow": "tensorflow" in sys
 """
 
 
-def describe_elsewhere(weights, models_dir, crops, folder, unprivileged=False):
-    """Describe `crops` with openvino-f32 in a new process: (where its IR is, whether it
-    imported TensorFlow, the features)."""
+def start_describing(weights, models_dir, crops, folder, unprivileged=False):
+    """A new process that describes `crops` with openvino-f32; `finish` it."""
+    folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "crops.npy", crops)
     command = [sys.executable, "-c", DESCRIBE, str(weights), str(models_dir), str(folder / "crops.npy"),
                str(folder / "out.npy")]
     if unprivileged and os.geteuid() == 0:  # root writes anywhere: without these capabilities, modes hold
         command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
-    result = subprocess.run(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    return Path(answer["place"]), answer["tensorflow"], np.load(folder / "out.npy")
+    process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.folder = folder
+    return process
+
+
+def finish(process):
+    """(where its IR is, whether it imported TensorFlow, the features)."""
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    answer = json.loads(out.strip().splitlines()[-1])
+    return Path(answer["place"]), answer["tensorflow"], np.load(process.folder / "out.npy")
+
+
+def describe_elsewhere(weights, models_dir, crops, folder, unprivileged=False):
+    return finish(start_describing(weights, models_dir, crops, folder, unprivileged))
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +176,16 @@ def test_the_conversion_is_kept_beside_the_weights_and_read_without_tensorflow(w
     # `random` has no file: its conversion goes to the models folder.
     place, _, _ = describe_elsewhere("random", models_dir, crops[:1], tmp_path)
     assert place == models_dir / "random" and (place / "xception.xml").is_file()
+
+
+def test_two_processes_converting_at_once_both_get_the_whole_model(crops, tmp_path):
+    models_dir = tmp_path / "converted"
+    both = [start_describing("random", models_dir, crops[:2], tmp_path / name) for name in ("one", "two")]
+    (one, _, first), (two, _, second) = (finish(process) for process in both)
+    assert one == two == models_dir / "random"
+    np.testing.assert_array_equal(first, second)
+    assert [p.name for p in models_dir.iterdir()] == ["random"]  # the loser's temporary folder is gone
+    assert sorted(p.name for p in one.iterdir()) == ["conversion.json", "xception.bin", "xception.xml"]
 
 
 def test_an_unwritable_weights_folder_sends_the_conversion_to_the_models_folder(weights_file, crops, tmp_path):
