@@ -161,9 +161,10 @@ class OpenVinoXception:
     """The compiled network as a callable: uint8 crops -> (batch, 2048) float32 NumPy array.
 
     Compiled with the throughput hint (one stream per request, each on its own cores), and
-    every call splits its crops over the requests run asynchronously: measured on 2 cores,
-    as fast as the latency hint's synchronous calls for one process, and 1.3x faster when two
-    worker processes describe at once (tests/benchmarks/bench_features.py)."""
+    every call splits its crops over the requests run asynchronously: measured on 2 cores
+    (tests/benchmarks/bench_features.py), 1.5x faster than the latency hint's synchronous
+    calls in bfloat16 in one process, and as fast or faster in float32 and as two worker
+    processes at once."""
 
     def __init__(self, compiled, precision, place=None):
         openvino = import_openvino()
