@@ -18,6 +18,7 @@ import pytest
 from explorer.models import Collection
 from tests.conftest import ROOT, worker_env
 from tests.media import make_video
+from tests.test_embedding import chunk_precisions
 from workers import predictor as predict_worker
 from workers.pipeline import features, xception_keras, xception_openvino
 from workers.pipeline.arrays import read_manifest
@@ -230,16 +231,6 @@ def test_the_predict_worker_describes_in_the_precision_it_is_asked_for(crops, tm
 # --- a collection never mixes runtimes ------------------------------------------------------------
 
 
-def chunks_of(collection):
-    """{(file name, first frame): (precision, manifest mtime)} for every feature chunk of the collection."""
-    chunks = {}
-    for source in collection.sources.all():
-        for manifest in source.frames_dir.glob("features-*.json"):
-            made = read_manifest(source.frames_dir, manifest.stem)["produced_by"]
-            chunks[(Path(source.path).name, made["start"])] = (made["precision"], manifest.stat().st_mtime_ns)
-    return chunks
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_collection_begun_with_openvino_keeps_it_until_told_otherwise(media_root, spawn_worker):
     from django.conf import settings
@@ -267,7 +258,7 @@ def test_a_collection_begun_with_openvino_keeps_it_until_told_otherwise(media_ro
     first = worker("openvino", "auto")
     collection = ingest(folder / "a")
     assert collection.jobs.get().params["feature_precision"] == openvino
-    after_a = chunks_of(collection)
+    after_a = chunk_precisions(collection)
     assert len(after_a) == 2 and {precision for precision, _ in after_a.values()} == {openvino}
     pca, model = state(collection)
     assert pca["precision"] == openvino and collection.embedding["frames"] == 8
@@ -278,7 +269,7 @@ def test_a_collection_begun_with_openvino_keeps_it_until_told_otherwise(media_ro
     # A Keras worker left to auto keeps the collection's runtime: b is made with OpenVINO too.
     keras = worker("keras", "auto")
     collection = ingest(folder / "b")
-    after_b = chunks_of(collection)
+    after_b = chunk_precisions(collection)
     assert len(after_b) == 3 and {precision for precision, _ in after_b.values()} == {openvino}
     assert all(after_b[chunk] == after_a[chunk] for chunk in after_a)  # a's chunks left as they were
     assert state(collection) == (pca, model)  # placed with the same PCA and model: nothing refitted
@@ -290,7 +281,7 @@ def test_a_collection_begun_with_openvino_keeps_it_until_told_otherwise(media_ro
     # Told float32, a worker makes every chunk again in it, and fits PCA and the model again.
     worker("keras", "float32")
     collection = ingest(folder)
-    after = chunks_of(collection)
+    after = chunk_precisions(collection)
     assert set(after) == set(after_b) and {precision for precision, _ in after.values()} == {"float32"}
     assert all(after[chunk][1] != after_b[chunk][1] for chunk in after)
     refitted, retrained = state(collection)

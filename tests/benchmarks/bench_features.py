@@ -4,7 +4,8 @@ mixed_bfloat16, OpenVINO bf16 and OpenVINO f32, as workers/pipeline/features.py 
 What it measures, in one run:
 
 - Frames: `--frames` frames (default 96, so 192 crops) spread evenly over the sample videos
-  (`--media`, default ../shared/media/intel-sample-videos from the repository root), sampled
+  (`--media`, default ../shared/media/intel-sample-videos from the repository root, or
+  ../../shared from a git worktree), sampled
   by the product itself (PyAV, fitted into 534x300), each frame's left and right squares
   resized to 299x299 as the features stage makes them.
 - Conversion: the Keras network built from the weights, converted with openvino.convert_model
@@ -33,7 +34,7 @@ Run from the repository root (not a pytest test):
         [--frames 96] [--rounds 3]
 
 --weights defaults to XCEPTION_WEIGHTS when that is a file, else
-../shared/weights/xception_weights_tf_dim_ordering_tf_kernels_notop.h5.
+xception_weights_tf_dim_ordering_tf_kernels_notop.h5 in that shared folder's weights/.
 """
 import argparse
 import json
@@ -57,8 +58,10 @@ from tests.benchmarks.procmem import OtherLoad, peak_mib  # noqa: E402
 from workers.pipeline import xception_openvino  # noqa: E402
 from workers.pipeline.features import CROP, load_xception  # noqa: E402
 
-SHARED = REPO.parent / "shared"
-DEFAULT_WEIGHTS = SHARED / "weights" / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# The shared folder beside the repository (or beside the folder of its git worktrees).
+SHARED = next((folder for folder in (REPO.parent / "shared", REPO.parent.parent / "shared") if folder.is_dir()),
+              REPO.parent / "shared")
+DEFAULT_WEIGHTS = SHARED / "weights" / xception_openvino.IMAGENET_FILE
 DEFAULT_MEDIA = SHARED / "media" / "intel-sample-videos"
 BATCHES = (8, 16)  # crops per call
 REFERENCE = "Keras float32"
