@@ -179,6 +179,19 @@ def test_the_conversion_is_kept_beside_the_weights_and_read_without_tensorflow(w
     assert place == models_dir / "random" and (place / "xception.xml").is_file()
 
 
+def test_imagenet_is_keyed_by_the_file_in_kerass_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    models_dir = tmp_path / "converted"
+    if not (Path("/tmp/.keras/models") / xception_openvino.IMAGENET_FILE).exists():  # Keras's fallback cache
+        assert xception_openvino.cache_places("imagenet", models_dir) == (None, [])  # not downloaded yet
+    cached = tmp_path / "keras" / "models" / xception_openvino.IMAGENET_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"the weights Keras downloaded")
+    digest = hashlib.sha256(cached.read_bytes()).hexdigest()
+    assert xception_openvino.cache_places("imagenet", models_dir) == (
+        digest, [cached.parent / ".openvino" / digest[:16], models_dir / digest[:16]])
+
+
 def test_two_processes_converting_at_once_both_get_the_whole_model(crops, tmp_path):
     models_dir = tmp_path / "converted"
     both = [start_describing("random", models_dir, crops[:2], tmp_path / name) for name in ("one", "two")]
