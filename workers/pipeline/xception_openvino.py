@@ -113,7 +113,7 @@ def _save(model, key, places):
             place.parent.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=f".{place.name}-", dir=place.parent))
         except OSError as exc:
-            log.info("cannot cache the converted Xception in %s (%s)", place.parent, exc.strerror or exc)
+            log.info("cannot cache the converted Xception in %s (%s)", place.parent, exc)
             continue
         try:
             # compress_to_fp16=False: the weights stay float32, so openvino-f32 is float32 throughout.
@@ -132,8 +132,8 @@ def _save(model, key, places):
                         if not _is_complete(place, key):
                             raise
             return place
-        except OSError as exc:
-            log.info("cannot cache the converted Xception in %s (%s)", place, exc.strerror or exc)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: OpenVINO's own, writing the IR (a full disk)
+            log.info("cannot cache the converted Xception in %s (%s)", place, exc)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return None
