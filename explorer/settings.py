@@ -3,6 +3,7 @@ variable read by the strict helpers in explorer/env.py; see README.md."""
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from explorer.env import (
     env_bool, env_choice, env_choice_or_path, env_dir, env_float, env_int, env_path_list, env_str, env_url,
@@ -56,8 +57,19 @@ MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 89_478_485, minimum=1)
 # each, shared by the workers), PCA to PCA_COMPONENTS, then the autoencoder.
 FEATURE_BATCH = env_int("FEATURE_BATCH", 8, minimum=1)  # frames per network call (two crops each)
 FEATURE_CHUNK = env_int("FEATURE_CHUNK", 256, minimum=1)
-FEATURE_PRECISION = env_choice("FEATURE_PRECISION", "auto",  # auto: bfloat16 where the CPU has it
-                               ("auto", "float32", "mixed_bfloat16", "mixed_float16"))
+# The runtime and precision of the features (workers/pipeline/features.py): auto runs
+# OpenVINO when it is installed, else Keras, in bfloat16 where the CPU has it. A precision
+# names its runtime (openvino-bf16, openvino-f32; Keras's float32, mixed_bfloat16,
+# mixed_float16), and a collection keeps the one it began with (workers/stages/describe.py).
+FEATURE_RUNTIME = env_choice("FEATURE_RUNTIME", "auto", ("auto", "openvino", "keras"))
+FEATURE_PRECISION = env_choice("FEATURE_PRECISION", "auto", ("auto", "float32", "mixed_bfloat16", "mixed_float16",
+                                                             "openvino-bf16", "openvino-f32"))
+if "auto" not in (FEATURE_RUNTIME, FEATURE_PRECISION) and \
+        FEATURE_PRECISION.startswith("openvino-") != (FEATURE_RUNTIME == "openvino"):
+    raise ImproperlyConfigured(f"FEATURE_PRECISION={FEATURE_PRECISION} is not a precision of "
+                               f"FEATURE_RUNTIME={FEATURE_RUNTIME}: set one of them to auto")
+# Where OpenVINO's conversion of Xception is kept when the weights' own folder cannot be written.
+FEATURE_MODELS_DIR = env_dir("FEATURE_MODELS_DIR", DATA_DIR / "converted")
 PCA_COMPONENTS = env_int("PCA_COMPONENTS", 256, minimum=2)
 AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 60, minimum=1)
 LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after the stretch

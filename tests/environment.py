@@ -32,6 +32,10 @@ os.environ["STALE_AFTER"] = "20"
 os.environ["MAX_IMAGE_PIXELS"] = "4000000"  # so a small PNG can play the decompression bomb
 os.environ["XCEPTION_WEIGHTS"] = "random"  # real Xception, untrained: no download, same shapes
 os.environ["FEATURE_PRECISION"] = "float32"  # not auto: the same features on every CPU
+# Keras, the network the features are defined by, for every test but tests/test_feature_runtime.py,
+# which runs OpenVINO (and Keras beside it) itself: what auto means depends on what is installed
+# and on the CPU (bfloat16), so a test that left it to auto would test another thing elsewhere.
+os.environ["FEATURE_RUNTIME"] = "keras"
 os.environ["AUTOENCODER_EPOCHS"] = "5"
 os.environ["FEATURE_CHUNK"] = "8"  # several chunks even for tiny test videos
 (TEST_DATA / "media").mkdir(parents=True, exist_ok=True)

@@ -130,11 +130,11 @@ def test_every_stage_of_the_registry_loads_and_every_job_kind_starts_somewhere()
 
 # --- what the web process loads ---------------------------------------------------------------
 
-WORKER_ONLY = ("tensorflow", "keras", "celery.worker.consumer", "celery.apps.worker", "workers.tasks",
+WORKER_ONLY = ("tensorflow", "keras", "openvino", "celery.worker.consumer", "celery.apps.worker", "workers.tasks",
                "workers.pieces", "workers.recovery", "workers.worker_side", "workers.stages.")
 
 
-def test_the_web_process_loads_neither_tensorflow_nor_the_worker(tmp_path):
+def test_the_web_process_loads_neither_tensorflow_nor_openvino_nor_the_worker(tmp_path):
     """The web process as gunicorn runs it: the WSGI application, every URL's view, and a
     request to each kind of page and API answered, then the modules it holds are listed."""
     script = textwrap.dedent("""

@@ -175,9 +175,9 @@ def test_the_predict_worker_batches_requests_that_arrive_together(tmp_path, monk
         calls.append(len(crops))
         if len(calls) == 1:
             released.wait(30)
-        return _Tensor(crops.reshape(len(crops), -1)[:, :8].astype(np.float32))
+        return crops.reshape(len(crops), -1)[:, :8].astype(np.float32)
 
-    monkeypatch.setattr(features, "load_xception", lambda weights, precision: network)
+    monkeypatch.setattr(features, "load_xception", lambda weights, precision, models_dir=None: network)
     address = str(tmp_path / "p.sock")
     server = predict_worker.Predictor(address, "secret", "random")
     started = threading.Event()
@@ -213,10 +213,3 @@ def test_the_predict_worker_batches_requests_that_arrive_together(tmp_path, monk
     silent.close()
     server.close()
 
-
-class _Tensor:
-    def __init__(self, values):
-        self.values = values
-
-    def numpy(self):
-        return self.values

@@ -41,6 +41,9 @@ def test_helpers_accept_good_values(monkeypatch, tmp_path):
     ("XCEPTION_WEIGHTS", "/missing.h5", "XCEPTION_WEIGHTS='/missing.h5' is neither"),
     ("MEDIA_ROOTS", "/no/such/root", "MEDIA_ROOTS names '/no/such/root'"),
     ("FEATURE_PRECISION", "fast", "FEATURE_PRECISION='fast' is not one of"),
+    ("FEATURE_RUNTIME", "onnx", "FEATURE_RUNTIME='onnx' is not one of: auto, openvino, keras"),
+    # The tests run FEATURE_RUNTIME=keras (tests/environment.py): an OpenVINO precision contradicts it.
+    ("FEATURE_PRECISION", "openvino-f32", "FEATURE_PRECISION=openvino-f32 is not a precision of FEATURE_RUNTIME=keras"),
     ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' is not one of: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
 ])
 def test_a_bad_setting_stops_the_program_with_its_name(variable, value, message):

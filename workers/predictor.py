@@ -124,10 +124,13 @@ class _Request:
 
 class Predictor:
     """Serves `describe` requests on `address` with one network per precision, batching the
-    requests that wait while it runs. `weights` as XCEPTION_WEIGHTS."""
+    requests that wait while it runs. `weights` as XCEPTION_WEIGHTS; a request's precision is
+    its collection's, and names the runtime that describes it (Keras or OpenVINO, whose
+    conversion goes to `models_dir` when the weights' folder cannot be written)."""
 
-    def __init__(self, address, secret, weights):
+    def __init__(self, address, secret, weights, models_dir=None):
         self.address, self.key, self.weights = address_of(address), key_from(secret), weights
+        self.models_dir = models_dir
         self.waiting = queue.Queue()
         self.batches = 0  # passes of the network, for the log and the tests
         self.listener = None
@@ -227,9 +230,9 @@ class Predictor:
         from workers.pipeline.features import WeightsError, load_xception
 
         try:
-            network = load_xception(self.weights, precision)
+            network = load_xception(self.weights, precision, models_dir=self.models_dir)
             crops = np.concatenate([r.crops for r in requests])
-            features = np.concatenate([network(crops[i:i + MAX_BATCH]).numpy()
+            features = np.concatenate([network(crops[i:i + MAX_BATCH])
                                        for i in range(0, len(crops), MAX_BATCH)])
             self.batches += 1
         except Exception as exc:  # noqa: BLE001 - the worker stays up, and every client hears why

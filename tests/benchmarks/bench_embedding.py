@@ -3,17 +3,19 @@
 What it measures, in one run:
 
 1. Feature throughput. The pipeline's `XceptionFeatures(weights, batch_size=8).transform`
-   on 96 frames against bare Keras: `keras.applications.Xception(include_top=False,
-   pooling="avg")` called directly, through a `tf.function`, on the same crops in
-   batches of 16 (8 frames x 2 crops). Both networks are built with the precision
-   policy the pipeline picks (`load_xception`: mixed_bfloat16 on CPUs with AVX-512
-   BF16 or AMX, else float32) and the same weights. The bare side gets its crops
-   made and preprocessed beforehand, so it times the network alone; the pipeline
+   on 96 frames against the bare network, on the same crops in batches of 16 (8 frames
+   x 2 crops), in the runtime and precision the pipeline picks (`load_xception`: OpenVINO
+   when installed, else Keras; bfloat16 on CPUs with AVX-512 BF16 or AMX, else float32)
+   with the same weights. Bare Keras is `keras.applications.Xception(include_top=False,
+   pooling="avg")` called directly through a `tf.function`; bare OpenVINO is the compiled
+   network the pipeline uses, called on ready uint8 crops (its preprocessing is inside).
+   (tests/benchmarks/bench_features.py compares the runtimes with each other.) The bare
+   side gets its crops made and preprocessed beforehand, so it times the network alone; the pipeline
    side also reads the frames, crops and resizes them (in its background thread,
    overlapped with the network), casts and scales the pixels and copies the features
    out. Both are warmed up first (weights loaded, functions traced), then run
    alternately `--repeat` times; the median frames/s and crops/s are reported, and
-   the pipeline's rate as a percentage of bare Keras's (the aim is >= 90 %).
+   the pipeline's rate as a percentage of the bare network's (the aim is >= 90 %).
    Frames: the first 96 of ../shared/media/intel-sample-videos/car-detection.mp4
    (relative to the repo root; sampled with `sample_source`, one in 3, 533x300)
    when it exists, else random pixels of the same size.
@@ -123,15 +125,19 @@ def bare_network(weights, precision):
     return network
 
 
-def premade_batches(frames):
-    """The crops of every batch of frames, preprocessed, as tensors ready for the network."""
-    import keras
-    import tensorflow as tf
-
+def premade_batches(frames, precision):
+    """The crops of every batch of frames, ready for the bare network: uint8 for OpenVINO,
+    preprocessed tensors for Keras."""
     batches = []
     for start in range(0, len(frames), BATCH_FRAMES):
         crops = np.stack([crop for frame in np.asarray(frames[start:start + BATCH_FRAMES])
                           for crop in left_and_right_squares(frame, CROP)])
+        if precision.startswith("openvino-"):
+            batches.append(crops)
+            continue
+        import keras
+        import tensorflow as tf
+
         pixels = keras.applications.xception.preprocess_input(crops.astype(np.float32))
         batches.append(tf.constant(pixels))
     return batches
@@ -146,7 +152,7 @@ def time_pipeline(features, frames):
 def time_bare(network, batches):
     start = time.perf_counter()
     for pixels in batches:
-        network(pixels).numpy()
+        np.asarray(network(pixels))
     return time.perf_counter() - start
 
 
@@ -156,9 +162,10 @@ def feature_throughput(weights, repeat, scratch):
     features = XceptionFeatures(weights, batch_size=BATCH_FRAMES)
     features.transform(frames[:2 * BATCH_FRAMES])  # builds and traces the pipeline's network
     precision = load_xception(weights).precision
-    network = bare_network(weights, precision)
-    batches = premade_batches(frames)
-    network(batches[0]).numpy()  # traces the bare network
+    openvino = precision.startswith("openvino-")
+    network = load_xception(weights, precision) if openvino else bare_network(weights, precision)
+    batches = premade_batches(frames, precision)
+    np.asarray(network(batches[0]))  # traces the bare network
 
     pipeline_times, bare_times = [], []
     other = OtherLoad()
@@ -168,7 +175,7 @@ def feature_throughput(weights, repeat, scratch):
         for times, run in runs if i % 2 == 0 else runs[::-1]:  # alternate which goes first
             times.append(run())
         print(f"  run {i + 1}/{repeat}: pipeline {pipeline_times[-1]:6.2f} s   "
-              f"bare Keras {bare_times[-1]:6.2f} s", flush=True)
+              f"bare network {bare_times[-1]:6.2f} s", flush=True)
     pipeline_fps = len(frames) / statistics.median(pipeline_times)
     bare_fps = len(frames) / statistics.median(bare_times)
     return {"source": source, "frames": len(frames), "precision": precision, "repeat": repeat,
@@ -315,11 +322,11 @@ def print_rows(stages, names, value_of, show, with_ratio):
 
 def print_tables(rates, stages, epochs, weights):
     print()
-    print(f"Feature throughput: {rates['source']}; weights {weights}; policy {rates['precision']}; "
+    print(f"Feature throughput: {rates['source']}; weights {weights}; precision {rates['precision']}; "
           f"batches of {BATCH_FRAMES} frames; median of {rates['repeat']}")
     print(f"  {'':<30}{'frames/s':>10}{'crops/s':>10}")
     print(f"  {'pipeline (XceptionFeatures)':<30}{rates['pipeline_fps']:>10.2f}{2 * rates['pipeline_fps']:>10.2f}")
-    print(f"  {'bare Keras (network only)':<30}{rates['bare_fps']:>10.2f}{2 * rates['bare_fps']:>10.2f}")
+    print(f"  {'bare network (network only)':<30}{rates['bare_fps']:>10.2f}{2 * rates['bare_fps']:>10.2f}")
     verdict = "ok" if rates["ratio"] >= 0.9 else "LOW"
     print(f"  {'pipeline/bare':<30}{rates['ratio']:>10.1%}  {verdict}")
     print(f"  (other processes used {rates['other_cores']:.2f} of {os.cpu_count()} cores on average meanwhile"

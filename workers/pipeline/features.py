@@ -4,35 +4,40 @@ A frame gives two square crops, its left and its right square (side min(w, h)),
 each resized to 299x299 (images.left_and_right_squares) and passed through Xception
 (ImageNet weights, no top, global average pooling): 2 x 2048 values, stored as float16.
 
-Cropping and resizing run in a background thread (OpenCV releases the GIL) while
-TensorFlow runs the previous batch, so the CPU's time goes to the network.
+Two runtimes compute the same network: Keras (workers/pipeline/xception_keras.py, the
+definition) and OpenVINO (workers/pipeline/xception_openvino.py, the Keras network
+converted, faster on a CPU and without TensorFlow at run time). Features of one precision
+of one runtime differ slightly from another's, so a collection's features are all made in
+one, named by its precision: Keras's policies (float32, mixed_bfloat16, mixed_float16) or
+openvino-bf16 / openvino-f32 (see resolve_precision).
+
+Cropping and resizing run in a background thread (OpenCV releases the GIL) while the
+network runs the previous batch, so the CPU's time goes to the network.
 """
-import hashlib
 import queue
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from workers.pipeline import xception_keras
 from workers.pipeline.images import left_and_right_squares
 
-CROP = 299
+CROP = xception_keras.CROP
+WeightsError = xception_keras.WeightsError  # the weights cannot be had (either runtime)
 DIMENSIONS = 4096
-
-
-class WeightsError(Exception):
-    """The Xception weights cannot be had; the message says what to set."""
+OPENVINO_PRECISIONS = ("openvino-bf16", "openvino-f32")
+PRECISIONS = xception_keras.KERAS_PRECISIONS + OPENVINO_PRECISIONS  # every name a collection's features may be made in
+RUNTIMES = ("auto", "openvino", "keras")
 
 
 def weights_identity(weights):
     """What `weights` names, for manifests: 'imagenet', 'random' or the file's SHA-256."""
+    from workers.pipeline.files import file_checksum
+
     if weights in ("imagenet", "random"):
         return weights
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    return f"sha256:{file_checksum(weights)}"
 
 
 def bfloat16_is_fast():
@@ -44,15 +49,54 @@ def bfloat16_is_fast():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision):
-    """The Keras policy that `precision` means on this machine: 'auto' is mixed_float16 on
-    a GPU, mixed_bfloat16 on a CPU with native bfloat16, float32 otherwise. Features made
-    in different precisions differ slightly, so what auto gives depends on the machine."""
-    if precision != "auto":
-        return precision
-    import tensorflow as tf
+def runtime_of(precision):
+    """The runtime a precision name belongs to: 'openvino' or 'keras'."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{precision!r} is not a feature precision ({', '.join(PRECISIONS)})")
+    return "openvino" if precision in OPENVINO_PRECISIONS else "keras"
 
-    if tf.config.list_physical_devices("GPU"):
+
+def tensorflow_gpu_possible():
+    """True when an NVIDIA GPU is there and TensorFlow is not the CPU build: then Keras on the
+    GPU, not OpenVINO on the CPU. Looked at without importing either."""
+    from importlib import metadata
+
+    try:
+        gpus = any(Path("/proc/driver/nvidia/gpus").iterdir())
+    except OSError:
+        return False
+    try:
+        metadata.version("tensorflow-cpu")
+    except metadata.PackageNotFoundError:
+        return gpus
+    return False
+
+
+def resolve_runtime(runtime):
+    """The runtime `runtime` ('auto', 'openvino' or 'keras') means on this machine: auto is
+    OpenVINO when it can be imported (and TensorFlow has no GPU to run on), else Keras."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"{runtime!r} is not a feature runtime ({', '.join(RUNTIMES)})")
+    if runtime != "auto":
+        return runtime
+    from workers.pipeline import xception_openvino
+
+    return "openvino" if not tensorflow_gpu_possible() and xception_openvino.available() else "keras"
+
+
+def resolve_precision(precision, runtime="auto"):
+    """The precision name that `precision` means on this machine; an explicit name is itself
+    (it names its runtime too). 'auto' with OpenVINO (`runtime`, see resolve_runtime) is
+    openvino-bf16 on a CPU with native bfloat16, openvino-f32 otherwise; with Keras,
+    mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16, float32 otherwise.
+    Features made in different precisions differ slightly, so what auto gives depends on the
+    machine (and a collection keeps the one it began with: workers/stages/describe.py)."""
+    if precision != "auto":
+        runtime_of(precision)  # a known name, or ValueError
+        return precision
+    if resolve_runtime(runtime) == "openvino":
+        return "openvino-bf16" if bfloat16_is_fast() else "openvino-f32"
+    if xception_keras.gpu_available():
         return "mixed_float16"
     return "mixed_bfloat16" if bfloat16_is_fast() else "float32"
 
@@ -60,67 +104,46 @@ def resolve_precision(precision):
 _MODELS = {}  # one network per process and configuration: loading it takes seconds
 
 
-def load_xception(weights, precision="auto"):
-    """A compiled function (uint8 batch of 299x299x3 crops) -> (batch, 2048) float32 features."""
-    key = (weights, resolve_precision(precision))
+def load_xception(weights, precision="auto", runtime="auto", models_dir=None):
+    """The network as a callable: uint8 batch of 299x299x3 crops -> (batch, 2048) float32 NumPy
+    array, with `.precision` its name. `precision` (auto: see resolve_precision) picks the
+    runtime; `models_dir` is where an OpenVINO conversion goes when the weights' folder cannot
+    be written (FEATURE_MODELS_DIR)."""
+    precision = resolve_precision(precision, runtime)
+    key = (weights, precision)
     if key not in _MODELS:
-        _MODELS[key] = _build_xception(*key)
+        if runtime_of(precision) == "openvino":
+            from workers.pipeline.xception_openvino import load
+            _MODELS[key] = load(weights, precision, models_dir)
+        else:
+            _MODELS[key] = xception_keras.build(weights, precision)
     return _MODELS[key]
-
-
-def _build_xception(weights, precision):
-    import keras
-    import tensorflow as tf
-
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)  # only for the layers built here
-    try:
-        if weights == "random":
-            keras.utils.set_random_seed(0)  # reproducible random features for tests and demos
-        source = None if weights == "random" else weights
-        try:
-            model = keras.applications.Xception(include_top=False, weights=source, pooling="avg",
-                                                input_shape=(CROP, CROP, 3))
-        except Exception as exc:  # Keras raises plain Exceptions for a failed download
-            if weights == "imagenet":
-                raise WeightsError(
-                    "the ImageNet weights for Xception are neither in Keras's cache (~/.keras/models) nor "
-                    f"downloadable ({exc}); set it to the path of "
-                    "xception_weights_tf_dim_ordering_tf_kernels_notop.h5, or to 'random' for a demo") from None
-            raise WeightsError(f"cannot load Xception weights from {weights}: {exc}") from None
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, CROP, CROP, 3], tf.uint8)])
-    def describe(crops):
-        pixels = tf.cast(crops, tf.float32) / 127.5 - 1.0  # keras.applications.xception.preprocess_input
-        return tf.cast(model(pixels, training=False), tf.float32)
-
-    describe.precision = precision
-    return describe
 
 
 class XceptionFeatures:
     """Frames -> (N, 4096) float16 descriptors (left square's 2048, then right square's).
 
     Parameters: weights ('imagenet', 'random' or a path to an .h5 file), batch_size
-    in frames (two crops each), precision ('auto', 'float32', 'mixed_bfloat16', ...;
-    see resolve_precision).
+    in frames (two crops each), precision ('auto', 'float32', 'openvino-bf16', ...;
+    see resolve_precision), runtime (what auto means: 'auto', 'openvino' or 'keras'),
+    models_dir (see load_xception).
     """
 
-    def __init__(self, weights="imagenet", batch_size=8, precision="auto"):
+    def __init__(self, weights="imagenet", batch_size=8, precision="auto", runtime="auto", models_dir=None):
         self.weights = weights
         self.batch_size = batch_size
         self.precision = precision
+        self.runtime = runtime
+        self.models_dir = models_dir
 
     def transform(self, frames, progress=None):
         """Describe `frames` (N, H, W, 3) uint8, any array-like (a memmap is read in batches)."""
-        describe = load_xception(self.weights, self.precision)
+        describe = load_xception(self.weights, self.precision, self.runtime, self.models_dir)
         total = len(frames)
         out = np.empty((total, DIMENSIONS), dtype=np.float16)
         done = 0
         for start, crops in self._prepared_batches(frames):
-            features = describe(crops).numpy()
+            features = describe(crops)
             count = len(crops) // 2
             out[start:start + count] = features.reshape(count, DIMENSIONS)
             done += count

@@ -26,7 +26,7 @@ def _xception(weights):
     import keras
 
     if weights == "random":
-        keras.utils.set_random_seed(0)  # the same random network as workers/pipeline/features.py
+        keras.utils.set_random_seed(0)  # the same random network as workers/pipeline/xception_keras.py
     return keras.applications.Xception(include_top=False, weights=None if weights == "random" else weights,
                                        pooling="avg", input_shape=(CROP, CROP, 3))
 

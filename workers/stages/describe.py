@@ -50,12 +50,13 @@ def source_features(source, precision):
 
 
 def feature_precision(job):
-    """The precision of the job's features (a Keras policy such as float32), decided once
-    when its features stage begins and recorded on the job: every chunk of the job is made
-    in it, whatever the worker that takes the chunk would pick, so that workers on CPUs
-    with and without bfloat16 never mix precisions in a collection.
+    """The precision of the job's features, which names their runtime too (float32 or
+    another Keras policy; openvino-bf16 or openvino-f32), decided once when its features
+    stage begins and recorded on the job: every chunk of the job is made in it, whatever the
+    worker that takes the chunk would pick, so that workers on CPUs with and without
+    bfloat16, or with other runtimes, never mix them in a collection.
 
-    FEATURE_PRECISION set to a policy decides it; features made in another are made again
+    FEATURE_PRECISION set to a name decides it; features made in another are made again
     (their produced_by no longer matches), and PCA and the autoencoder are fitted again on
     them. `auto` keeps the collection's precision (the one its PCA was fitted on), and only
     a collection without one takes what auto means on the worker that begins the stage."""
@@ -66,7 +67,7 @@ def feature_precision(job):
         if settings.FEATURE_PRECISION == "auto" and pca_state and pca_state.get("precision"):
             precision = pca_state["precision"]
         else:
-            precision = resolve_precision(settings.FEATURE_PRECISION)
+            precision = resolve_precision(settings.FEATURE_PRECISION, settings.FEATURE_RUNTIME)
         job.params = {**job.params, "feature_precision": precision}
         Job.objects.filter(pk=job.pk).update(params=job.params)
     return job.params["feature_precision"]
@@ -95,15 +96,20 @@ def features(self, job_id, item_ids):
 
 
 def _describe_chunks(job_id, items):
-    from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name
+    from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name, runtime_of
 
     precision = feature_precision(items[0].job)
     if settings.FEATURE_PRECISION not in ("auto", precision):
         log.warning("FEATURE_PRECISION is %s here, but job %s describes its collection in %s: its chunks are "
                     "made in %s, so the collection does not mix precisions",
                     settings.FEATURE_PRECISION, job_id, precision, precision)
+    elif settings.FEATURE_RUNTIME not in ("auto", runtime_of(precision)):
+        log.warning("FEATURE_RUNTIME is %s here, but job %s describes its collection in %s: its chunks are "
+                    "made with %s, so the collection does not mix runtimes",
+                    settings.FEATURE_RUNTIME, job_id, precision, precision)
     frames = RowsOf([open_array(item.source.frames_dir, "frames")[item.start:item.stop] for item in items])
-    extractor = XceptionFeatures(settings.XCEPTION_WEIGHTS, batch_size=settings.FEATURE_BATCH, precision=precision)
+    extractor = XceptionFeatures(settings.XCEPTION_WEIGHTS, batch_size=settings.FEATURE_BATCH, precision=precision,
+                                 models_dir=settings.FEATURE_MODELS_DIR)
     try:
         described = extractor.transform(frames, progress=DESCRIBING.progress_writer(job_id, [i.pk for i in items]))
     except WeightsError as exc:

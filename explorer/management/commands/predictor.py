@@ -18,7 +18,8 @@ class Command(BaseCommand):
         # Stopped with SIGTERM (docker, explore), it still goes through `finally` and removes its socket.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        predictor = Predictor(settings.PREDICT_ADDRESS, settings.SECRET_KEY, settings.XCEPTION_WEIGHTS)
+        predictor = Predictor(settings.PREDICT_ADDRESS, settings.SECRET_KEY, settings.XCEPTION_WEIGHTS,
+                              models_dir=settings.FEATURE_MODELS_DIR)
         try:
             predictor.serve(ready=lambda: self.stdout.write(
                 f"Predict worker listening on {settings.PREDICT_ADDRESS} (Ctrl-C stops it)\n"))
