@@ -70,6 +70,9 @@ if "auto" not in (FEATURE_RUNTIME, FEATURE_PRECISION) and \
                                f"FEATURE_RUNTIME={FEATURE_RUNTIME}: set one of them to auto")
 # Where OpenVINO's conversion of Xception is kept when the weights' own folder cannot be written.
 FEATURE_MODELS_DIR = env_dir("FEATURE_MODELS_DIR", DATA_DIR / "converted")
+# Threads of each worker pool process's networks (Xception, the autoencoder); 0: all the
+# cores, the runtimes' default, which measured fastest (workers/worker_side.py LimitThreads).
+FEATURE_THREADS = env_int("FEATURE_THREADS", 0, minimum=0)
 PCA_COMPONENTS = env_int("PCA_COMPONENTS", 256, minimum=2)
 AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 60, minimum=1)
 LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after the stretch

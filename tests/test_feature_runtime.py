@@ -304,3 +304,18 @@ def test_a_collection_begun_with_openvino_keeps_it_until_told_otherwise(media_ro
     collection.refresh_from_db()
     assert collection.embedding["frames"] == 12 and collection.embedding["pca"] == refitted["version"]
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_feature_threads_caps_a_pool_processs_threads(settings, monkeypatch, tmp_path):
+    from workers.worker_side import LimitThreads
+
+    monkeypatch.delenv("FEATURE_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    settings.FEATURE_THREADS = 0
+    LimitThreads(worker=None)
+    assert "FEATURE_THREADS" not in os.environ and "TF_NUM_INTRAOP_THREADS" not in os.environ  # every core
+    settings.FEATURE_THREADS = 1
+    LimitThreads(worker=None)  # in the worker's main process, before the pool processes start
+    assert os.environ["FEATURE_THREADS"] == os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
+    capped = xception_openvino.load("random", "openvino-f32", models_dir=tmp_path)
+    assert int(capped.compiled.get_property("INFERENCE_NUM_THREADS")) == 1

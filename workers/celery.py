@@ -23,6 +23,7 @@ app = Celery("explorer", include=stages.task_modules())
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.worker_consumer = "workers.worker_side:ReconnectingConsumer"
 app.steps["worker"].add("workers.worker_side:RecoveryStep")
+app.steps["worker"].add("workers.worker_side:LimitThreads")
 
 
 def send(task_name, *args, countdown=None, patience=0.0):

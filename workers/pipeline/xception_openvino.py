@@ -210,6 +210,9 @@ def load(weights, precision, models_dir=None):
                            "collection's others were made")
     model, place = read_or_convert(weights, models_dir)
     began = time.monotonic()
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "THROUGHPUT"})
+    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "THROUGHPUT"}
+    if int(os.environ.get("FEATURE_THREADS") or 0):  # a worker pool process's share of the cores
+        config["INFERENCE_NUM_THREADS"] = int(os.environ["FEATURE_THREADS"])
+    compiled = core.compile_model(model, "CPU", config)
     log.info("compiled Xception for OpenVINO %s in %.2f s (IR: %s)", hint, time.monotonic() - began, place)
     return OpenVinoXception(compiled, precision, place)
