@@ -183,30 +183,31 @@ def test_a_message_of_many_photos_with_a_broken_one_in_the_middle_keeps_the_othe
 
     folder = make_photos(media_root / "batched", ["a.jpg", "b.jpg", "d.jpg", "e.jpg"])
     (folder / "c-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not the rest of a JPEG")
+    make_video(folder / "f.mp4", seconds=1, size="320x240")  # 4:3: its frames are stored at another size
     queue = f"batched-{uuid.uuid4().hex[:6]}"
     env = {"TASK_QUEUE": queue, "FANOUT_SPREAD": "1"}  # one message for all, however few they are
     spawn_worker(concurrency=1, **env)
-    cli = start_cli_ingest([folder], "batched", worker_env(**env), sample_only=False)
+    cli = start_cli_ingest([folder], "batched", worker_env(**env), every=10, sample_only=False)
     output, _ = cli.communicate(timeout=300)
     assert cli.returncode == 1 and "c-broken.jpg" in output, output  # partial, and says which file
 
     sources = Source.objects.filter(collection__name="batched").order_by("pk")
     assert [Path(path).name for path in sources.values_list("path", flat=True)] == [
-        "a.jpg", "b.jpg", "c-broken.jpg", "d.jpg", "e.jpg"]  # the broken one in the middle of the message
+        "a.jpg", "b.jpg", "c-broken.jpg", "d.jpg", "e.jpg", "f.mp4"]  # the broken one mid-message
     assert len(set(sources.values_list("claimed_by", flat=True))) == 1  # one task sampled them all
     broken = sources.get(path__endswith="c-broken.jpg")
     assert broken.status == "failed" and "c-broken.jpg: not a readable image" in broken.error
     described = sources.exclude(pk=broken.pk)
     assert set(described.values_list("status", flat=True)) == {"ready"}
     items = WorkItem.objects.filter(job__collection__name="batched", stage="features")
-    assert items.count() == 4 and set(items.values_list("status", flat=True)) == {"done"}
-    assert len(set(items.values_list("claimed_by", flat=True))) == 1  # one network pass over the four
+    assert items.count() == 5 and set(items.values_list("status", flat=True)) == {"done"}
+    assert len(set(items.values_list("claimed_by", flat=True))) == 1  # one network pass over photos and video
     alone = XceptionFeatures("random", precision="float32")
     for source in described:
         expected = alone.transform(open_array(source.frames_dir, "frames")).astype(np.float32)
         made = np.asarray(open_array(source.frames_dir, chunk_name(0)), dtype=np.float32)
         cosine = (made * expected).sum() / (np.linalg.norm(made) * np.linalg.norm(expected))
-        assert made.shape == (1, 4096) and cosine > 0.999, (source.path, cosine)
+        assert made.shape == (source.frame_count, 4096) and cosine > 0.999, (source.path, cosine)
 
 
 def test_a_worker_killed_mid_message_keeps_its_finished_files_and_the_rest_is_done_once(media_root, spawn_worker):
@@ -223,6 +224,7 @@ def test_a_worker_killed_mid_message_keeps_its_finished_files_and_the_rest_is_do
 
     os.killpg(doomed.process.pid, signal.SIGKILL)
     doomed.process.wait()
+    at_work = set(sources.filter(status="running").values_list("pk", flat=True))
     finished = {source.pk: (source.claimed_by, (Path(source.frames_dir) / "frames.json").stat().st_mtime_ns)
                 for source in sources.filter(status="ready")}
     assert len(finished) < len(videos), "the message ended before the kill: nothing was tested"
@@ -236,4 +238,4 @@ def test_a_worker_killed_mid_message_keeps_its_finished_files_and_the_rest_is_do
             assert (source.claimed_by, (Path(source.frames_dir) / "frames.json").stat().st_mtime_ns,
                     source.attempts) == (*finished[source.pk], 1)
         else:  # the one at work when the worker died, once more; those after it, once
-            assert source.attempts <= 2, (source.path, source.attempts)
+            assert source.attempts == (2 if source.pk in at_work else 1), (source.path, source.attempts)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -184,14 +185,26 @@ def test_the_conversion_is_kept_beside_the_weights_and_read_without_tensorflow(w
 def test_imagenet_is_keyed_by_the_file_in_kerass_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     models_dir = tmp_path / "converted"
-    if not (Path("/tmp/.keras/models") / xception_openvino.IMAGENET_FILE).exists():  # Keras's fallback cache
-        assert xception_openvino.cache_places("imagenet", models_dir) == (None, [])  # not downloaded yet
+    assert xception_openvino.cache_places("imagenet", models_dir) == (None, [])  # not downloaded yet
+    planted = Path(tempfile.gettempdir()) / ".keras" / "models" / xception_openvino.IMAGENET_FILE
+    assert xception_openvino.imagenet_file() != planted  # nowhere Keras itself would not look
     cached = tmp_path / "keras" / "models" / xception_openvino.IMAGENET_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"the weights Keras downloaded")
     digest = hashlib.sha256(cached.read_bytes()).hexdigest()
     assert xception_openvino.cache_places("imagenet", models_dir) == (
         digest, [cached.parent / ".openvino" / digest[:16], models_dir / digest[:16]])
+
+
+def test_a_conversion_that_another_user_could_have_written_is_not_trusted(crops, tmp_path):
+    models_dir = tmp_path / "converted"
+    load_xception("random", "openvino-f32", models_dir=models_dir)  # converted and cached
+    place = models_dir / "random"
+    assert xception_openvino._is_complete(place, "random")
+    place.chmod(0o777)  # anyone may now swap the network inside
+    assert not xception_openvino._is_complete(place, "random")
+    place.chmod(0o755)
+    assert xception_openvino._is_complete(place, "random")
 
 
 def test_two_processes_converting_at_once_both_get_the_whole_model(crops, tmp_path):
@@ -309,8 +322,9 @@ def test_a_collection_begun_with_openvino_keeps_it_until_told_otherwise(media_ro
 def test_feature_threads_caps_a_pool_processs_threads(settings, monkeypatch, tmp_path):
     from workers.worker_side import LimitThreads
 
-    monkeypatch.delenv("FEATURE_THREADS", raising=False)
-    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    for name in ("FEATURE_THREADS", "TF_NUM_INTRAOP_THREADS"):  # put back as they were after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     settings.FEATURE_THREADS = 0
     LimitThreads(worker=None)
     assert "FEATURE_THREADS" not in os.environ and "TF_NUM_INTRAOP_THREADS" not in os.environ  # every core

@@ -120,7 +120,7 @@ def test_a_piece_task_that_crashes_fails_its_piece_and_the_job_goes_on(monkeypat
     job = make_job()
     Job.objects.filter(pk=job.pk).update(stage="sample")
     source = Source.objects.create(collection=job.collection, path="/m/b.mp4", checksum="b", size=1, mtime=0,
-                                   kind="video", status=Source.Status.RUNNING)
+                                   kind="video", status=Source.Status.RUNNING, claimed_by="task-1")
     job.sources.add(source)
     app.tasks["workers.tasks.sample"].on_failure(RuntimeError("boom"), "task-1", (job.pk, source.pk), {}, None)
     source.refresh_from_db()

@@ -50,3 +50,12 @@ def test_few_frames_decomposed_through_their_gram_matrix_give_the_streamed_pca(m
     # The same components, signs included; the weakest are the least determined, so compare the top 20.
     assert np.allclose(few.components_[:20], streamed.components_[:20], atol=1e-3)
     assert np.allclose(few.transform(data)[:, :20], streamed.transform(data)[:, :20], atol=1e-2)
+
+
+def test_repeated_frames_give_only_the_components_they_have():
+    data = np.repeat(low_rank(40, seed=4), 8, axis=0)  # 320 frames, 40 distinct
+    pca = StreamingPCA(256).fit([data], len(data))
+    assert pca.n_fitted_components_ <= 39
+    assert np.allclose(np.linalg.norm(pca.components_, axis=1), 1.0, atol=1e-4)  # every kept one a direction
+    projected = pca.transform(data)
+    assert projected.shape == (320, 256) and np.isfinite(projected).all()

@@ -43,8 +43,12 @@ def test_a_stage_is_cut_into_at_least_fanout_spread_messages_so_every_worker_has
     settings.SAMPLE_BATCH_BYTES, settings.FANOUT_SPREAD = 1 << 30, 3
     job = sampling_job([1] * 7)
     messages = SAMPLING.messages(SAMPLING.of_job(job))
-    assert [len(message) for message in messages] == [3, 3, 1]
+    assert [len(message) for message in messages] == [2, 2, 2, 1]
     assert sum(messages, []) == source_ids(job)  # every piece once, in order
+    for pieces_count, spread in ((17, 16), (4, 3), (40, 16), (3, 16)):
+        settings.FANOUT_SPREAD = spread
+        job = sampling_job([1] * pieces_count)
+        assert len(SAMPLING.messages(SAMPLING.of_job(job))) >= min(spread, pieces_count), (pieces_count, spread)
 
 
 def test_feature_chunks_of_many_sources_share_a_message_up_to_feature_chunk_frames(settings):
@@ -102,18 +106,39 @@ def test_cancelled_mid_message_the_piece_at_work_and_those_after_it_stay_pending
     assert rows == {first: ("ready", 1), cancelled_at: ("pending", 0), last: ("pending", 0)}
 
 
-def test_pieces_worked_together_fail_together_when_their_work_breaks(no_broker):
+def test_pieces_worked_together_are_done_one_by_one_when_their_work_breaks_and_only_the_broken_one_fails(
+        no_broker):
     job = sampling_job([1], stage="features")
     source = job.sources.get()
     items = [WorkItem.objects.create(job=job, stage="features", source=source, start=start, stop=start + 2).pk
-             for start in (0, 2)]
+             for start in (0, 2, 4)]
+    calls = []
 
     def work(job_id, claimed):
-        assert [item.pk for item in claimed] == items
-        raise RuntimeError("out of cheese")
+        calls.append([item.pk for item in claimed])
+        if items[1] in calls[-1]:
+            raise RuntimeError("out of cheese")
+        WorkItem.objects.filter(pk__in=calls[-1]).update(status="done")
 
     DESCRIBING.run_together("task-1", job.pk, items, work)
-    assert set(WorkItem.objects.values_list("status", "error")) == {("failed", "internal error: RuntimeError: out of cheese")}
+    assert calls == [items, [items[0]], [items[1]], [items[2]]]
+    states = dict(WorkItem.objects.values_list("pk", "status"))
+    assert states == {items[0]: "done", items[1]: "failed", items[2]: "done"}
+    assert WorkItem.objects.get(pk=items[1]).error == "internal error: RuntimeError: out of cheese"
+
+
+def test_a_task_that_fails_for_good_fails_only_the_piece_it_was_at_and_sends_the_rest_again(no_broker):
+    from workers.celery import app
+
+    job = sampling_job([1, 1, 1])
+    done, at_work, not_reached = source_ids(job)
+    Source.objects.filter(pk=done).update(status="ready", claimed_by="task-1")
+    Source.objects.filter(pk=at_work).update(status="running", claimed_by="task-1")
+    app.tasks[SAMPLING.task].on_failure(TimeoutError("time limit"), "task-1", (job.pk, [done, at_work, not_reached]),
+                                        {}, None)
+    rows = {pk: status for pk, status in Source.objects.values_list("pk", "status")}
+    assert rows == {done: "ready", at_work: "failed", not_reached: "pending"}
+    assert no_broker == [(SAMPLING.task, job.pk, [not_reached])]
 
 
 def test_rows_of_several_arrays_read_as_one_and_split_back():
@@ -129,3 +154,7 @@ def test_rows_of_several_arrays_read_as_one_and_split_back():
     assert [part.tolist() for part in parts] == [(array * 10).tolist() for array in arrays]
     with pytest.raises(TypeError):
         rows[3]
+    wide, narrow = np.zeros((2, 3, 5)), np.ones((2, 3, 4))  # frames of videos of other aspect ratios
+    mixed = RowsOf([wide, narrow])
+    assert isinstance(mixed[0:2], np.ndarray) and mixed[0:2].shape == (2, 3, 5)
+    assert [row.shape for row in mixed[1:4]] == [(3, 5), (3, 4), (3, 4)]

@@ -61,6 +61,9 @@ def add_chunks(job, stage, source, size):
                                        defaults={"stop": min(start + size, source.frame_count)})
 
 
+DONE, CANCELLED, BROKE = "done", "cancelled", "broke"  # how a piece's work ended (FanOut._work_on)
+
+
 def pieces_of(message):
     """The piece ids a piece task's message carries: a list (one id in messages sent before
     pieces were batched)."""
@@ -86,7 +89,7 @@ class FanOut:
         self.job_link, self.done_label = job_link, done_label
         self.work, self.budget = work, budget
         self.terminal = model.TERMINAL
-        self._last_report = 0.0
+        self._last_report = {}  # job id -> when this process last reported its progress
 
     @property
     def stage(self):
@@ -106,7 +109,7 @@ class FanOut:
             return [[pk] for pk in pieces.order_by("pk").values_list("pk", flat=True)]
         rows = list(pieces.order_by("pk").annotate(work_done_by_piece=self.work)
                     .values_list("pk", "work_done_by_piece"))
-        most_pieces = max(1, -(-len(rows) // settings.FANOUT_SPREAD))  # ceiling: every worker gets a share
+        most_pieces = max(1, len(rows) // settings.FANOUT_SPREAD)  # so that every worker gets a share
         budget, messages, load = self.budget(), [], 0
         for pk, work in rows:
             if not messages or len(messages[-1]) >= most_pieces or load + (work or 0) > budget:
@@ -125,38 +128,42 @@ class FanOut:
                 break
             if not claim(self.model, piece_id, task_id):
                 continue  # done already (a redelivered message), or another task's
-            try:
-                with heartbeat(self.model, piece_id, "heartbeat"):
-                    work(job_id, self.model.objects.get(pk=piece_id))
-            except lifecycle.JobCancelled:
-                self._release([piece_id], task_id, job_id)
+            if self._work_on([piece_id], task_id, job_id, lambda job, pieces: work(job, pieces[0])) == CANCELLED:
                 return
-            except OperationalError:
-                raise  # a busy database: the task is retried, with this piece still its own
-            except Exception as exc:
-                log.exception("%s %s failed", self.model.__name__, piece_id)
-                self._fail([piece_id], f"internal error: {type(exc).__name__}: {exc}")
         self.finish_if_done(job_id)
 
     def run_together(self, task_id, job_id, message, work):
         """One message's task, its pieces as one: claim those that are free, do
         `work(job_id, pieces)` with a heartbeat on all of them (it marks each piece done),
         then move the job on if they were its last. Used where pieces are cheaper together
-        (feature chunks: the network's batches span them)."""
+        (feature chunks: the network's batches span them). When the work breaks, each piece
+        is done again on its own, so that only a broken one fails."""
         claimed = [pk for pk in pieces_of(message) if lifecycle.is_open(job_id) and claim(self.model, pk, task_id)]
-        if claimed:
-            try:
-                with heartbeat(self.model, claimed, "heartbeat"):
-                    work(job_id, list(self.model.objects.filter(pk__in=claimed).order_by("pk")))
-            except lifecycle.JobCancelled:
-                self._release(claimed, task_id, job_id)
-                return
-            except OperationalError:
-                raise
-            except Exception as exc:
-                log.exception("%s %s failed", self.model.__name__, claimed)
-                self._fail(claimed, f"internal error: {type(exc).__name__}: {exc}")
-        self.finish_if_done(job_id)
+        outcome = self._work_on(claimed, task_id, job_id, work) if claimed else DONE
+        if outcome == BROKE and len(claimed) > 1:
+            for piece_id in claimed:
+                if (outcome := self._work_on([piece_id], task_id, job_id, work)) == CANCELLED:
+                    break
+        if outcome != CANCELLED:
+            self.finish_if_done(job_id)
+
+    def _work_on(self, piece_ids, task_id, job_id, work):
+        """`work(job_id, pieces)` with a heartbeat on the pieces: DONE; CANCELLED (the job was,
+        and the pieces are pending again); BROKE (it raised; a lone piece is failed with why)."""
+        try:
+            with heartbeat(self.model, piece_ids, "heartbeat"):
+                work(job_id, list(self.model.objects.filter(pk__in=piece_ids).order_by("pk")))
+            return DONE
+        except lifecycle.JobCancelled:
+            self._release(piece_ids, task_id, job_id)
+            return CANCELLED
+        except OperationalError:
+            raise  # a busy database: the task is retried, with these pieces still its own
+        except Exception as exc:
+            log.exception("%s %s failed", self.model.__name__, piece_ids)
+            if len(piece_ids) == 1:
+                self._fail(piece_ids, f"internal error: {type(exc).__name__}: {exc}")
+            return BROKE
 
     def _release(self, piece_ids, task_id, job_id):
         # Neither done nor failed: pending again for a later job, and this attempt does not
@@ -169,9 +176,15 @@ class FanOut:
         self.model.objects.filter(pk__in=piece_ids).exclude(status__in=self.terminal).update(
             status="failed", error=error, progress=1.0)
 
-    def fail(self, job_id, message, error):
-        """Record an unexpected failure of a piece task on its unfinished pieces; the job goes on."""
-        self._fail(pieces_of(message), error)
+    def fail(self, job_id, message, error, task_id):
+        """A piece task that failed for good (retries spent, the time limit): the piece it
+        was at fails with `error`; the message's pieces it never reached are sent again."""
+        self.model.objects.filter(pk__in=pieces_of(message), status="running", claimed_by=task_id).update(
+            status="failed", error=error, progress=1.0)
+        left = list(self.model.objects.filter(pk__in=pieces_of(message), status="pending")
+                    .order_by("pk").values_list("pk", flat=True))
+        if left:
+            send(self.task, job_id, left, patience=settings.STALE_AFTER)
         self.finish_if_done(job_id)
 
     def progress_writer(self, job_id, piece_ids):
@@ -180,9 +193,10 @@ class FanOut:
         open job wants the pieces."""
         def write(fraction):
             self.model.objects.filter(pk__in=pieces_of(piece_ids)).update(progress=fraction, heartbeat=timezone.now())
-            if time.monotonic() - self._last_report < 0.5:
+            now = time.monotonic()
+            if now - self._last_report.get(job_id, 0.0) < 0.5:
                 return  # many small pieces a second: the job's figures and the cancel check can wait
-            self._last_report = time.monotonic()
+            self._last_report[job_id] = now
             if not self.open_jobs_of(piece_ids).exists():
                 raise lifecycle.JobCancelled(job_id)
             self.report(job_id)

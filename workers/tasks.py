@@ -34,7 +34,7 @@ class JobTask(app.Task):
         job_id = args[0]
         reason = f"{type(exc).__name__}: {exc}"
         if self.pieces is not None:
-            self.pieces.fail(job_id, args[1], f"internal error: {reason}")
+            self.pieces.fail(job_id, args[1], f"internal error: {reason}", task_id)
         else:
             lifecycle.fail(job_id, f"stage {args[1]} failed: {reason}")
 

@@ -117,7 +117,9 @@ class ArrayWriter:
 
 class RowsOf:
     """Several arrays' rows read as one array's, by slices (what a batched reader asks for):
-    the frames of many small chunks go through the network as one stream."""
+    the frames of many small chunks go through the network as one stream. A slice is an
+    array where its rows have one shape, and a list of rows where they differ (frames of
+    videos of other aspect ratios are stored at other sizes)."""
 
     def __init__(self, arrays):
         self.arrays = list(arrays)
@@ -132,7 +134,11 @@ class RowsOf:
         start, stop, _ = rows.indices(len(self))
         parts = [array[max(start - offset, 0):stop - offset] for array, offset in zip(self.arrays, self.offsets[:-1])
                  if offset < stop and start < offset + len(array)]
-        return np.concatenate(parts) if parts else np.asarray(self.arrays[0][0:0])
+        if not parts:
+            return np.asarray(self.arrays[0][0:0])
+        if len({part.shape[1:] for part in parts}) > 1:
+            return [row for part in parts for row in part]
+        return np.concatenate(parts)
 
     def split(self, joined):
         """`joined`, rows made one for one from these rows, cut back into one part per array."""

@@ -163,8 +163,11 @@ class XceptionFeatures:
             cv2.setNumThreads(1)  # the network has the cores; one thread crops
             try:
                 for start in range(0, len(frames), self.batch_size):
-                    batch = np.asarray(frames[start:start + self.batch_size])
-                    crops = np.stack([crop for frame in batch for crop in left_and_right_squares(frame, CROP)])
+                    # Frames of several sources may differ in size (a 4:3 video beside 16:9 ones):
+                    # each is cropped on its own, so a batch may be a list of them.
+                    batch = frames[start:start + self.batch_size]
+                    crops = np.stack([crop for frame in batch
+                                      for crop in left_and_right_squares(np.asarray(frame), CROP)])
                     while not stop.is_set():
                         try:
                             prepared.put((start, crops), timeout=0.5)

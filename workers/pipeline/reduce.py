@@ -5,16 +5,15 @@ the rows and the sum of their outer products (X^T X) in float64, 128 MB for 4096
 features however many frames there are, then takes the top eigenvectors of the
 covariance once. That is exact PCA, and about 20 times faster than scikit-learn's
 IncrementalPCA, which runs an SVD per batch (measured at 100k frames by
-tests/benchmarks/bench_embedding.py). A collection of fewer frames than a block
-(BLOCK_ROWS) is decomposed through its Gram matrix instead: the same PCA, in a fraction
-of the time of the 4096 x 4096 covariance's eigenpairs (0.1 s instead of 3 s for 300 photos). The output always has `n_components` columns: a
-collection with fewer frames than that gets zero columns at the end (they carry no
-variance), so every later stage sees the same width.
+tests/benchmarks/bench_embedding.py). A collection of at most BLOCK_ROWS frames is
+decomposed through its Gram matrix instead: the same PCA, in a fraction of the time of
+the 4096 x 4096 covariance's eigenpairs (0.2 s instead of 3 s for 300 photos). The output
+always has `n_components` columns: a collection with fewer frames than that gets zero
+columns at the end (they carry no variance), so every later stage sees the same width.
 """
 import io
 import os
 import uuid
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +48,10 @@ class StreamingPCA:
         """Fit on an iterable of (rows, features) arrays holding `n_rows` rows in all."""
         if n_rows < 2:
             raise ValueError(f"PCA needs at least 2 frames, got {n_rows}")
-        blocks = blocks_of(batches, BLOCK_ROWS)
-        first, second = next(blocks, None), next(blocks, None)
-        if second is None:  # few frames, all in one block: decompose them, not X^T X
-            self._fit_few(first)
+        if n_rows <= BLOCK_ROWS:  # few frames: decompose them, not X^T X
+            self._fit_few(np.concatenate([np.asarray(batch, dtype=np.float64) for batch in batches]))
         else:
-            self._fit_streamed(chain([first, second], blocks), n_rows, progress)
+            self._fit_streamed(blocks_of(batches, BLOCK_ROWS), n_rows, progress)
         if progress:
             progress(1.0)
         return self
@@ -92,7 +89,10 @@ class StreamingPCA:
         fitted = min(self.n_components, n - 1, rows.shape[1])
         gram = centred @ centred.T
         scales, vectors = eigh(gram, subset_by_index=[n - fitted, n - 1], driver="evr")
-        scales = np.clip(scales, 1e-12, None)
+        # Directions of no variance (repeated frames) have no eigenvector to speak of: keep
+        # those that stand above rounding, and let transform() pad the rest with zeros.
+        real = scales > max(scales.max(initial=0.0), 1e-300) * n * np.finfo(np.float64).eps
+        scales, vectors = scales[real], vectors[:, real]
         # An eigenvector u of X X^T gives X^T u / sqrt(lambda), the unit eigenvector of X^T X.
         components = (centred.T @ vectors / np.sqrt(scales)).T
         self._keep(mean, scales / max(n - 1, 1), components, float(np.trace(gram)) / max(n - 1, 1))

@@ -37,6 +37,11 @@ IMAGENET_FILE = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MODEL_FILE = "xception.xml"
 
 
+class RuntimeUnavailable(Exception):
+    """This worker cannot run the precision a collection's features are made in (no OpenVINO,
+    or no bfloat16 on its CPU); the message says why."""
+
+
 def import_openvino():
     """The openvino module. Its converter reports usage to Intel unless told otherwise
     (openvino-telemetry, on by default): the product sends nothing anywhere, so the converter
@@ -62,11 +67,8 @@ def imagenet_file():
     else /tmp/.keras when home is not writable), or None while they are not downloaded."""
     home = os.environ.get("KERAS_HOME") or os.path.join(
         os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp", ".keras")
-    for folder in (home, "/tmp/.keras"):
-        path = Path(folder).expanduser() / "models" / IMAGENET_FILE
-        if path.is_file():
-            return path
-    return None
+    path = Path(home).expanduser() / "models" / IMAGENET_FILE  # only where Keras itself looks
+    return path if path.is_file() else None
 
 
 def cache_places(weights, models_dir):
@@ -85,7 +87,13 @@ def cache_places(weights, models_dir):
 
 
 def _is_complete(folder, key):
+    """Whether `folder` holds a finished conversion of `key` that only this user could have
+    written: a folder another user may write to could hold any network under that name."""
     try:
+        if os.name == "posix":
+            owner = folder.stat()
+            if owner.st_uid != os.getuid() or owner.st_mode & 0o022:
+                return False
         made = json.loads((folder / "conversion.json").read_text())
     except (OSError, ValueError):
         return False
@@ -201,13 +209,13 @@ def load(weights, precision, models_dir=None):
     try:
         openvino = import_openvino()
     except ImportError as exc:
-        raise RuntimeError(f"this worker cannot make {precision} features: OpenVINO is not installed "
-                           f"({exc}); install requirements.txt") from None
+        raise RuntimeUnavailable(f"this worker cannot make {precision} features: OpenVINO is not installed "
+                                 f"({exc}); install requirements.txt") from None
     core = openvino.Core()
     hint = PRECISIONS[precision]
     if hint == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        raise RuntimeError(f"this worker's CPU has no bfloat16, so it cannot make {precision} features as the "
-                           "collection's others were made")
+        raise RuntimeUnavailable(f"this worker's CPU has no bfloat16, so it cannot make {precision} features as "
+                                 "the collection's others were made")
     model, place = read_or_convert(weights, models_dir)
     began = time.monotonic()
     config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "THROUGHPUT"}

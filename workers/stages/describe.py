@@ -97,6 +97,7 @@ def features(self, job_id, item_ids):
 
 def _describe_chunks(job_id, items):
     from workers.pipeline.features import WeightsError, XceptionFeatures, chunk_name, runtime_of
+    from workers.pipeline.xception_openvino import RuntimeUnavailable
 
     precision = feature_precision(items[0].job)
     if settings.FEATURE_PRECISION not in ("auto", precision):
@@ -112,9 +113,10 @@ def _describe_chunks(job_id, items):
                                  models_dir=settings.FEATURE_MODELS_DIR)
     try:
         described = extractor.transform(frames, progress=DESCRIBING.progress_writer(job_id, [i.pk for i in items]))
-    except WeightsError as exc:
-        # Not these chunks' fault: the whole job cannot go on until the setting is fixed.
-        lifecycle.fail(job_id, f"XCEPTION_WEIGHTS={settings.XCEPTION_WEIGHTS}: {exc}")
+    except (WeightsError, RuntimeUnavailable) as exc:
+        # Not these chunks' fault: the whole job cannot go on until the setting or the worker is fixed.
+        lifecycle.fail(job_id, f"XCEPTION_WEIGHTS={settings.XCEPTION_WEIGHTS}: {exc}" if isinstance(exc, WeightsError)
+                       else str(exc))
         WorkItem.objects.filter(pk__in=[item.pk for item in items]).update(status=WorkItem.Status.FAILED,
                                                                           error=str(exc))
         return

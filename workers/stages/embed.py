@@ -90,13 +90,16 @@ def fit_pca(job):
                 ArrayWriter(out_dir, "index", (), INDEX_DTYPE, made_from) as index:
             report = job_progress(job.pk, start=0.5, span=0.5)
             chunks = (chunk for source in sources for chunk in source_features(source, precision))
+            done = 0
             for block in blocks_of(chunks, BLOCK_ROWS):  # many photos' single rows projected at once
                 projected.append(pca.transform(block))
-            for done, source in enumerate(sources, 1):
+                done += len(block)
+                report(0.8 * done / n_frames)  # raises JobCancelled once the job is cancelled
+            for number, source in enumerate(sources, 1):
                 frames = open_array(source.frames_dir, "index")
                 rows = [(source.pk, frame, when) for frame, when in zip(frames["frame"], frames["time"])]
                 index.append(np.array(rows, dtype=INDEX_DTYPE))
-                report(done / len(sources))
+                report(0.8 + 0.2 * number / len(sources))
 
 
 def train(job):
