@@ -102,18 +102,32 @@ def display_for(out):
     return Bars(stream) if isatty and isatty() else Lines(stream)
 
 
+def stage_times(job):
+    """(stage, seconds) of each stage the job has finished, in order (Job.stage_log)."""
+    began = (job.started_at or job.created_at).timestamp()
+    for name, finished in job.stage_log:
+        yield name, max(0.0, finished - began)
+        began = finished
+
+
 def follow(job, out, poll=0.3):
     """Show the job's progress, stage by stage, on `out` (a stream or Django's
     OutputWrapper) until the job finishes; returns the finished job."""
     sys.stdout.flush()  # what the command said before (block-buffered in a pipe) comes first
-    stage, started = None, 0.0
+    stage, started, shown = None, 0.0, set()
     with display_for(out) as display:
         while True:
             job.refresh_from_db()
             if stage is not None and (job.finished or job.stage != stage):
                 moved_on = job.stage != stage or job.status not in (job.Status.FAILED, job.Status.CANCELLED)
                 display.end("done" if moved_on else job.status, time.monotonic() - started)
+                shown.add(stage)
                 stage = None
+            for name, seconds in stage_times(job):  # stages that went by between two looks
+                if name not in shown and name != stage:
+                    display.start(name)
+                    display.end("done", seconds)
+                    shown.add(name)
             if job.finished:
                 return job
             if stage is None:

@@ -115,6 +115,7 @@ def test_a_piece_task_that_crashes_fails_its_piece_and_the_job_goes_on(monkeypat
     job goes on without it), any other task's is the job's."""
     from workers import pieces
     from workers.celery import app
+    from workers.stages.ingest import SAMPLING  # declares the sampling task
 
     monkeypatch.setattr(pieces, "send", lambda *message, **options: True)  # no broker here
     job = make_job()
@@ -122,7 +123,7 @@ def test_a_piece_task_that_crashes_fails_its_piece_and_the_job_goes_on(monkeypat
     source = Source.objects.create(collection=job.collection, path="/m/b.mp4", checksum="b", size=1, mtime=0,
                                    kind="video", status=Source.Status.RUNNING, claimed_by="task-1")
     job.sources.add(source)
-    app.tasks["workers.tasks.sample"].on_failure(RuntimeError("boom"), "task-1", (job.pk, source.pk), {}, None)
+    app.tasks[SAMPLING.task].on_failure(RuntimeError("boom"), "task-1", (job.pk, source.pk), {}, None)
     source.refresh_from_db()
     job.refresh_from_db()
     assert (source.status, source.error) == (Source.Status.FAILED, "internal error: RuntimeError: boom")

@@ -152,7 +152,9 @@ def test_search_finds_a_file_by_name_or_folder_and_opens_it_with_its_folder_and_
     centre = browser.execute_script("return fromLatLng(map.getCenter())")
     assert abs(centre["x"] - float(before["x"])) < 2e-3 and abs(centre["y"] - float(before["y"])) < 2e-3
     browser.forward()
-    wait_for(browser, f"{HASH}.frame === '{other.pk}:{first}' && document.querySelector('#selection dd.folder')")
+    # The panel shown again with the file's folder (its content from before Back stays in the hidden panel).
+    wait_for(browser, f"{HASH}.frame === '{other.pk}:{first}' && !document.getElementById('panel').hidden "
+                      "&& document.querySelector('#selection dd.folder')?.textContent")
     assert browser.execute_script(f"return map.getBounds().contains(toLatLng({x}, {y}))")
     # The panel: the folder, the file's name with a copy button, and what the media is.
     assert browser.find_element("css selector", "#selection dd.folder").text == folder

@@ -11,9 +11,11 @@ import struct
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from explorer.cli import LISTED, summarize
 from explorer.models import Collection, Job, Source, WorkerHeartbeat
@@ -172,3 +174,25 @@ def test_the_summary_names_the_first_files_and_counts_the_rest_the_api_lists_all
                                                                   ("/m/bad1.mp4", "decoder said no")]
     [listed] = [j for j in client.get(f"/api/jobs/?collection={collection.pk}").json()["results"]]
     assert listed["failed"] == body["failed"]
+
+
+@pytest.mark.django_db
+def test_stages_that_went_by_between_two_looks_are_shown_with_their_own_times():
+    """A stage may begin and end between two of the command's looks at the job (PCA of a few
+    frames takes a fraction of a second): the job's log of finished stages still shows it."""
+    from explorer.progress import follow
+    from workers import lifecycle
+
+    collection = Collection.objects.create(name="quick stages")
+    source = Source.objects.create(collection=collection, path="/m/a.mp4", checksum="a", size=1, mtime=0,
+                                   kind="video", status=Source.Status.READY, frame_count=5)
+    job = Job.objects.create(collection=collection, kind=Job.Kind.TRAIN, stage="features", params={},
+                             status=Job.Status.RUNNING, started_at=timezone.now() - timedelta(seconds=30))
+    job.sources.add(source)
+    for stage in ("features", "pca", "train", "layout", "cluster"):  # all before the command looks
+        assert lifecycle.advance(job.pk, stage)
+    out = io.StringIO()
+    follow(Job.objects.get(pk=job.pk), out)
+    shown = [match.group(1) for line in out.getvalue().splitlines() if (match := STAGE_LINE.match(line))]
+    assert shown == ["features", "pca", "train", "layout", "cluster"], out.getvalue()
+    assert "features  done in 30 s" in out.getvalue(), out.getvalue()  # from the job's start to its end

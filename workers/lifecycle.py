@@ -55,9 +55,10 @@ def advance(job_id, finished_stage):
     job = Job.objects.select_related("collection").get(pk=job_id)
     stage = next_stage(job, finished_stage)
     done = stage == stages.DONE
+    now = timezone.now()
     moved = Job.objects.filter(pk=job_id, stage=finished_stage).exclude(status__in=Job.FINISHED).update(
         stage=stage, progress=0.0, message="" if done else "waiting for a worker",
-        claimed_by="", updated_at=timezone.now())
+        claimed_by="", updated_at=now, stage_log=[*job.stage_log, [finished_stage, now.timestamp()]])
     if not moved:
         return None
     if done:

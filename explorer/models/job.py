@@ -49,6 +49,9 @@ class Job(models.Model):
     skipped = models.JSONField(default=list)
     sources = models.ManyToManyField(Source, related_name="jobs", blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)  # the task running its current stage
+    # [stage, when it finished (seconds since the epoch)] for each stage done, in order
+    # (workers/lifecycle.py advance): how long each took, however quickly it went by.
+    stage_log = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
