@@ -81,10 +81,9 @@ class FanOut:
 
     Messages are sized by work: `work` is the expression of a piece's work (a file's bytes,
     a chunk's frames) and `budget()` how much of it one message carries; a piece larger
-    than the budget goes alone, and the stage is cut into at least FANOUT_SPREAD messages.
-    Without them, a message carries one piece."""
+    than the budget goes alone, and the stage is cut into at least FANOUT_SPREAD messages."""
 
-    def __init__(self, task, model, all_pieces, job_link, done_label, work=None, budget=None):
+    def __init__(self, task, model, all_pieces, job_link, done_label, work, budget):
         self.task, self.model, self.all_pieces = task, model, all_pieces
         self.job_link, self.done_label = job_link, done_label
         self.work, self.budget = work, budget
@@ -105,8 +104,6 @@ class FanOut:
 
     def messages(self, pieces):
         """The piece ids of `pieces` (a queryset), in order, cut into messages by work."""
-        if self.work is None:
-            return [[pk] for pk in pieces.order_by("pk").values_list("pk", flat=True)]
         rows = list(pieces.order_by("pk").annotate(work_done_by_piece=self.work)
                     .values_list("pk", "work_done_by_piece"))
         most_pieces = max(1, len(rows) // settings.FANOUT_SPREAD)  # so that every worker gets a share
