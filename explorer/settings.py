@@ -74,7 +74,10 @@ FEATURE_MODELS_DIR = env_dir("FEATURE_MODELS_DIR", DATA_DIR / "converted")
 # cores, the runtimes' default, which measured fastest (workers/worker_side.py LimitThreads).
 FEATURE_THREADS = env_int("FEATURE_THREADS", 0, minimum=0)
 PCA_COMPONENTS = env_int("PCA_COMPONENTS", 256, minimum=2)
-AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 60, minimum=1)
+# The map's training (workers/pipeline/autoencoder.py): passes over the neighbour graph's
+# weight, and at most this many steps, which bounds a large collection's training time.
+AUTOENCODER_EPOCHS = env_int("AUTOENCODER_EPOCHS", 200, minimum=1)
+AUTOENCODER_MAX_STEPS = env_int("AUTOENCODER_MAX_STEPS", 6000, minimum=1)
 LAYOUT_ROTATION = env_float("LAYOUT_ROTATION", 0.0)  # degrees, applied after the stretch
 # Clusters (workers/stages/clusters.py): made again after every new map when
 # CLUSTER_AFTER_MAP, with the collection's last clustering's settings, or CLUSTER_METHOD

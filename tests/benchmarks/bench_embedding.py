@@ -27,7 +27,8 @@ What it measures, in one run:
    with a hidden --child flag), which times each step:
      PCA fit                StreamingPCA(256).fit over batches of 2048 rows of the memmap
      PCA transform          the same batches projected into a float32 memmap on disk
-     autoencoder fit        TripletAutoencoder(epochs=E).fit on that memmap (E: --epochs)
+     autoencoder fit        TripletAutoencoder().fit on that memmap, the product's defaults
+                            (or --epochs E), its neighbour graph's share printed beside it
      autoencoder transform  its 2D codes of every row
      layout                 RadialStretch().fit(codes).transform(codes)
      t-SNE                  sklearn.manifold.TSNE (defaults: 2-d, init="pca", perplexity
@@ -51,7 +52,7 @@ reports how much CPU other processes used meanwhile (machine busy time from
 Run from the repository root (this is not a pytest test):
 
     .venv/bin/python tests/benchmarks/bench_embedding.py [--weights PATH] [--repeat 3]
-        [--sizes 10000,100000] [--epochs 20]
+        [--sizes 10000,100000] [--epochs E] [--skip-features]
 """
 import argparse
 import json
@@ -256,8 +257,14 @@ def run_child(job):
         for start, batch in zip(range(0, rows, PCA_BATCH_ROWS), batches()):
             vectors[start:start + len(batch)] = pca.transform(batch)
         vectors.flush()
+    graph_done = []  # when fit's progress passed the neighbour graph's share (its first 5 %)
+    params = {} if job["epochs"] is None else {"epochs": job["epochs"]}
     with meter.step("autoencoder fit"):
-        autoencoder = TripletAutoencoder(input_dim=PCA_COMPONENTS, epochs=job["epochs"], seed=0).fit(vectors)
+        began = time.perf_counter()
+        autoencoder = TripletAutoencoder(input_dim=PCA_COMPONENTS, seed=0, **params).fit(
+            vectors, progress=lambda done: graph_done.append(time.perf_counter() - began) if done <= 0.05 else None)
+    if autoencoder.uses_graph():
+        print(f"    of which the neighbour graph {graph_done[-1]:.1f} s; {autoencoder.steps_} training steps", flush=True)
     with meter.step("autoencoder transform"):
         codes = autoencoder.transform(vectors)
     with meter.step("layout fit+transform"):
@@ -321,16 +328,17 @@ def print_rows(stages, names, value_of, show, with_ratio):
 
 
 def print_tables(rates, stages, epochs, weights):
-    print()
-    print(f"Feature throughput: {rates['source']}; weights {weights}; precision {rates['precision']}; "
-          f"batches of {BATCH_FRAMES} frames; median of {rates['repeat']}")
-    print(f"  {'':<30}{'frames/s':>10}{'crops/s':>10}")
-    print(f"  {'pipeline (XceptionFeatures)':<30}{rates['pipeline_fps']:>10.2f}{2 * rates['pipeline_fps']:>10.2f}")
-    print(f"  {'bare network (network only)':<30}{rates['bare_fps']:>10.2f}{2 * rates['bare_fps']:>10.2f}")
-    verdict = "ok" if rates["ratio"] >= 0.9 else "LOW"
-    print(f"  {'pipeline/bare':<30}{rates['ratio']:>10.1%}  {verdict}")
-    print(f"  (other processes used {rates['other_cores']:.2f} of {os.cpu_count()} cores on average meanwhile"
-          f"{busy_note([rates['other_cores']])})")
+    if rates:
+        print()
+        print(f"Feature throughput: {rates['source']}; weights {weights}; precision {rates['precision']}; "
+              f"batches of {BATCH_FRAMES} frames; median of {rates['repeat']}")
+        print(f"  {'':<30}{'frames/s':>10}{'crops/s':>10}")
+        print(f"  {'pipeline (XceptionFeatures)':<30}{rates['pipeline_fps']:>10.2f}{2 * rates['pipeline_fps']:>10.2f}")
+        print(f"  {'bare network (network only)':<30}{rates['bare_fps']:>10.2f}{2 * rates['bare_fps']:>10.2f}")
+        verdict = "ok" if rates["ratio"] >= 0.9 else "LOW"
+        print(f"  {'pipeline/bare':<30}{rates['ratio']:>10.1%}  {verdict}")
+        print(f"  (other processes used {rates['other_cores']:.2f} of {os.cpu_count()} cores on average meanwhile"
+              f"{busy_note([rates['other_cores']])})")
 
     sizes = [s["rows"] for s in stages]
     ratio_label = f"{short(sizes[-1])}/{short(sizes[0])}" if len(sizes) > 1 else ""
@@ -341,7 +349,7 @@ def print_tables(rates, stages, epochs, weights):
             "peak_mib": max(s["steps"][name]["peak_mib"] for name in steps)}
     print()
     print(f"Embedding stages on synthetic float16 {DIMENSIONS}-d features (memmap), a fresh process per size; "
-          f"autoencoder epochs={epochs}; t-SNE only up to {short(TSNE_MAX_ROWS)} frames")
+          f"autoencoder epochs={epochs or 'default'}; t-SNE only up to {short(TSNE_MAX_ROWS)} frames")
     header = "".join(f"{short(n) + ' frames':>15}" for n in sizes) + f"{ratio_label:>10}"
     print(f"  {'seconds':<26}{header}")
     def seconds(s, name):
@@ -379,19 +387,20 @@ def main():
                              "weights file if present, else random)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each feature extractor")
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated frame counts for the stages")
-    parser.add_argument("--epochs", type=int, default=20, help="autoencoder epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the product's)")
+    parser.add_argument("--skip-features", action="store_true", help="time the stages after the features only")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one size, in a fresh process
     args = parser.parse_args()
     if args.child:
         run_child(json.loads(args.child))
         return
     sizes = [int(size) for size in args.sizes.split(",")]
-    if args.repeat < 1 or args.epochs < 1 or min(sizes) < PCA_COMPONENTS:
+    if args.repeat < 1 or (args.epochs is not None and args.epochs < 1) or min(sizes) < PCA_COMPONENTS:
         parser.error(f"--repeat and --epochs must be at least 1, sizes at least {PCA_COMPONENTS}")
 
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-embedding-") as scratch:
-        rates = feature_throughput(args.weights, args.repeat, scratch)
+        rates = None if args.skip_features else feature_throughput(args.weights, args.repeat, scratch)
         stages = [embedding_stages(rows, args.epochs, scratch) for rows in sizes]
     print_tables(rates, stages, args.epochs, args.weights)
     print(f"\ntotal time {time.perf_counter() - began:.1f} s")

@@ -1,29 +1,34 @@
 """Quality report for the map, on real media with the real Xception weights.
 
 For the same frames, in one run, it prints for each 2D layout:
-  - trustworthiness (sklearn.manifold.trustworthiness, k=10) against the 256-d PCA space,
-  - 10-NN accuracy in 2D, with each frame's video as its class (frames of one video
-    should sit together), next to the same in 256-d,
-  - the median 2D distance between consecutive frames of one video over that of
-    random pairs (small: a video draws a path, not a scatter),
+  - trustworthiness@10 (sklearn.manifold.trustworthiness) against the 256-d PCA space:
+    are the map's neighbours real neighbours?
+  - continuity@10, the same with the roles swapped: are real neighbours kept together?
+  - 10-NN accuracy in 2D (5-fold cross-validation), next to the same in 256-d; the class is
+    each frame's file (a video, or a sign of the sign-language clips), or with
+    `--classes folder` the first folder under --media (photos sorted into class folders);
+  - the median 2D distance between consecutive frames of one file over that of random
+    pairs (small: a video draws a path, not a scatter);
   - how well the map keeps distance ratios: the Spearman correlation between the log
-    ratios log(|A-B|^2 / |B-C|^2) of random triplets in 256-d and in 2D,
-  - the seconds it took;
-for PCA to 2D, t-SNE, and the autoencoder (the article's terms alone, with neighbour
-triplets, and the product's default with the neighbourhood term); plus
-the PCA's explained variance and, for the autoencoder, occupied cells of a 32x32
-grid before and after the radial stretch. It saves a picture of the default
-autoencoder's map (frame thumbnails at their places) before and after the stretch.
+    ratios log(|A-B|^2 / |B-C|^2) of random triplets in 256-d and in 2D;
+  - the seconds it took (for the autoencoder: its training, neighbour graph included);
+for PCA to 2D, t-SNE, UMAP (umap-learn, from requirements-dev) and the autoencoder: the
+article's terms alone, the product before the graph term (with parametric t-SNE's term),
+the graph term with triplets, and the product's default; plus the PCA's explained
+variance and, for the default, occupied cells of a 32x32 grid before and after the radial
+stretch and the trustworthiness after it. It saves a picture of the default's map (frame
+thumbnails at their places) before and after the stretch.
 
-A layout that depends on a seed (the autoencoder's variants) is made with seeds 0..N-1
-(--seeds, at least 5) and reported as the median with the spread [min-max]: one seed's
+Every layout with a seed (t-SNE, UMAP, the autoencoders) is made with seeds 0..N-1
+(--seeds, default 5) and reported as the median with the spread [min-max]: one seed's
 result says little, since another seed, or another CPU's summation order, moves it
 (tests/test_autoencoder.py tests properties on fixed inputs; the quality claims live here).
 
 Frames and features are cached in the output folder, so re-runs that change only the
-autoencoder take seconds. Run from the repository root (not a pytest test):
+layouts take seconds. Run from the repository root (not a pytest test):
 
-    .venv/bin/python tests/benchmarks/quality_report.py [--every 5] [--epochs 60] [--seeds 5]
+    .venv/bin/python tests/benchmarks/quality_report.py [--media DIR] [--classes file|folder]
+        [--every 5] [--seeds 5] [--out DIR]
 """
 import argparse
 import sys
@@ -78,8 +83,11 @@ def collect_features(sources, out, weights):
     return np.concatenate(rows).astype(np.float32)
 
 
-def consecutive_ratio(xy, labels):
-    same = labels[1:] == labels[:-1]
+def consecutive_ratio(xy, files):
+    """None where no file has two frames (photos)."""
+    same = files[1:] == files[:-1]
+    if not same.any():
+        return None
     steps = np.linalg.norm(xy[1:] - xy[:-1], axis=1)[same]
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, len(xy), (2, 20000))
@@ -120,7 +128,7 @@ def ratio_agreement(points, xy, triplets=20000):
     """Spearman correlation of the triplet log ratios in `points` and in `xy` (same triplets)."""
     from scipy.stats import spearmanr
 
-    from workers.pipeline.autoencoder import triplet_log_ratio
+    from workers.pipeline.map_losses import triplet_log_ratio
 
     a, b, c = np.random.default_rng(0).integers(0, len(points), (3, triplets))
     return float(spearmanr(triplet_log_ratio(points[a], points[b], points[c]),
@@ -129,6 +137,8 @@ def ratio_agreement(points, xy, triplets=20000):
 
 def spread(values, digits=3):
     """'median [min-max]' of the values (one value: just it)."""
+    if any(value is None for value in values):
+        return "-"
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -143,7 +153,8 @@ def main():
                              "else imagenet)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "quality")
     parser.add_argument("--every", type=int, default=5, help="keep one frame in EVERY (default 5)")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--classes", choices=("file", "folder"), default="file",
+                        help="a frame's class for the 10-NN accuracy: its file, or the first folder under --media")
     parser.add_argument("--seeds", type=int, default=5,
                         help="seeds per stochastic layout, reported as median [min-max] (default 5)")
 
@@ -165,15 +176,18 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     sources = collect_frames(args.media, args.out, args.every)
     features = collect_features(sources, args.out, weights)
-    labels = np.concatenate([np.full(count, i) for i, (_, _, count) in enumerate(sources)])
-    print(f"{len(features)} frames from {len(sources)} files (1 in {args.every}); {args.seeds} seed(s) per "
-          f"stochastic layout, shown as median [min-max]")
+    names = [name if args.classes == "file" else name.split("/")[0] for name, _, _ in sources]
+    classes = {name: number for number, name in enumerate(dict.fromkeys(names))}
+    labels = np.concatenate([np.full(count, classes[name]) for name, (_, _, count) in zip(names, sources)])
+    files = np.concatenate([np.full(count, number) for number, (_, _, count) in enumerate(sources)])
+    print(f"{len(features)} frames from {len(sources)} files (1 in {args.every}), {len(classes)} classes "
+          f"(by {args.classes}); {args.seeds} seed(s) per stochastic layout, shown as median [min-max]")
 
     started = time.perf_counter()
     pca = StreamingPCA(256).fit([features], len(features))
     reduced = pca.transform(features)
     print(f"PCA 4096 -> 256: {pca.explained_variance_:.1%} of the variance kept ({time.perf_counter() - started:.1f} s)")
-    print(f"10-NN accuracy in 256-d (class = video): {knn_accuracy(reduced, labels):.3f}")
+    print(f"10-NN accuracy in 256-d: {knn_accuracy(reduced, labels):.3f}")
 
     seeds = range(args.seeds)
     layouts = {}  # name -> [(2D points, seconds) per seed]
@@ -183,30 +197,40 @@ def main():
         xy = np.asarray(make(), dtype=np.float64)
         layouts.setdefault(name, []).append((xy, time.perf_counter() - begin))
 
-    # One run each: PCA has no seed, and t-SNE starts from the PCA (five seeds gave the same figures to 3 decimals).
-    timed("PCA to 2D", lambda: PCA(2).fit_transform(reduced))
-    timed("t-SNE (scikit-learn)", lambda: TSNE(2, init="pca", random_state=0).fit_transform(reduced))
+    def umap(seed):
+        import umap
+
+        return umap.UMAP(random_state=seed, n_jobs=1).fit_transform(reduced)
+
+    timed("PCA to 2D", lambda: PCA(2).fit_transform(reduced))  # no seed: one run
+    for seed in seeds:
+        timed("t-SNE (scikit-learn)", lambda: TSNE(2, init="pca", random_state=seed).fit_transform(reduced))
+    for seed in seeds:
+        timed("UMAP (umap-learn)", lambda: umap(seed))
+    before = dict(graph_weight=0.0, triplets="random", triplet_weight=1.0, regularizer_weight=30.0,
+                  neighbourhood_weight=10.0, batch_size=256, epochs=60)
     variants = {
         # The article read plainly: reconstruction, regularizer and random triplets only.
-        "autoencoder, article's terms": dict(neighbourhood_weight=0.0, regularizer_weight=1.0),
-        "autoencoder, article's + neighbour triplets": dict(neighbourhood_weight=0.0, regularizer_weight=1.0,
-                                                            triplets="neighbours"),
-        "autoencoder, product default": {},  # + the neighbourhood (parametric t-SNE) term
+        "autoencoder, article's terms": {**before, "neighbourhood_weight": 0.0, "regularizer_weight": 1.0},
+        "autoencoder before: + t-SNE term": before,
+        "autoencoder, graph + triplets": dict(triplet_weight=1.0),
+        "autoencoder, product default": {},  # the graph term (parametric UMAP)
     }
     for name, params in variants.items():
         for seed in seeds:
-            model = TripletAutoencoder(input_dim=256, epochs=args.epochs, seed=seed, **params)
+            model = TripletAutoencoder(input_dim=256, seed=seed, **params)
             timed(name, lambda: model.fit(reduced).transform(reduced))
     default_name = "autoencoder, product default"
 
-    columns = ("trust@10", "10-NN acc", "consec/random", "ratio rho", "seconds")
+    columns = ("trust@10", "contin@10", "10-NN acc", "consec/random", "ratio rho", "seconds")
     width = 21 if args.seeds > 1 else 9
-    print(f"\n{'2D layout':44} " + " ".join(f"{c:>{width}}" for c in columns))
+    print(f"\n{'2D layout':36} " + " ".join(f"{c:>{width}}" for c in columns))
     for name, runs in layouts.items():
-        figures = [[trustworthiness(reduced, xy, n_neighbors=10), knn_accuracy(xy, labels),
-                    consecutive_ratio(xy, labels), ratio_agreement(reduced, xy), seconds] for xy, seconds in runs]
-        print(f"{name:44} " + " ".join(f"{spread(column, 1 if i == 4 else 3):>{width}}"
-                                       for i, column in enumerate(zip(*figures))))
+        figures = [[trustworthiness(reduced, xy, n_neighbors=10), trustworthiness(xy, reduced, n_neighbors=10),
+                    knn_accuracy(xy, labels), consecutive_ratio(xy, files), ratio_agreement(reduced, xy), seconds]
+                   for xy, seconds in runs]
+        print(f"{name:36} " + " ".join(f"{spread(column, 1 if i == 5 else 3):>{width}}"
+                                       for i, column in enumerate(zip(*figures))), flush=True)
 
     cells_before, cells_after, trust_after = [], [], []
     for codes, _ in layouts[default_name]:

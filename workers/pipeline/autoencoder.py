@@ -9,7 +9,16 @@ frames are placed on an existing map without re-running a projection (see DESIGN
 
 (parameter counts for 256 inputs, BatchNormalization's moving statistics included).
 
-The loss has three terms:
+The loss is a weighted sum of five terms (workers/pipeline/map_losses.py):
+  graph           UMAP's cross-entropy on the fuzzy neighbour graph of the inputs
+                  (workers/pipeline/neighbour_graph.py), as parametric UMAP trains it:
+                  edges drawn in proportion to their weight are pulled together on the
+                  map, random pairs of the batch pushed apart. This is the term that
+                  makes 2D neighbours real neighbours (trustworthiness): it lifted the
+                  product's map from 0.98 to 0.99 on the sample media, level with t-SNE
+                  (tests/benchmarks/quality_report.py). The codes are multiplied by
+                  `graph_scale` first, so UMAP's curve (`min_dist`) sees its usual range
+                  while the regularizer keeps the codes inside tanh's (-1, 1);
   reconstruction  mean squared error of decoder(encoder(x)) against x;
   regularizer     the 2D code's batch mean pulled toward 0 and its batch standard
                   deviation toward `code_std` (0.3), per code dimension, so the cloud
@@ -18,31 +27,30 @@ The loss has three terms:
                   log((eps + |A-B|^2) / (eps + |B-C|^2)) of the 256-d inputs should be
                   reproduced by the same quantity on their 2D codes. Only ratios of
                   distances are asked for, so the 2D scale stays free for the regularizer.
-                  One eps serves both spaces; it matters in 2D, where squared distances
-                  are about 0.4 at std 0.3, while 256-d squared distances are far larger.
-                  The default 1e-2 treats 2D pairs closer than ~0.1 as equally close;
-                  a much smaller eps gave noisier training and worse ratio agreement.
+                  "random" triplets are three random frames of the batch (the article's:
+                  mostly far pairs, so the global layout); "neighbours" triplets take B a
+                  frame, A a graph neighbour of B and C random, so they compare a near
+                  pair with a far one;
+  neighbourhood   parametric t-SNE's divergence within each batch (the product's term
+                  before the graph term; off by default, kept for comparison).
 
-The weights are absolute, so their balance depends on the scale of X: the reconstruction
-MSE grows with the input variance, the other two terms do not.
+Inputs are scaled to unit variance per dimension on average, so the weights balance the
+same way whatever the features' scale.
 
-How the triplets are drawn is a parameter, because it decides what the map preserves:
-  "random"     A, B, C independent random frames of the batch (the article). Random
-               pairs are mostly far apart, so this mainly preserves the global layout.
-  "neighbours" B random, A one of B's `neighbours` nearest neighbours in the input space,
-               C random: every triplet compares a near pair with a far one, which is what
-               trustworthiness (are 2D neighbours real neighbours?) measures. The kNN
-               indices are computed once over the whole training set in fit; each batch
-               is half streamed rows (the anchors B, and C candidates) and half one
-               sampled neighbour row for each anchor. An epoch streams every row once as
-               an anchor, so it takes twice the steps of a "random" epoch.
+Batches: while the graph is used (graph_weight > 0 or "neighbours" triplets), a batch is
+`batch_size` // 2 edges drawn from the graph, their heads and then their tails, and an
+epoch draws as many edges as the graph's total weight; training stops after `max_steps`
+steps at most, so a large collection trains in bounded time (a parametric encoder learns
+from samples and does not need each edge of 100,000 frames visited hundreds of times, as
+UMAP's own optimisation does). Without the graph, batches stream shuffled rows from X,
+which may be a memory-mapped array larger than RAM: blocks of rows are read in a random
+order, a few blocks at a time, and their rows shuffled together (`buffer_rows` bounds the
+memory). Either way the memory is X's pages plus O(rows x neighbours) for the graph.
 
-Training streams shuffled batches from X, which may be a memory-mapped array larger than
-RAM: blocks of rows are read in a random order, a few blocks at a time, and their rows
-shuffled together (`buffer_rows` bounds the memory). The training step is a `tf.function`
-without XLA (jit_compile is several times slower on these CPUs). Runs are reproducible
-without touching global random state: layer initializers get explicit seeds, and shuffling
-and triplets come from a numpy Generator seeded with `seed`.
+The training step is a `tf.function` without XLA (jit_compile is several times slower on
+these CPUs). Runs are reproducible without touching global random state: layer
+initializers get explicit seeds, and edges, shuffling and triplets come from a numpy
+Generator seeded with `seed`. The graph's neighbours are exact below 50,000 frames.
 
 TensorFlow and Keras are imported inside the functions that need them, so importing this
 module (as the web process may) does not load TensorFlow.
@@ -56,7 +64,8 @@ import numpy as np
 
 from workers.pipeline.arrays import write_json_atomic
 
-FORMAT_VERSION = 2  # 2 spells the neighbourhood parameters and history term the British way
+# 2 spells the neighbourhood parameters and history term the British way; 3 adds the graph term
+FORMAT_VERSION = 3
 # Format 1's names ("neighbor") for format 2's: a model saved before still loads.
 FORMAT_1_NAMES = {"neighbors": "neighbours", "neighborhood_weight": "neighbourhood_weight",
                   "neighborhood_scale": "neighbourhood_scale", "neighborhood": "neighbourhood"}
@@ -67,60 +76,6 @@ TRIPLET_MODES = ("random", "neighbours")
 
 ENCODER_LAYERS = ((50, "elu"), (10, "elu"), (2, "tanh"))  # BatchNormalization between them
 DECODER_LAYERS = ((6, "elu"), (22, "elu"), (76, "elu"))  # each followed by BatchNormalization
-
-
-def triplet_log_ratio(a, b, c, eps=1e-2):
-    """log((eps + |a-b|^2) / (eps + |b-c|^2)) per row, for (n, d) arrays a, b, c.
-
-    numpy arrays give a numpy array; TensorFlow tensors give a tensor (usable inside a
-    tf.function and differentiable), so training and tests use the same definition.
-    """
-    if all(isinstance(v, (np.ndarray, list, tuple)) for v in (a, b, c)):
-        a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
-        return np.log((eps + np.sum((a - b) ** 2, axis=-1)) / (eps + np.sum((b - c) ** 2, axis=-1)))
-    import tensorflow as tf
-
-    near = tf.reduce_sum(tf.square(a - b), axis=-1)
-    far = tf.reduce_sum(tf.square(b - c), axis=-1)
-    return tf.math.log(eps + near) - tf.math.log(eps + far)
-
-
-def neighbourhood_divergence(x, z, perplexity=30.0, scale=10.0, steps=40):
-    """Parametric t-SNE's loss on one batch: KL(P || Q), where P are the batch's t-SNE
-    affinities in the input space (each row's Gaussian width set by bisection so its
-    perplexity is `perplexity`) and Q the Student-t affinities of the codes times `scale`.
-
-    Why: random triplets keep the global layout but not who is next to whom, which is
-    what a map is read for (trustworthiness); this term asks for exactly that. The codes
-    are kept at a standard deviation of 0.3 by the regularizer, so `scale` spreads them
-    to the range where the heavy-tailed Student-t kernel separates groups.
-    """
-    import tensorflow as tf
-
-    dtype = x.dtype  # float32 in training; the tests also run it in float64
-    n = tf.shape(x)[0]
-    rows = tf.cast(n, dtype)
-    off_diagonal = 1.0 - tf.eye(n, dtype=dtype)
-    squared = tf.reduce_sum(tf.square(x), axis=1)
-    distances = tf.maximum(squared[:, None] + squared[None, :] - 2.0 * tf.matmul(x, x, transpose_b=True), 0.0)
-    distances /= tf.reduce_sum(distances * off_diagonal, axis=1, keepdims=True) / (rows - 1.0) + 1e-12
-    target = tf.math.log(tf.minimum(tf.cast(perplexity, dtype), (rows - 1.0) / 3.0))
-    # The log of each row's precision, by bisection between e^-20 and e^20.
-    low, high = tf.fill([n], tf.constant(-20.0, dtype)), tf.fill([n], tf.constant(20.0, dtype))
-    for _ in range(steps):
-        middle = (low + high) / 2.0
-        logits = -tf.exp(middle)[:, None] * distances - 1e9 * (1.0 - off_diagonal)
-        p = tf.nn.softmax(logits, axis=1)
-        entropy = -tf.reduce_sum(p * tf.math.log(p + 1e-12), axis=1)
-        flat = entropy > target  # too many neighbours: sharpen
-        low, high = tf.where(flat, middle, low), tf.where(flat, high, middle)
-    p = tf.stop_gradient((p + tf.transpose(p)) / (2.0 * rows))
-    scaled = z * scale
-    squared_z = tf.reduce_sum(tf.square(scaled), axis=1)
-    kernel = off_diagonal / (1.0 + tf.maximum(
-        squared_z[:, None] + squared_z[None, :] - 2.0 * tf.matmul(scaled, scaled, transpose_b=True), 0.0))
-    q = kernel / tf.reduce_sum(kernel)
-    return tf.reduce_sum(p * (tf.math.log(p + 1e-12) - tf.math.log(q + 1e-12)))
 
 
 def build_models(input_dim=256, seed=0):
@@ -196,28 +151,27 @@ class TripletAutoencoder:
     """The article's autoencoder with a scikit-learn contract: parameters here, `fit`, learned `*_`.
 
     Learned state: `encoder_`, `decoder_` (Keras models), `history_` (per epoch: total
-    `loss` and the unweighted `reconstruction`, `regularizer` and `triplet` terms, and the
-    mean batch `code_std`), `n_parameters_` ({"encoder": ..., "decoder": ...}) and, for
-    `triplets="neighbours"`, `neighbour_indices_` (n_rows, neighbours).
+    `loss`, the unweighted `reconstruction`, `regularizer`, `triplet`, `neighbourhood`,
+    `attraction` and `repulsion` terms, and the mean batch `code_std`), `n_parameters_`
+    ({"encoder": ..., "decoder": ...}), `input_scale_` and `steps_` (training steps taken).
 
     loss = reconstruction_weight * reconstruction + regularizer_weight * regularizer
            + triplet_weight * triplet + neighbourhood_weight * neighbourhood
-
-    Inputs are multiplied by `input_scale_` (learned in fit: unit variance per dimension
-    on average), so the weights balance the same way whatever the features' scale.
+           + graph_weight * (attraction + negatives * repulsion)
     """
 
     # The defaults are the product's, chosen with tests/benchmarks/quality_report.py on
-    # real media: the article's terms plus the neighbourhood term (parametric t-SNE),
-    # which lifts trustworthiness from 0.92 to 0.98 there (medians over five seeds). The
-    # article's plain reading is neighbourhood_weight=0, regularizer_weight=1.
-    def __init__(self, input_dim=256, epochs=60, batch_size=256, learning_rate=1e-3, code_std=0.3,
-                 regularizer_weight=30.0, triplet_weight=1.0, reconstruction_weight=1.0,
-                 triplets="random", triplets_per_batch=1024, neighbours=10, eps=1e-2,
-                 neighbourhood_weight=10.0, perplexity=30.0, neighbourhood_scale=30.0,
+    # real media (medians over five seeds; README, "The map's quality"). The article's
+    # plain reading is graph_weight=0, regularizer_weight=1, triplets="random".
+    def __init__(self, input_dim=256, epochs=200, max_steps=6000, batch_size=2048, learning_rate=1e-3,
+                 code_std=0.3, regularizer_weight=1.0, triplet_weight=0.0, reconstruction_weight=1.0,
+                 triplets="neighbours", triplets_per_batch=1024, neighbours=10, eps=1e-2,
+                 graph_weight=1.0, negatives=5, min_dist=0.1, graph_scale=10.0,
+                 neighbourhood_weight=0.0, perplexity=30.0, neighbourhood_scale=30.0,
                  buffer_rows=262_144, seed=0):
         self.input_dim = input_dim
         self.epochs = epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.code_std = code_std
@@ -228,6 +182,10 @@ class TripletAutoencoder:
         self.triplets_per_batch = triplets_per_batch
         self.neighbours = neighbours
         self.eps = eps
+        self.graph_weight = graph_weight
+        self.negatives = negatives
+        self.min_dist = min_dist
+        self.graph_scale = graph_scale
         self.neighbourhood_weight = neighbourhood_weight
         self.perplexity = perplexity
         self.neighbourhood_scale = neighbourhood_scale
@@ -236,18 +194,64 @@ class TripletAutoencoder:
 
     def get_params(self):
         return {name: getattr(self, name) for name in (
-            "input_dim", "epochs", "batch_size", "learning_rate", "code_std", "regularizer_weight",
-            "triplet_weight", "reconstruction_weight", "triplets", "triplets_per_batch", "neighbours",
-            "eps", "neighbourhood_weight", "perplexity", "neighbourhood_scale", "buffer_rows", "seed")}
+            "input_dim", "epochs", "max_steps", "batch_size", "learning_rate", "code_std", "regularizer_weight",
+            "triplet_weight", "reconstruction_weight", "triplets", "triplets_per_batch", "neighbours", "eps",
+            "graph_weight", "negatives", "min_dist", "graph_scale", "neighbourhood_weight", "perplexity",
+            "neighbourhood_scale", "buffer_rows", "seed")}
 
     def _check(self, X):
         if X.ndim != 2 or X.shape[1] != self.input_dim:
             raise ValueError(f"expected an array of shape (rows, {self.input_dim}), got {X.shape}")
 
+    def _batches(self, X, rng, progress):
+        """(number of epochs, the epochs): each epoch yields (rows, triplets, edges, negatives),
+        the last three index arrays into the batch's rows. Graph batches while the graph is
+        used, else streamed rows; progress(fraction) while the graph is built."""
+        if not self.uses_graph():
+            epochs = (((rows, *self._pairs_in(len(rows), rng)) for _, rows in iter_shuffled_batches(
+                X, self.batch_size, rng, self.buffer_rows)) for _ in range(self.epochs))
+            return self.epochs, epochs
+        from workers.pipeline.neighbour_graph import EdgeSampler, fuzzy_graph, nearest_neighbours
+
+        graph = EdgeSampler(*fuzzy_graph(*nearest_neighbours(X, min(self.neighbours, len(X) - 1),
+                                                             progress=progress)))
+        edges = max(1, self.batch_size // 2)
+        per_epoch = max(1, int(np.ceil(graph.total / edges)))
+        steps = min(self.epochs * per_epoch, self.max_steps or self.epochs * per_epoch)
+        epochs = ((self._edge_batch(X, graph, edges, rng) for _ in range(first, min(steps, first + per_epoch)))
+                  for first in range(0, steps, per_epoch))
+        return -(-steps // per_epoch), epochs
+
+    def uses_graph(self):
+        return bool(self.graph_weight) or self.triplets == "neighbours"
+
+    def _pairs_in(self, count, rng):
+        """A streamed batch's (triplets, edges, negatives): random triplets, no graph pairs."""
+        none = np.zeros((0, 2), dtype=np.int64)
+        return rng.integers(0, count, size=(self.triplets_per_batch, 3)), none, none
+
+    def _edge_batch(self, X, graph, m, rng):
+        heads, tails = graph.draw(rng, m)
+        rows = np.concatenate([_read_rows(X, heads), _read_rows(X, tails)])
+        edges = np.stack([np.arange(m), m + np.arange(m)], axis=1)
+        # Negatives: each head with `negatives` random tails of the batch, mostly not its neighbours.
+        negatives = np.stack([np.repeat(np.arange(m), self.negatives),
+                              m + rng.integers(0, m, size=m * self.negatives)], axis=1)
+        b = rng.integers(0, m, size=self.triplets_per_batch)
+        if self.triplets == "neighbours":  # A a graph neighbour of B, C random
+            triplets = np.stack([m + b, b, rng.integers(0, 2 * m, size=len(b))], axis=1)
+        else:
+            triplets = rng.integers(0, 2 * m, size=(self.triplets_per_batch, 3))
+        return rows, triplets, edges, negatives
+
     def fit(self, X, progress=None):
-        """Train on X, an (n_rows, input_dim) array or memmap; progress(fraction) after each epoch."""
+        """Train on X, an (n_rows, input_dim) array or memmap; progress(fraction) as it goes
+        (the neighbour graph, when used, is the first 5 %)."""
         import keras
         import tensorflow as tf
+
+        from workers.pipeline.map_losses import graph_cross_entropy, neighbourhood_divergence, triplet_log_ratio
+        from workers.pipeline.neighbour_graph import curve_parameters
 
         if self.triplets not in TRIPLET_MODES:
             raise ValueError(f"triplets must be one of {TRIPLET_MODES}, got {self.triplets!r}")
@@ -257,16 +261,6 @@ class TripletAutoencoder:
         n = len(X)
         if n < 3:
             raise ValueError(f"the autoencoder needs at least 3 rows, got {n}")
-        neighbour_mode = self.triplets == "neighbours"
-        if neighbour_mode:
-            from sklearn.neighbors import NearestNeighbors
-
-            k = min(self.neighbours, n - 1)
-            self.neighbour_indices_ = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(return_distance=False)
-            streamed = max(1, self.batch_size // 2)  # the other half: one neighbour per anchor
-        else:
-            self.__dict__.pop("neighbour_indices_", None)  # from an earlier fit
-            streamed = self.batch_size
 
         rng = np.random.default_rng(self.seed)
         # One scalar brings the inputs to unit variance per dimension, so the weights of the
@@ -279,13 +273,15 @@ class TripletAutoencoder:
         optimizer = keras.optimizers.Adam(learning_rate=self.learning_rate)
         optimizer.build(variables)
         weights = [float(self.reconstruction_weight), float(self.regularizer_weight), float(self.triplet_weight),
-                   float(self.neighbourhood_weight)]
+                   float(self.neighbourhood_weight), float(self.graph_weight)]
         perplexity, scale = float(self.perplexity), float(self.neighbourhood_scale)
-        code_std, eps = float(self.code_std), float(self.eps)
+        code_std, eps, graph_scale = float(self.code_std), float(self.eps), float(self.graph_scale)
+        curve = curve_parameters(self.min_dist)
+        pairs = tf.TensorSpec([None, 2], tf.int32)
 
         @tf.function(input_signature=[tf.TensorSpec([None, self.input_dim], tf.float32),
-                                      tf.TensorSpec([None, 3], tf.int32)])
-        def train_step(x, triplets):
+                                      tf.TensorSpec([None, 3], tf.int32), pairs, pairs])
+        def train_step(x, triplets, edges, negatives):
             x = x * scale_inputs
             with tf.GradientTape() as tape:
                 z = encoder(x, training=True)
@@ -298,34 +294,38 @@ class TripletAutoencoder:
                 r_code = triplet_log_ratio(tf.gather(z, a), tf.gather(z, b), tf.gather(z, c), eps)
                 triplet = tf.reduce_mean(tf.square(r_in - r_code))
                 loss = weights[0] * reconstruction + weights[1] * regularizer + weights[2] * triplet
+                neighbourhood = attraction = repulsion = tf.constant(0.0)
                 if weights[3]:
                     neighbourhood = neighbourhood_divergence(x, z, perplexity, scale)
                     loss += weights[3] * neighbourhood
-                else:
-                    neighbourhood = tf.constant(0.0)
+                if weights[4]:
+                    spread = z * graph_scale
+                    attraction, repulsion = graph_cross_entropy(
+                        tf.gather(spread, edges[:, 0]), tf.gather(spread, edges[:, 1]),
+                        tf.gather(spread, negatives[:, 0]), tf.gather(spread, negatives[:, 1]), *curve)
+                    loss += weights[4] * (attraction + self.negatives * repulsion)
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return tf.stack([loss, reconstruction, regularizer, triplet, neighbourhood, tf.reduce_mean(std)])
+            return tf.stack([loss, reconstruction, regularizer, triplet, neighbourhood, attraction, repulsion,
+                             tf.reduce_mean(std)])
 
-        names = ("loss", "reconstruction", "regularizer", "triplet", "neighbourhood", "code_std")
+        names = ("loss", "reconstruction", "regularizer", "triplet", "neighbourhood", "attraction", "repulsion",
+                 "code_std")
         self.history_ = {name: [] for name in names}
-        for epoch in range(self.epochs):
+        self.steps_ = 0
+        graph_share = 0.05 if self.uses_graph() else 0.0  # of the progress, for the neighbour graph
+        count, epochs = self._batches(X, rng, (lambda done: progress(graph_share * done)) if progress else None)
+        for epoch, batches in enumerate(epochs, 1):
             totals, rows_seen = np.zeros(len(names)), 0
-            for idx, rows in iter_shuffled_batches(X, streamed, rng, self.buffer_rows):
-                if neighbour_mode:
-                    m = len(idx)
-                    partners = self.neighbour_indices_[idx, rng.integers(0, k, size=m)]
-                    rows = np.concatenate([rows, _read_rows(X, partners)])
-                    b = rng.integers(0, m, size=self.triplets_per_batch)  # anchor B
-                    triplets = np.stack([m + b, b, rng.integers(0, len(rows), size=len(b))], axis=1)
-                else:
-                    triplets = rng.integers(0, len(rows), size=(self.triplets_per_batch, 3))
-                values = train_step(tf.constant(rows), tf.constant(triplets, dtype=tf.int32)).numpy()
+            for rows, triplets, edges, negatives in batches:
+                values = train_step(tf.constant(rows), tf.constant(triplets, dtype=tf.int32),
+                                    tf.constant(edges, dtype=tf.int32), tf.constant(negatives, dtype=tf.int32)).numpy()
                 totals += values * len(rows)
                 rows_seen += len(rows)
+                self.steps_ += 1
             for name, value in zip(names, totals / rows_seen):
                 self.history_[name].append(float(value))
             if progress:
-                progress((epoch + 1) / self.epochs)
+                progress(graph_share + (1.0 - graph_share) * epoch / count)
 
         self.encoder_, self.decoder_ = encoder, decoder
         self.n_parameters_ = {"encoder": int(encoder.count_params()), "decoder": int(decoder.count_params())}
@@ -370,6 +370,7 @@ class TripletAutoencoder:
             "history": self.history_,
             "n_parameters": self.n_parameters_,
             "input_scale": self.input_scale_,
+            "steps": self.steps_,
         })
 
     @classmethod
@@ -387,10 +388,13 @@ class TripletAutoencoder:
             params = {FORMAT_1_NAMES.get(name, name): value for name, value in params.items()}
             params["triplets"] = FORMAT_1_NAMES.get(params["triplets"], params["triplets"])
             history = {FORMAT_1_NAMES.get(term, term): values for term, values in history.items()}
+        if state.get("format_version", 1) < 3:  # trained before the graph term, whose parameters it lacks
+            params = {"graph_weight": 0.0, "max_steps": 0, **params}
         model = cls(**params)
         model.encoder_ = keras.saving.load_model(directory / ENCODER_FILE, compile=False)
         model.decoder_ = keras.saving.load_model(directory / DECODER_FILE, compile=False)
         model.history_ = history
         model.n_parameters_ = state["n_parameters"]
         model.input_scale_ = state["input_scale"]
+        model.steps_ = state.get("steps")
         return model

@@ -111,7 +111,8 @@ def train(job):
     vectors = open_array(collection.embedding_dir, "pca")
     models = collection.models_dir
     lifecycle.update(job.pk, message=f"training the autoencoder on {len(vectors)} frame(s)")
-    autoencoder = TripletAutoencoder(input_dim=vectors.shape[1], epochs=settings.AUTOENCODER_EPOCHS, seed=0)
+    autoencoder = TripletAutoencoder(input_dim=vectors.shape[1], epochs=settings.AUTOENCODER_EPOCHS,
+                                     max_steps=settings.AUTOENCODER_MAX_STEPS, seed=0)
     autoencoder.fit(vectors, progress=job_progress(job.pk, span=0.95, interval=2.0))
     stretch = RadialStretch(rotation_degrees=settings.LAYOUT_ROTATION).fit(autoencoder.transform(vectors))
     version = uuid.uuid4().hex
