@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
+from tests.benchmarks.quality_report import generated_videos
 from tests.test_autoencoder import clustered, descend, random_codes, rolled_sheet
 from workers.pipeline.autoencoder import TripletAutoencoder
 from workers.pipeline.neighbour_graph import (
@@ -38,6 +39,18 @@ def test_repeated_frames_are_each_others_neighbours_and_get_finite_weights():
     assert np.all(indices[:30] < 30) and np.all(distances[:30] == 0)
     weights = memberships(distances)
     assert np.all(np.isfinite(weights)) and np.all(weights[:30] == 1.0)
+    head, tail, _ = fuzzy_graph(distances, indices)
+    assert not np.any((head < 30) & (tail < 30))  # no edge between copies: they teach nothing
+    assert np.any((head < 30) & (tail >= 30))  # the still video stays tied to its look-alikes
+
+
+def test_a_collection_of_one_repeated_frame_trains_without_a_graph():
+    x = np.repeat(clustered(1)[:1], 40, axis=0)
+    assert len(fuzzy_graph(*nearest_neighbours(x, 10))[0]) == 0
+    model = TripletAutoencoder(epochs=2).fit(x)
+    codes = model.transform(x)
+    assert np.all(np.isfinite(codes)) and np.all(codes == codes[0])
+    assert np.all(np.isfinite(model.history_["loss"])) and model.history_["attraction"] == [0.0, 0.0]
 
 
 def test_the_approximate_index_above_its_limit_still_finds_most_neighbours(monkeypatch):
@@ -56,7 +69,8 @@ def test_memberships_are_umaps():
     distances = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 5.0]])
     weights = memberships(distances)
     assert np.allclose(weights[:, 0], 1.0)  # the nearest neighbour: weight 1 (rho)
-    assert weights[0].sum() == pytest.approx(np.log2(4), rel=1e-6)  # sigma set by bisection
+    # sigma set by bisection: 4 neighbours weigh log2(4 + 1), as UMAP's n_neighbors=5 (it counts the frame)
+    assert weights[0].sum() == pytest.approx(np.log2(5), rel=1e-6)
     assert np.all(np.diff(weights[0]) < 0)  # farther, lighter
     # Three neighbours tied nearest already weigh more than log2(4): sigma shrinks to its floor.
     assert np.allclose(weights[1], [1, 1, 1, 0], atol=1e-6)
@@ -120,11 +134,8 @@ def test_gradient_steps_on_the_graph_term_alone_keep_neighbours_together(start):
 
 @pytest.fixture(scope="module")
 def videos():
-    """Twelve synthetic videos: each a smooth random walk of 60 frames in 256-d, from its own start."""
-    rng = np.random.default_rng(7)
-    walks = [rng.normal(size=(1, 256)) * 3 + np.cumsum(rng.normal(size=(60, 256)) * 0.15, axis=0)
-             for _ in range(12)]
-    return np.concatenate(walks).astype(np.float32), np.repeat(np.arange(12), 60)
+    """Twelve generated videos: each a smooth random walk of 60 frames in 256-d, from its own start."""
+    return generated_videos(12, dims=256, seed=7)
 
 
 def test_the_default_map_is_reproducible_and_keeps_videos_as_paths(videos):
@@ -160,8 +171,11 @@ def test_the_graph_term_history_steps_and_progress(videos):
     assert np.all(h["attraction"] > 0) and np.all(h["repulsion"] > 0)
 
 
-def test_too_few_frames_for_the_neighbours_asked():
-    with pytest.raises(ValueError, match="at least 11 frames"):
+def test_too_few_frames_for_the_neighbours_asked_and_bad_parameters():
+    with pytest.raises(ValueError, match="a frame more than its 10 neighbours: got 10 frame"):
         nearest_neighbours(clustered(10), 10)
+    for bad in (dict(negatives=0), dict(neighbours=0), dict(batch_size=1), dict(graph_scale=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TripletAutoencoder(**bad).fit(clustered(20))
     codes = TripletAutoencoder(epochs=2).fit(clustered(5)).transform(clustered(5))  # k shrinks to n - 1
     assert codes.shape == (5, 2) and np.all(np.isfinite(codes))

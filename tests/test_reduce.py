@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from workers.pipeline.reduce import StreamingPCA
+from workers.pipeline.reduce import StreamingPCA, blocks_of
 
 
 def low_rank(n, seed=0):
@@ -59,3 +59,13 @@ def test_repeated_frames_give_only_the_components_they_have():
     assert np.allclose(np.linalg.norm(pca.components_, axis=1), 1.0, atol=1e-4)  # every kept one a direction
     projected = pca.transform(data)
     assert projected.shape == (320, 256) and np.isfinite(projected).all()
+
+
+def test_blocks_hold_exactly_their_rows_across_batches():
+    """Blocks start at the same rows whatever comes after: the embed stage projects the old
+    frames of a collection in the same products when new frames are appended."""
+    batches = [np.arange(300 * 2).reshape(300, 2), np.zeros((0, 2)), np.arange(900 * 2).reshape(900, 2) + 1e4]
+    blocks = list(blocks_of(batches, 256))
+    assert [len(block) for block in blocks] == [256] * 4 + [176]
+    assert np.array_equal(np.concatenate(blocks), np.concatenate(batches))
+    assert all(block.dtype == np.float64 for block in blocks)

@@ -264,7 +264,8 @@ def run_child(job):
         autoencoder = TripletAutoencoder(input_dim=PCA_COMPONENTS, seed=0, **params).fit(
             vectors, progress=lambda done: graph_done.append(time.perf_counter() - began) if done <= 0.05 else None)
     if autoencoder.uses_graph():
-        print(f"    of which the neighbour graph {graph_done[-1]:.1f} s; {autoencoder.steps_} training steps", flush=True)
+        print(f"    of which the neighbour graph {graph_done[-1]:.1f} s; {autoencoder.steps_} training steps",
+              flush=True)
     with meter.step("autoencoder transform"):
         codes = autoencoder.transform(vectors)
     with meter.step("layout fit+transform"):

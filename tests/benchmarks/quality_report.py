@@ -7,6 +7,7 @@ For the same frames, in one run, it prints for each 2D layout:
   - 10-NN accuracy in 2D (5-fold cross-validation), next to the same in 256-d; the class is
     each frame's file (a video, or a sign of the sign-language clips), or with
     `--classes folder` the first folder under --media (photos sorted into class folders);
+    or, with `--generated N`, N generated videos (random walks) instead of media, each its class;
   - the median 2D distance between consecutive frames of one file over that of random
     pairs (small: a video draws a path, not a scatter);
   - how well the map keeps distance ratios: the Spearman correlation between the log
@@ -29,6 +30,7 @@ layouts take seconds. Run from the repository root (not a pytest test):
 
     .venv/bin/python tests/benchmarks/quality_report.py [--media DIR] [--classes file|folder]
         [--every 5] [--seeds 5] [--out DIR]
+    .venv/bin/python tests/benchmarks/quality_report.py --generated 40   # no media or weights needed
 """
 import argparse
 import sys
@@ -81,6 +83,15 @@ def collect_features(sources, out, weights):
     if computed:
         print(f"features: {computed} frame(s) described in {seconds:.1f} s ({computed / seconds:.2f} frames/s)")
     return np.concatenate(rows).astype(np.float32)
+
+
+def generated_videos(videos, frames=60, dims=4096, seed=0):
+    """(features, video of each frame): each video a random walk from its own start, as the
+    consecutive frames of a real video drift within a scene of their own (also the tests' data)."""
+    rng = np.random.default_rng(seed)
+    walks = [rng.normal(size=(1, dims)) * 3.0 + np.cumsum(rng.normal(size=(frames, dims)) * 0.15, axis=0)
+             for _ in range(videos)]
+    return np.concatenate(walks).astype(np.float32), np.repeat(np.arange(videos), frames)
 
 
 def consecutive_ratio(xy, files):
@@ -157,9 +168,12 @@ def main():
                         help="a frame's class for the 10-NN accuracy: its file, or the first folder under --media")
     parser.add_argument("--seeds", type=int, default=5,
                         help="seeds per stochastic layout, reported as median [min-max] (default 5)")
+    parser.add_argument("--generated", type=int, metavar="VIDEOS",
+                        help="instead of media: this many generated videos of 60 frames (4096-d random walks, "
+                             "each from its own start), each video its class; no weights or media needed")
 
     args = parser.parse_args()
-    if not args.media.is_dir():
+    if not args.generated and not args.media.is_dir():
         parser.error(f"no media folder at {args.media}: pass --media FOLDER (videos or photos)")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -174,19 +188,27 @@ def main():
     from workers.pipeline.reduce import StreamingPCA
 
     args.out.mkdir(parents=True, exist_ok=True)
-    sources = collect_frames(args.media, args.out, args.every)
-    features = collect_features(sources, args.out, weights)
-    names = [name if args.classes == "file" else name.split("/")[0] for name, _, _ in sources]
-    classes = {name: number for number, name in enumerate(dict.fromkeys(names))}
-    labels = np.concatenate([np.full(count, classes[name]) for name, (_, _, count) in zip(names, sources)])
-    files = np.concatenate([np.full(count, number) for number, (_, _, count) in enumerate(sources)])
-    print(f"{len(features)} frames from {len(sources)} files (1 in {args.every}), {len(classes)} classes "
-          f"(by {args.classes}); {args.seeds} seed(s) per stochastic layout, shown as median [min-max]")
+    if args.generated:
+        sources = None
+        features, files = generated_videos(args.generated)
+        labels = files
+        print(f"{len(features)} generated frames of {args.generated} videos (each its class); {args.seeds} seed(s) "
+              "per stochastic layout, shown as median [min-max]")
+    else:
+        sources = collect_frames(args.media, args.out, args.every)
+        features = collect_features(sources, args.out, weights)
+        names = [name if args.classes == "file" else name.split("/")[0] for name, _, _ in sources]
+        classes = {name: number for number, name in enumerate(dict.fromkeys(names))}
+        labels = np.concatenate([np.full(count, classes[name]) for name, (_, _, count) in zip(names, sources)])
+        files = np.concatenate([np.full(count, number) for number, (_, _, count) in enumerate(sources)])
+        print(f"{len(features)} frames from {len(sources)} files (1 in {args.every}), {len(classes)} classes "
+              f"(by {args.classes}); {args.seeds} seed(s) per stochastic layout, shown as median [min-max]")
 
     started = time.perf_counter()
     pca = StreamingPCA(256).fit([features], len(features))
     reduced = pca.transform(features)
-    print(f"PCA 4096 -> 256: {pca.explained_variance_:.1%} of the variance kept ({time.perf_counter() - started:.1f} s)")
+    print(f"PCA 4096 -> 256: {pca.explained_variance_:.1%} of the variance kept "
+          f"({time.perf_counter() - started:.1f} s)")
     print(f"10-NN accuracy in 256-d: {knn_accuracy(reduced, labels):.3f}")
 
     seeds = range(args.seeds)
@@ -242,6 +264,8 @@ def main():
           f"(codes scaled to fill [-1, 1]), {spread(cells_after, 0)} after")
     print(f"trustworthiness after the stretch: {spread(trust_after)}")
     default_codes = layouts[default_name][0][0]
+    if sources is None:
+        return
     picture = args.out / "layout.png"
     thumbnails_picture(picture, [("autoencoder codes (seed 0)", default_codes),
                                  ("after the radial stretch", RadialStretch().fit_transform(default_codes))], sources)

@@ -15,8 +15,8 @@ The loss is a weighted sum of five terms (workers/pipeline/map_losses.py):
                   edges drawn in proportion to their weight are pulled together on the
                   map, random pairs of the batch pushed apart. This is the term that
                   makes 2D neighbours real neighbours (trustworthiness): it lifted the
-                  product's map from 0.98 to 0.99 on the sample media, level with t-SNE
-                  (tests/benchmarks/quality_report.py). The codes are multiplied by
+                  product's map from 0.984 to 0.993 on the sample media, near t-SNE's
+                  0.997 (tests/benchmarks/quality_report.py). The codes are multiplied by
                   `graph_scale` first, so UMAP's curve (`min_dist`) sees its usual range
                   while the regularizer keeps the codes inside tanh's (-1, 1);
   reconstruction  mean squared error of decoder(encoder(x)) against x;
@@ -40,12 +40,16 @@ same way whatever the features' scale.
 Batches: while the graph is used (graph_weight > 0 or "neighbours" triplets), a batch is
 `batch_size` // 2 edges drawn from the graph, their heads and then their tails, and an
 epoch draws as many edges as the graph's total weight; training stops after `max_steps`
-steps at most, so a large collection trains in bounded time (a parametric encoder learns
-from samples and does not need each edge of 100,000 frames visited hundreds of times, as
-UMAP's own optimisation does). Without the graph, batches stream shuffled rows from X,
+steps at most (0: no limit), so the training steps of a large collection take a bounded
+time (a parametric encoder learns from samples and does not need each edge of 100,000
+frames visited hundreds of times, as UMAP's own optimisation does; building the graph
+still grows with the frames). A graph without edges (every frame the same) falls back to
+streamed rows. Without the graph, batches stream shuffled rows from X,
 which may be a memory-mapped array larger than RAM: blocks of rows are read in a random
 order, a few blocks at a time, and their rows shuffled together (`buffer_rows` bounds the
-memory). Either way the memory is X's pages plus O(rows x neighbours) for the graph.
+memory). Either way the memory is X's pages, plus while the graph is used the graph and,
+while it is built, faiss's index (workers/pipeline/neighbour_graph.py: at most 51 MB, or
+256 bytes a frame above 50,000 frames).
 
 The training step is a `tf.function` without XLA (jit_compile is several times slower on
 these CPUs). Runs are reproducible without touching global random state: layer
@@ -63,6 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from workers.pipeline.arrays import write_json_atomic
+from workers.pipeline.map_batches import graph_epochs, read_rows, streamed_epochs
 
 # 2 spells the neighbourhood parameters and history term the British way; 3 adds the graph term
 FORMAT_VERSION = 3
@@ -102,57 +107,13 @@ def build_models(input_dim=256, seed=0):
     return encoder, decoder
 
 
-def iter_shuffled_batches(X, batch_size, rng, buffer_rows=262_144, blocks_per_buffer=8):
-    """Yield (row indices, float32 rows) covering every row of X once, in a shuffled order.
-
-    X is read in contiguous blocks (never fancy-indexed as a whole, so a memmap is read
-    sequentially): the block order is random, `blocks_per_buffer` blocks are read into a
-    buffer of at most `buffer_rows` rows and their rows shuffled together, then cut into
-    batches. Every batch has `batch_size` rows except the last: a remainder of at least
-    half a batch comes as a smaller batch, a smaller one joins the last full batch (a
-    batch of a few rows would give BatchNormalization meaningless statistics).
-    """
-    n = len(X)
-    block = max(1, buffer_rows // blocks_per_buffer)
-    starts = rng.permutation(np.arange(0, n, block))
-    carry_idx = np.empty(0, dtype=np.int64)
-    carry_rows = np.empty((0, X.shape[1]), dtype=np.float32)
-    pending = None  # the latest full batch, held back in case the remainder must join it
-    for g in range(0, len(starts), blocks_per_buffer):
-        group = starts[g:g + blocks_per_buffer]
-        idx = np.concatenate([carry_idx] + [np.arange(s, min(s + block, n)) for s in group])
-        rows = np.concatenate([carry_rows] + [np.asarray(X[s:s + block], dtype=np.float32) for s in group])
-        order = rng.permutation(len(idx))
-        idx, rows = idx[order], rows[order]
-        full = len(idx) // batch_size * batch_size
-        for i in range(0, full, batch_size):
-            if pending is not None:
-                yield pending
-            pending = idx[i:i + batch_size], rows[i:i + batch_size]
-        carry_idx, carry_rows = idx[full:], rows[full:]
-    if pending is not None and len(carry_idx) < batch_size / 2:
-        pending = np.concatenate([pending[0], carry_idx]), np.concatenate([pending[1], carry_rows])
-        carry_idx = carry_idx[:0]
-    if pending is not None:
-        yield pending
-    if len(carry_idx):
-        yield carry_idx, carry_rows
-
-
-def _read_rows(X, indices):
-    """X[indices] in the order given, reading a memmap in increasing row order."""
-    order = np.argsort(indices, kind="stable")
-    rows = np.empty((len(indices), X.shape[1]), dtype=np.float32)
-    rows[order] = np.asarray(X[indices[order]], dtype=np.float32)
-    return rows
-
-
 class TripletAutoencoder:
     """The article's autoencoder with a scikit-learn contract: parameters here, `fit`, learned `*_`.
 
     Learned state: `encoder_`, `decoder_` (Keras models), `history_` (per epoch: total
     `loss`, the unweighted `reconstruction`, `regularizer`, `triplet`, `neighbourhood`,
-    `attraction` and `repulsion` terms, and the mean batch `code_std`), `n_parameters_`
+    `attraction` and `repulsion` terms, 0 for a term of weight 0, which is not computed,
+    and the mean batch `code_std`), `n_parameters_`
     ({"encoder": ..., "decoder": ...}), `input_scale_` and `steps_` (training steps taken).
 
     loss = reconstruction_weight * reconstruction + regularizer_weight * regularizer
@@ -204,45 +165,22 @@ class TripletAutoencoder:
             raise ValueError(f"expected an array of shape (rows, {self.input_dim}), got {X.shape}")
 
     def _batches(self, X, rng, progress):
-        """(number of epochs, the epochs): each epoch yields (rows, triplets, edges, negatives),
-        the last three index arrays into the batch's rows. Graph batches while the graph is
-        used, else streamed rows; progress(fraction) while the graph is built."""
-        if not self.uses_graph():
-            epochs = (((rows, *self._pairs_in(len(rows), rng)) for _, rows in iter_shuffled_batches(
-                X, self.batch_size, rng, self.buffer_rows)) for _ in range(self.epochs))
-            return self.epochs, epochs
-        from workers.pipeline.neighbour_graph import EdgeSampler, fuzzy_graph, nearest_neighbours
+        """(number of epochs, the epochs, whether they are graph batches), as map_batches gives
+        them: graph batches while the graph is used and has edges (a collection of one repeated
+        frame has none), else streamed rows; progress(fraction) while the graph is built."""
+        if self.uses_graph():
+            from workers.pipeline.neighbour_graph import EdgeSampler, fuzzy_graph, nearest_neighbours
 
-        graph = EdgeSampler(*fuzzy_graph(*nearest_neighbours(X, min(self.neighbours, len(X) - 1),
-                                                             progress=progress)))
-        edges = max(1, self.batch_size // 2)
-        per_epoch = max(1, int(np.ceil(graph.total / edges)))
-        steps = min(self.epochs * per_epoch, self.max_steps or self.epochs * per_epoch)
-        epochs = ((self._edge_batch(X, graph, edges, rng) for _ in range(first, min(steps, first + per_epoch)))
-                  for first in range(0, steps, per_epoch))
-        return -(-steps // per_epoch), epochs
+            nearest = nearest_neighbours(X, min(self.neighbours, len(X) - 1), progress=progress)
+            graph = EdgeSampler(*fuzzy_graph(*nearest))
+            if graph.total > 0:
+                return (*graph_epochs(X, graph, self.epochs, self.max_steps, self.batch_size // 2, self.negatives,
+                                      self.triplets, self.triplets_per_batch, rng), True)
+        return self.epochs, streamed_epochs(X, self.epochs, self.batch_size, self.triplets_per_batch, rng,
+                                            self.buffer_rows), False
 
     def uses_graph(self):
         return bool(self.graph_weight) or self.triplets == "neighbours"
-
-    def _pairs_in(self, count, rng):
-        """A streamed batch's (triplets, edges, negatives): random triplets, no graph pairs."""
-        none = np.zeros((0, 2), dtype=np.int64)
-        return rng.integers(0, count, size=(self.triplets_per_batch, 3)), none, none
-
-    def _edge_batch(self, X, graph, m, rng):
-        heads, tails = graph.draw(rng, m)
-        rows = np.concatenate([_read_rows(X, heads), _read_rows(X, tails)])
-        edges = np.stack([np.arange(m), m + np.arange(m)], axis=1)
-        # Negatives: each head with `negatives` random tails of the batch, mostly not its neighbours.
-        negatives = np.stack([np.repeat(np.arange(m), self.negatives),
-                              m + rng.integers(0, m, size=m * self.negatives)], axis=1)
-        b = rng.integers(0, m, size=self.triplets_per_batch)
-        if self.triplets == "neighbours":  # A a graph neighbour of B, C random
-            triplets = np.stack([m + b, b, rng.integers(0, 2 * m, size=len(b))], axis=1)
-        else:
-            triplets = rng.integers(0, 2 * m, size=(self.triplets_per_batch, 3))
-        return rows, triplets, edges, negatives
 
     def fit(self, X, progress=None):
         """Train on X, an (n_rows, input_dim) array or memmap; progress(fraction) as it goes
@@ -255,6 +193,12 @@ class TripletAutoencoder:
 
         if self.triplets not in TRIPLET_MODES:
             raise ValueError(f"triplets must be one of {TRIPLET_MODES}, got {self.triplets!r}")
+        for name, least in (("batch_size", 2), ("neighbours", 1), ("negatives", 1), ("epochs", 0), ("max_steps", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
+        if not (self.graph_scale > 0 and self.min_dist >= 0):
+            raise ValueError(f"graph_scale must be positive and min_dist not negative, got {self.graph_scale} "
+                             f"and {self.min_dist}")
         if not isinstance(X, np.ndarray):
             X = np.asarray(X)
         self._check(X)
@@ -265,15 +209,20 @@ class TripletAutoencoder:
         rng = np.random.default_rng(self.seed)
         # One scalar brings the inputs to unit variance per dimension, so the weights of the
         # terms mean the same whatever the features' scale (only reconstruction depends on it).
-        sample = _read_rows(X, np.sort(rng.choice(n, size=min(n, 10_000), replace=False)))
+        sample = read_rows(X, np.sort(rng.choice(n, size=min(n, 10_000), replace=False)))
         self.input_scale_ = float(1.0 / np.sqrt(np.mean(np.var(sample, axis=0)) + 1e-12))
         scale_inputs = self.input_scale_
         encoder, decoder = build_models(self.input_dim, self.seed)
         variables = encoder.trainable_variables + decoder.trainable_variables
         optimizer = keras.optimizers.Adam(learning_rate=self.learning_rate)
         optimizer.build(variables)
+        graph_share = 0.05 if self.uses_graph() else 0.0  # of the progress, for the neighbour graph
+        count, epochs, graph_batches = self._batches(
+            X, rng, (lambda done: progress(graph_share * done)) if progress else None)
+        if progress and graph_share:
+            progress(graph_share)  # the graph is built
         weights = [float(self.reconstruction_weight), float(self.regularizer_weight), float(self.triplet_weight),
-                   float(self.neighbourhood_weight), float(self.graph_weight)]
+                   float(self.neighbourhood_weight), float(self.graph_weight) if graph_batches else 0.0]
         perplexity, scale = float(self.perplexity), float(self.neighbourhood_scale)
         code_std, eps, graph_scale = float(self.code_std), float(self.eps), float(self.graph_scale)
         curve = curve_parameters(self.min_dist)
@@ -289,12 +238,14 @@ class TripletAutoencoder:
                 mean, variance = tf.nn.moments(z, axes=[0])
                 std = tf.sqrt(variance + 1e-8)  # finite gradient even for a collapsed batch
                 regularizer = tf.reduce_mean(tf.square(mean) + tf.square(std - code_std))
-                a, b, c = triplets[:, 0], triplets[:, 1], triplets[:, 2]
-                r_in = triplet_log_ratio(tf.gather(x, a), tf.gather(x, b), tf.gather(x, c), eps)
-                r_code = triplet_log_ratio(tf.gather(z, a), tf.gather(z, b), tf.gather(z, c), eps)
-                triplet = tf.reduce_mean(tf.square(r_in - r_code))
-                loss = weights[0] * reconstruction + weights[1] * regularizer + weights[2] * triplet
-                neighbourhood = attraction = repulsion = tf.constant(0.0)
+                loss = weights[0] * reconstruction + weights[1] * regularizer
+                triplet = neighbourhood = attraction = repulsion = tf.constant(0.0)
+                if weights[2]:
+                    a, b, c = triplets[:, 0], triplets[:, 1], triplets[:, 2]
+                    r_in = triplet_log_ratio(tf.gather(x, a), tf.gather(x, b), tf.gather(x, c), eps)
+                    r_code = triplet_log_ratio(tf.gather(z, a), tf.gather(z, b), tf.gather(z, c), eps)
+                    triplet = tf.reduce_mean(tf.square(r_in - r_code))
+                    loss += weights[2] * triplet
                 if weights[3]:
                     neighbourhood = neighbourhood_divergence(x, z, perplexity, scale)
                     loss += weights[3] * neighbourhood
@@ -312,8 +263,6 @@ class TripletAutoencoder:
                  "code_std")
         self.history_ = {name: [] for name in names}
         self.steps_ = 0
-        graph_share = 0.05 if self.uses_graph() else 0.0  # of the progress, for the neighbour graph
-        count, epochs = self._batches(X, rng, (lambda done: progress(graph_share * done)) if progress else None)
         for epoch, batches in enumerate(epochs, 1):
             totals, rows_seen = np.zeros(len(names)), 0
             for rows, triplets, edges, negatives in batches:
@@ -332,15 +281,24 @@ class TripletAutoencoder:
         return self
 
     def transform(self, X, batch_size=8192):
-        """(n_rows, input_dim) -> (n_rows, 2) float32 codes in (-1, 1), streaming over X."""
+        """(n_rows, input_dim) -> (n_rows, 2) float32 codes in (-1, 1), streaming over X.
+
+        Every network call gets `batch_size` rows, the last padded with zeros: the matrix
+        kernels, chosen by the shape, then sum each row in one order, so a frame's code is
+        the same to the last bit whatever the rows beside it (the old frames of a map placed
+        again with new ones keep their exact places)."""
         if not isinstance(X, np.ndarray):
             X = np.asarray(X)
         self._check(X)
         codes = np.empty((len(X), 2), dtype=np.float32)
+        padded = np.zeros((batch_size, self.input_dim), dtype=np.float32)
         for start in range(0, len(X), batch_size):
             chunk = np.asarray(X[start:start + batch_size], dtype=np.float32)
+            padded[:len(chunk)] = chunk
+            padded[len(chunk):] = 0.0
             # A direct call: faster than model.predict, and no tf.function to trace per model.
-            codes[start:start + batch_size] = self.encoder_(chunk * self.input_scale_, training=False).numpy()
+            out = self.encoder_(padded * self.input_scale_, training=False).numpy()
+            codes[start:start + len(chunk)] = out[:len(chunk)]
         return codes
 
     def fit_transform(self, X, progress=None):

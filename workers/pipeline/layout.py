@@ -12,7 +12,8 @@ local change of scale.
 
 It is a function, learned once: F is stored as `quantiles` percentiles of the radius and
 interpolated between them, so frames added later are placed consistently without refitting
-(radii beyond the largest fitted one land on the rim). The result is rotated by
+(radii beyond the largest fitted one land on the rim, or on the ring of the largest ones
+when several codes tie there). The result is rotated by
 `rotation_degrees` and clipped to [-1, 1]^2.
 """
 import numpy as np
@@ -40,9 +41,23 @@ class RadialStretch:
         return self
 
     def cdf(self, radii):
-        """The fitted distribution function F of the distance to the centre (0 to 1)."""
+        """The fitted distribution function F of the distance to the centre (0 to 1).
+
+        F is continuous and sqrt(F), the new radius, changes in proportion to the old one,
+        so a frame placed again with a code a rounding error away (another batch size sums
+        in another order) lands next to where it was:
+          - F is linear in r^2 between the quantiles, as it is for an even density over an
+            area, and runs from the centre straight to the second quantile: near the
+            centre sqrt(F) is then linear in r, where from the smallest fitted radius
+            (level 0) it would grow like a square root and magnify any rounding;
+          - quantiles that tie (several frames with one code, such as the frames of a still
+            video) are one step, at the first of their levels; beyond the largest fitted
+            radius F stays at its level."""
         levels = np.linspace(0.0, 1.0, len(self.radius_quantiles_))
-        return np.interp(radii, self.radius_quantiles_, levels, left=0.0, right=1.0)
+        radius, first = np.unique(self.radius_quantiles_[1:], return_index=True)
+        off_centre = radius > 0
+        squared = np.concatenate([[0.0], np.square(radius[off_centre])])
+        return np.interp(np.square(radii), squared, np.concatenate([[0.0], levels[1:][first[off_centre]]]))
 
     def transform(self, codes):
         """(n, 2) codes -> (n, 2) float32 map coordinates in the unit disk, within [-1, 1]^2."""

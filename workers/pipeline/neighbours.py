@@ -40,6 +40,11 @@ class NeighbourIndex:
         self.index_ = index
         return self
 
+    @property
+    def is_exact(self):
+        """Whether the fitted index compares every vector (below `exact_limit`)."""
+        return not hasattr(self.index_, "nprobe")
+
     def search(self, queries, k):
         """(distances, rows) of the k nearest indexed vectors to each query, nearest first;
         squared L2 distances, rows -1 where fewer than k exist."""

@@ -28,11 +28,15 @@ def blocks_of(batches, rows):
     """The rows of `batches`, as float64 blocks of `rows` rows (the last may be shorter)."""
     pending, held = [], 0
     for batch in batches:
-        pending.append(np.asarray(batch, dtype=np.float64))
-        held += len(pending[-1])
-        if held >= rows:
-            yield np.concatenate(pending)
-            pending, held = [], 0
+        batch = np.asarray(batch, dtype=np.float64)
+        while len(batch):
+            take = batch[:rows - held]
+            pending.append(take)
+            held += len(take)
+            batch = batch[len(take):]
+            if held == rows:
+                yield np.concatenate(pending)
+                pending, held = [], 0
     if pending:
         yield np.concatenate(pending)
 

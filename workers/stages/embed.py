@@ -92,7 +92,11 @@ def fit_pca(job):
             chunks = (chunk for source in sources for chunk in source_features(source, precision))
             done = 0
             for block in blocks_of(chunks, BLOCK_ROWS):  # many photos' single rows projected at once
-                projected.append(pca.transform(block))
+                # Always BLOCK_ROWS rows to a product, the last block padded: the BLAS kernel, chosen by
+                # the shape, then sums each row as it did before new frames were added after it, so the
+                # old frames' vectors, and their places on the map, stay exactly the same.
+                padded = np.pad(np.asarray(block, dtype=np.float32), ((0, BLOCK_ROWS - len(block)), (0, 0)))
+                projected.append(pca.transform(padded)[:len(block)])
                 done += len(block)
                 report(0.8 * done / n_frames)  # raises JobCancelled once the job is cancelled
             for number, source in enumerate(sources, 1):
