@@ -114,7 +114,8 @@ def train(job):
     collection = job.collection
     vectors = open_array(collection.embedding_dir, "pca")
     models = collection.models_dir
-    lifecycle.update(job.pk, message=f"training the autoencoder on {len(vectors)} frame(s)")
+    lifecycle.update(job.pk, message=f"training the autoencoder on {len(vectors)} frame(s): their neighbour graph, "
+                                     f"then up to {settings.AUTOENCODER_MAX_STEPS} steps")
     autoencoder = TripletAutoencoder(input_dim=vectors.shape[1], epochs=settings.AUTOENCODER_EPOCHS,
                                      max_steps=settings.AUTOENCODER_MAX_STEPS, seed=0)
     autoencoder.fit(vectors, progress=job_progress(job.pk, span=0.95, interval=2.0))
