@@ -1,7 +1,9 @@
-"""Small test media made with ffmpeg's lavfi sources (nothing is checked in)."""
+"""Small test media made with ffmpeg's lavfi sources (nothing is checked in), and generated features."""
 import json
 import subprocess
 from pathlib import Path
+
+import numpy as np
 
 
 def ffmpeg(*args):
@@ -57,3 +59,12 @@ def reencode(source, path, extra=("-vf", "scale=256:144", "-crf", "32")):
     """A re-encoded copy of a video: other size and quality, same frames and times."""
     ffmpeg("-i", source, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", *extra, path)
     return Path(path)
+
+
+def generated_videos(videos, frames=60, dims=4096, seed=0):
+    """(features, video of each frame): each video a random walk from its own start, as the
+    consecutive frames of a real video drift within a scene of their own (tests, tests/benchmarks/quality_report.py)."""
+    rng = np.random.default_rng(seed)
+    walks = [rng.normal(size=(1, dims)) * 3.0 + np.cumsum(rng.normal(size=(frames, dims)) * 0.15, axis=0)
+             for _ in range(videos)]
+    return np.concatenate(walks).astype(np.float32), np.repeat(np.arange(videos), frames)

@@ -71,7 +71,8 @@ def test_ingest_ends_with_a_layout_and_new_sources_are_placed_without_retraining
     assert read_manifest(collection.models_dir, "layout")["version"] == model["version"]
     new_index, new_layout = layout_of(collection)
     assert len(new_layout) == 15
-    # Exactly: their PCA vectors and codes are computed in products of one shape (embed.py, autoencoder.py).
+    # Exactly: new sources come after the old ones, and PCA vectors and codes are computed in products of
+    # one shape (embed.py, autoencoder.py).
     assert np.array_equal(new_index[:12], index) and np.array_equal(new_layout[:12], layout)
 
     # Ingesting the same files again does no work: no chunk to describe, no array rewritten.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
-from tests.benchmarks.quality_report import generated_videos
+from tests.media import generated_videos
 from tests.test_autoencoder import clustered, descend, random_codes, rolled_sheet
 from workers.pipeline.autoencoder import TripletAutoencoder
 from workers.pipeline.neighbour_graph import (

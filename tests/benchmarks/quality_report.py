@@ -42,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.media import generated_videos  # noqa: E402
 from workers.pipeline.arrays import open_array  # noqa: E402
 from workers.pipeline.files import find_media, file_checksum  # noqa: E402
 from workers.pipeline.sampling import MediaError, SamplingParams, sample_source  # noqa: E402
@@ -83,15 +84,6 @@ def collect_features(sources, out, weights):
     if computed:
         print(f"features: {computed} frame(s) described in {seconds:.1f} s ({computed / seconds:.2f} frames/s)")
     return np.concatenate(rows).astype(np.float32)
-
-
-def generated_videos(videos, frames=60, dims=4096, seed=0):
-    """(features, video of each frame): each video a random walk from its own start, as the
-    consecutive frames of a real video drift within a scene of their own (also the tests' data)."""
-    rng = np.random.default_rng(seed)
-    walks = [rng.normal(size=(1, dims)) * 3.0 + np.cumsum(rng.normal(size=(frames, dims)) * 0.15, axis=0)
-             for _ in range(videos)]
-    return np.concatenate(walks).astype(np.float32), np.repeat(np.arange(videos), frames)
 
 
 def consecutive_ratio(xy, files):

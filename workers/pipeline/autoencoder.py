@@ -176,8 +176,11 @@ class TripletAutoencoder:
             if graph.total > 0:
                 return (*graph_epochs(X, graph, self.epochs, self.max_steps, self.batch_size // 2, self.negatives,
                                       self.triplets, self.triplets_per_batch, rng), True)
-        return self.epochs, streamed_epochs(X, self.epochs, self.batch_size, self.triplets_per_batch, rng,
-                                            self.buffer_rows), False
+        epochs = self.epochs
+        if self.max_steps:  # whole epochs within the limit (a still video's frames alone: no graph)
+            epochs = min(epochs, max(1, self.max_steps // max(1, len(X) // self.batch_size)))
+        return epochs, streamed_epochs(X, epochs, self.batch_size, self.triplets_per_batch, rng,
+                                       self.buffer_rows), False
 
     def uses_graph(self):
         return bool(self.graph_weight) or self.triplets == "neighbours"
@@ -283,10 +286,10 @@ class TripletAutoencoder:
     def transform(self, X, batch_size=8192):
         """(n_rows, input_dim) -> (n_rows, 2) float32 codes in (-1, 1), streaming over X.
 
-        Every network call gets `batch_size` rows, the last padded with zeros: the matrix
-        kernels, chosen by the shape, then sum each row in one order, so a frame's code is
-        the same to the last bit whatever the rows beside it (the old frames of a map placed
-        again with new ones keep their exact places)."""
+        Every network call gets `batch_size` rows, the last padded with zeros: on CPUs whose
+        matrix kernels are chosen by the shape, each row is then summed in one order, so a
+        frame's code is the same to the last bit however many rows come with it (the old
+        frames of a map placed again with new ones keep their exact places)."""
         if not isinstance(X, np.ndarray):
             X = np.asarray(X)
         self._check(X)

@@ -6,7 +6,9 @@ grid of cells then shows most frames crammed into a few central cells and leaves
 rest empty. RadialStretch fixes the density along the radius only: each point keeps its
 angle around the centre, and its distance r from the centre goes through the empirical
 distribution F of those distances to r' = sqrt(F(r)). Since the fraction of a unit disk
-within radius r' is r'^2, the points then cover the unit disk with an even area density.
+within radius r' is r'^2, the points then cover the unit disk with an even area density
+(except where codes coincide: identical codes stay one point, and the ring they would
+fill stays empty).
 The order of distances from the centre is kept, and so are neighbourhoods, up to the
 local change of scale.
 
@@ -43,9 +45,9 @@ class RadialStretch:
     def cdf(self, radii):
         """The fitted distribution function F of the distance to the centre (0 to 1).
 
-        F is continuous and sqrt(F), the new radius, changes in proportion to the old one,
-        so a frame placed again with a code a rounding error away (another batch size sums
-        in another order) lands next to where it was:
+        F is continuous, and where codes tie exactly (a still video's frames), or sit on the
+        centre, a code a rounding error away lands next to them, not a jump away; radii
+        apart by less than the quantiles resolve can still spread far (F is steep there):
           - F is linear in r^2 between the quantiles, as it is for an even density over an
             area, and runs from the centre straight to the second quantile: near the
             centre sqrt(F) is then linear in r, where from the smallest fitted radius

@@ -53,8 +53,6 @@ def read_rows(X, indices):
     return rows
 
 
-
-
 def streamed_epochs(X, epochs, batch_size, triplets_per_batch, rng, buffer_rows):
     """`epochs` passes over X's rows in shuffled batches, random triplets, no graph pairs."""
     none = np.zeros((0, 2), dtype=np.int64)

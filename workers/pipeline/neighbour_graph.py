@@ -4,7 +4,7 @@ Computed once per training, before the first step:
   1. each frame's `k` nearest neighbours, with the faiss index of similar-clip search
      (exact up to its `exact_limit`, an inverted file above), queried in batches so a
      memmap is never loaded whole; a few more candidates than k are re-ranked by exact
-     distance, ties by row, so the neighbours do not hang on the index's rounding;
+     distance, ties by row among them, so the neighbours do not hang on the index's rounding;
   2. UMAP's memberships (McInnes et al., 2018, section 3): from frame i, the neighbour at
      distance d weighs exp(-(d - rho_i) / sigma_i), where rho_i is the distance to its
      nearest other frame and sigma_i is set by bisection so the weights of its k
@@ -16,9 +16,10 @@ Computed once per training, before the first step:
      the training, so their edges would only take the steps away from the rest.
 
 Memory: the index holds a copy of the vectors while the graph is built (float32 below
-`exact_limit` frames, so at most 51 MB; 8 bits a dimension above, 256 bytes a frame), and
-the graph about 2 k edges a frame (two int32 ends, a float32 weight and a float64
-cumulative weight: 20 bytes an edge, 400 bytes a frame at k = 10), freed after training.
+`exact_limit` frames, so at most 51 MB; 8 bits a dimension above, 256 bytes a frame), the
+re-ranking of a batch of 1,024 queries about 22 MB, and the graph about 2 k edges a frame
+(two int32 ends, a float32 weight and a float64 cumulative weight: 20 bytes an edge, 400
+bytes a frame at k = 10), freed after training.
 Time: the exact search grows with n^2 and the inverted file's with about n^1.5 (100,000
 frames: 7 s on 2 cores). Training samples edges in proportion to their weight
 (`EdgeSampler`), and `curve_parameters` gives the 2D similarity curve that UMAP fits to
@@ -31,9 +32,10 @@ from workers.pipeline.neighbours import NeighbourIndex
 BISECTION_STEPS = 64
 
 
-def nearest_neighbours(vectors, k, batch_size=4096, progress=None):
+def nearest_neighbours(vectors, k, batch_size=1024, progress=None):
     """(distances, indices), each (n, k): every row's k nearest other rows, nearest first
-    (ties by row), with exact Euclidean distances. Needs at least k + 1 rows; progress(fraction)."""
+    (ties among faiss's candidates by row), with exact Euclidean distances. Needs at least
+    k + 1 rows; progress(fraction)."""
     n = len(vectors)
     if k < 1 or k >= n:
         raise ValueError(f"the neighbour graph needs at least 1 neighbour a frame and a frame more than "
