@@ -122,7 +122,7 @@ class TripletAutoencoder:
     """
 
     # The defaults are the product's, chosen with tests/benchmarks/quality_report.py on
-    # real media (medians over five seeds; README, "The map's quality"). The article's
+    # real media (medians over five seeds; README, "Why a neighbour graph"). The article's
     # plain reading is graph_weight=0, regularizer_weight=1, triplets="random".
     def __init__(self, input_dim=256, epochs=200, max_steps=6000, batch_size=2048, learning_rate=1e-3,
                  code_std=0.3, regularizer_weight=1.0, triplet_weight=0.0, reconstruction_weight=1.0,
