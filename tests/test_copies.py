@@ -1,0 +1,142 @@
+"""Copy detection's pipeline (workers/pipeline/frame_match.py, copies.py) on generated pictures:
+each transformation of a copy is seen as the same picture, another picture is not, and a
+clip cut from a video is found at its offset."""
+import numpy as np
+import pytest
+
+from workers.pipeline import copies
+from workers.pipeline.frame_match import compare, frame_points
+
+pytestmark = pytest.mark.django_db(databases=[])  # no database: the module's tests are pure
+
+
+def picture(seed, size=(300, 534)):
+    """A letterboxed-sized RGB picture of random shapes on a textured ground."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = (rng.random((size[0] // 6, size[1] // 6, 3)) * 255).astype(np.uint8)
+    image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
+    for _ in range(40):
+        centre = tuple(int(v) for v in rng.integers(0, size[::-1]))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            cv2.circle(image, centre, int(rng.integers(5, 40)), colour, -1)
+        else:
+            cv2.rectangle(image, centre, (centre[0] + int(rng.integers(10, 80)), centre[1] + int(rng.integers(10, 60))),
+                          colour, -1)
+    return image
+
+
+def reencoded(image, quality=20):
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+def in_frame(image, size=(300, 534)):
+    """The image fitted into a frame of `size` with bars, as sampling stores it."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = min(size[0] / height, size[1] / width)
+    fitted = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    frame = np.zeros((*size, 3), np.uint8)
+    top, left = (size[0] - fitted.shape[0]) // 2, (size[1] - fitted.shape[1]) // 2
+    frame[top:top + fitted.shape[0], left:left + fitted.shape[1]] = fitted
+    return frame
+
+
+def half(image):
+    import cv2
+
+    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def cropped(image, share=0.9):
+    height, width = image.shape[:2]
+    top, left = int(height * (1 - share)), int(width * (1 - share) / 2)
+    return image[top:top + int(height * share), left:left + int(width * share)]
+
+
+TRANSFORMS = {
+    "re-encoded": reencoded,
+    "half size": lambda image: in_frame(half(image)),
+    "10% crop": lambda image: in_frame(cropped(image)),
+    "colour-shifted": lambda image: np.clip(image.astype(int) * [1.2, 1.0, 0.8] + 20, 0, 255).astype(np.uint8),
+    "all at once": lambda image: reencoded(in_frame(half(cropped(image))), quality=40),
+}
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_a_copy_shows_the_same_picture(transform):
+    original = picture(1)
+    comparison = compare(frame_points(original), frame_points(TRANSFORMS[transform](original)))
+    assert copies.same_picture(comparison), comparison
+
+
+def test_another_picture_or_a_moved_object_is_not_the_same_picture():
+    import cv2
+
+    original = picture(1)
+    assert not copies.same_picture(compare(frame_points(original), frame_points(picture(2))))
+    changed = original.copy()  # the same scene, with a large object come into it
+    cv2.rectangle(changed, (60, 60), (200, 220), (250, 250, 40), -1)
+    comparison = compare(frame_points(original), frame_points(changed))
+    assert comparison.inliers >= copies.MIN_INLIERS  # the rest of the scene matches...
+    assert not copies.same_picture(comparison)  # ...but the picture is not the same
+
+
+def test_a_mirror_image_matches_only_when_mirrors_are_asked_for():
+    original = picture(3)
+    mirror = np.ascontiguousarray(original[:, ::-1])
+    assert not copies.same_picture(compare(frame_points(original), frame_points(mirror)))
+    assert copies.same_picture(compare(frame_points(original), frame_points(mirror, mirrored=True)))
+
+
+def test_a_blank_frame_is_compared_without_error():
+    blank = np.zeros((300, 534, 3), np.uint8)
+    assert compare(frame_points(blank), frame_points(picture(1))) == compare(frame_points(blank), frame_points(blank))
+
+
+def test_offset_peaks_find_a_line_among_scattered_matches_and_a_loop_twice():
+    rng = np.random.default_rng(0)
+    frames = np.arange(10)
+    line = 3.0 + rng.uniform(-0.1, 0.1, 10)
+    scattered = rng.uniform(-20, 20, 10)
+    offsets = np.r_[line, scattered]
+    peaks = copies.offset_peaks(offsets, np.ones(20), np.r_[frames, frames], tolerance=0.5)
+    assert abs(peaks[0] - 3.0) < 0.1
+    looped = np.r_[np.full(10, 0.0), np.full(10, 8.0)]
+    assert sorted(round(p) for p in copies.offset_peaks(looped, np.ones(20), np.r_[frames, frames], 0.5)) == [0, 8]
+
+
+def thumbnails(frames):
+    """Stand-ins for the map's PCA vectors: 16x9 grey thumbnails (fixed, no network)."""
+    import cv2
+
+    return np.stack([cv2.resize(frame.mean(axis=2).astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA).ravel()
+                     for frame in frames])
+
+
+def test_a_clip_cut_from_a_video_is_found_at_its_offset_and_an_unrelated_video_is_not():
+    video = [picture(100 + i) for i in range(12)]  # file 0: 12 frames, 0.5 s apart
+    clip = [reencoded(in_frame(half(frame))) for frame in video[5:9]]  # file 1: its 2.5 s to 4 s
+    unrelated = [picture(200 + i) for i in range(6)]  # file 2
+    frames = video + clip + unrelated
+    files = copies.Files(sources=np.repeat([0, 1, 2], [12, 4, 6]),
+                         times=np.r_[np.arange(12) * 0.5, np.arange(4) * 0.5, np.arange(6) * 0.5])
+    points = {}
+
+    def points_of(row):
+        if row not in points:
+            points[row] = frame_points(frames[row])
+        return points[row]
+
+    found = [s for s in copies.find_stretches(thumbnails(frames), files, points_of, neighbours=4, min_similarity=-1)
+             if s.score >= 0.5]
+    assert [(s.a, s.b) for s in found] == [(0, 1)]
+    stretch = found[0]
+    assert (stretch.a_start, stretch.a_stop) == (2.5, 4.0) and (stretch.b_start, stretch.b_stop) == (0.0, 1.5)
+    assert stretch.pairs == [(5, 12), (6, 13), (7, 14), (8, 15)]

@@ -1,0 +1,223 @@
+"""Copies among a collection's files: near-duplicate photos and frames, videos that are copies
+of others, and clips cut from longer videos (with where they sit in them).
+
+How (each step bounded, so the work grows with the collection, not with its pairs):
+1. Candidates: every frame's nearest frames of *other* files by the map's PCA vectors
+   (centred, unit length; a faiss index, `neighbours` a frame), above `min_similarity`.
+   Those features find look-alikes, copies among them, cheaply.
+2. Alignment: the candidate matches of each pair of files vote for the offset between
+   them (the other's time minus this one's), in bins as wide as the files' sampling step.
+   A copy or a cut clip puts its matches on one line of slope 1; look-alikes scatter. The
+   best offset, then the next ones (a clip in a video twice, a loop), each make a stretch.
+3. Verification: along a stretch every frame is paired with the other file's frame at the
+   aligned time (up to `checks` of them, spread evenly) and the two are compared on their
+   pixels (workers/pipeline/frame_match.py). The longest run of frames that show the same
+   picture is the copied stretch: A's s1 to s2 is B's t1 to t2.
+4. Score: a logistic function of the run's verified frames, the share of the stretch they
+   cover and how different they still are; calibrated on generated copies and look-alikes
+   (tests/benchmarks/bench_copies.py --fit), so 0.5 means as likely a copy as not.
+
+Relations at or above the threshold join files into groups; each group keeps one
+representative (the longest file, then the one with most frames, then the first), and every
+other member's frames in a copied stretch point to the matching frame of a more original
+member (`copy_of`), which is how the map hides copies and says what a frame is a copy of.
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from workers.pipeline.frame_match import compare
+
+NEIGHBOURS = 32  # candidate frames of other files a frame: copies rank behind a fixed camera's other frames
+MIN_SIMILARITY = 0.4  # below this cosine of PCA vectors no copy was seen (a 10% crop of a photo: 0.55)
+CHECKS = 12  # frame pairs compared along one stretch at most
+MAX_STRETCHES = 4  # stretches one pair of files can share (a clip looped in another)
+# Frame comparison limits (frame_match.Comparison) for "the same picture".
+MIN_INLIERS = 20
+MAX_DIFFERENCE = 0.5
+MIN_OVERLAP = 0.5
+# The score's logistic weights on (1, log2 verified frames, covered share, median difference).
+SCORE_WEIGHTS = (-2.0, 2.0, 3.0, -6.0)
+
+
+@dataclass
+class Stretch:
+    """File a's times [a_start, a_stop] show what file b shows at [b_start, b_stop]."""
+    a: int
+    b: int
+    a_start: float
+    a_stop: float
+    b_start: float
+    b_stop: float
+    verified: int  # frame pairs that showed the same picture
+    checked: int  # frame pairs compared in the stretch's window
+    difference: float  # median difference of the verified pairs
+    score: float
+    pairs: list = field(default_factory=list, repr=False)  # [(row of a, row of b)] verified
+
+
+@dataclass(frozen=True)
+class Files:
+    """The collection's frames: rows of one file are contiguous and in time order."""
+    sources: np.ndarray  # (n,) file of each frame
+    times: np.ndarray  # (n,) seconds
+
+    def spans(self):
+        """{file: (first row, stop row)}"""
+        starts = np.flatnonzero(np.r_[True, self.sources[1:] != self.sources[:-1]])
+        stops = np.r_[starts[1:], len(self.sources)]
+        return {int(self.sources[s]): (int(s), int(e)) for s, e in zip(starts, stops)}
+
+
+def score(verified, covered, difference):
+    """The calibrated probability that a stretch is a copy."""
+    bias, per_doubling, per_cover, per_difference = SCORE_WEIGHTS
+    z = bias + per_doubling * math.log2(max(verified, 1)) + per_cover * covered + per_difference * difference
+    return 1.0 / (1.0 + math.exp(-z)) if verified else 0.0
+
+
+def candidate_matches(vectors, files, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY, progress=None):
+    """(rows a, rows b, similarities) with a < b, of frames of different files."""
+    from workers.pipeline.neighbours import NeighbourIndex
+
+    x = np.asarray(vectors, dtype=np.float32)
+    x = x - x.mean(axis=0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    n = len(x)
+    k = min(n, 2 * neighbours + 1)  # more than asked: a file's own frames are dropped below
+    index = NeighbourIndex().fit(x)
+    found_a, found_b, found_s = [], [], []
+    for start in range(0, n, 4096):
+        rows = np.arange(start, min(n, start + 4096))
+        _, near = index.search(x[rows], k)
+        near = np.where(near < 0, rows[:, None], near)
+        similarity = np.einsum("nd,nkd->nk", x[rows], x[near])
+        other = (files.sources[near] != files.sources[rows][:, None]) & (similarity >= min_similarity)
+        # keep the first `neighbours` of other files, nearest first
+        kept = other & (np.cumsum(other, axis=1) <= neighbours)
+        a = np.broadcast_to(rows[:, None], near.shape)[kept]
+        b, s = near[kept], similarity[kept]
+        found_a.append(np.minimum(a, b))
+        found_b.append(np.maximum(a, b))
+        found_s.append(s)
+        if progress:
+            progress(min(1.0, (start + 4096) / n))
+    a, b, s = (np.concatenate(found) if found else np.zeros(0) for found in (found_a, found_b, found_s))
+    pairs = np.unique(np.stack([a, b], axis=1).astype(np.int64), axis=0, return_index=True)
+    return pairs[0][:, 0], pairs[0][:, 1], s[pairs[1]].astype(np.float32)
+
+
+def sampling_step(times):
+    """The usual time between a file's sampled frames (1 s for a photo or a one-frame clip)."""
+    steps = np.diff(times)
+    return float(np.median(steps)) if len(steps) else 1.0
+
+
+def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES):
+    """The offsets many frames agree on, best first: each a bin of width `tolerance` whose
+    distinct frames of the first file (`frames`) carry most weight; a frame counts once a bin."""
+    peaks, left = [], np.ones(len(offsets), bool)
+    while left.any() and len(peaks) < most:
+        bins = np.floor(offsets[left] / tolerance).astype(np.int64)
+        support = {}
+        for bin_, frame, weight in zip(bins, frames[left], weights[left]):
+            for near in (bin_ - 1, bin_):  # a bin and its neighbour: a peak on a bin edge is not split
+                support.setdefault(near, {})
+                support[near][frame] = max(support[near].get(frame, 0.0), weight)
+        best = max(support, key=lambda b: (sum(support[b].values()), -b))
+        if len(support[best]) < (2 if not peaks else 3) and peaks:
+            break
+        inside = np.flatnonzero(left & (offsets >= best * tolerance) & (offsets < (best + 2) * tolerance))
+        # each frame's most similar match in the peak says where it is; their median is the offset
+        strongest = inside[np.lexsort((-weights[inside], frames[inside]))]
+        firsts = strongest[np.r_[True, frames[strongest][1:] != frames[strongest][:-1]]]
+        peaks.append(float(np.median(offsets[firsts])))
+        left &= np.abs(offsets - peaks[-1]) > 2 * tolerance
+    return peaks
+
+
+def same_picture(comparison):
+    return (comparison.inliers >= MIN_INLIERS and comparison.difference <= MAX_DIFFERENCE
+            and comparison.overlap >= MIN_OVERLAP)
+
+
+def align_pair(a, b, rows_a, rows_b, similarities, files, spans, points_of, checks=CHECKS):
+    """The Stretches files a and b share, from their candidate matches (rows of a, rows of b)."""
+    times = files.times
+    (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
+    b_times = times[b_first:b_stop]
+    tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(b_times), 0.05)
+    # The longer file's frames belong to one stretch of the pair at most; the shorter file's may
+    # repeat (a clip looped in the other). A further peak over frames taken already is the
+    # same scene at another time (a fixed camera), not a second copy.
+    longer_is_b = (b_stop - b_first, b) > (a_stop - a_first, a)
+    taken = set()
+    stretches = []
+    for offset in offset_peaks(times[rows_b] - times[rows_a], similarities, rows_a, tolerance):
+        window = np.arange(a_first, a_stop)
+        aligned = times[window] + offset
+        inside = (aligned >= b_times[0] - tolerance / 2) & (aligned <= b_times[-1] + tolerance / 2)
+        window, aligned = window[inside], aligned[inside]
+        if not len(window):
+            continue
+        nearest = np.clip(np.searchsorted(b_times, aligned), 1, len(b_times) - 1) if len(b_times) > 1 \
+            else np.zeros(len(aligned), np.int64)
+        if len(b_times) > 1:
+            earlier = np.abs(b_times[nearest - 1] - aligned) <= np.abs(b_times[nearest] - aligned)
+            nearest = nearest - earlier
+        partners = b_first + nearest
+        checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
+        comparisons = [compare(points_of(int(window[i])), points_of(int(partners[i]))) for i in checked]
+        run = _longest_run([same_picture(comparison) for comparison in comparisons])
+        if run is None:
+            continue
+        first, last = checked[run[0]], checked[run[1]]
+        differences = [comparison.difference for comparison in comparisons[run[0]:run[1] + 1]]
+        verified = run[1] - run[0] + 1
+        longer_rows = set((partners if longer_is_b else window)[first:last + 1].tolist())
+        if longer_rows & taken:
+            continue
+        taken |= longer_rows
+        a_start, a_end = float(times[window[first]]), float(times[window[last]])
+        stretches.append(Stretch(
+            a=a, b=b, a_start=a_start, a_stop=a_end, b_start=a_start + offset, b_stop=a_end + offset,
+            verified=verified, checked=len(checked), difference=float(np.median(differences)),
+            score=score(verified, verified / len(checked), float(np.median(differences))),
+            pairs=list(zip(window[first:last + 1].tolist(), partners[first:last + 1].tolist()))))
+    return stretches
+
+
+def _longest_run(flags):
+    """(first, last) index of the longest run of True, or None."""
+    best, start = None, None
+    for i, flag in enumerate(list(flags) + [False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if best is None or i - start > best[1] - best[0] + 1:
+                best = (start, i - 1)
+            start = None
+    return best
+
+
+def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY,
+                   checks=CHECKS, progress=None):
+    """Every Stretch two files share, best score first. `points_of(row)` gives a frame's
+    frame_match.FramePoints (the caller caches them: a frame is compared with several)."""
+    report = progress or (lambda fraction: None)
+    rows_a, rows_b, similarities = candidate_matches(vectors, files, neighbours, min_similarity,
+                                                     progress=lambda f: report(0.3 * f))
+    spans = files.spans()
+    file_a, file_b = files.sources[rows_a], files.sources[rows_b]
+    order = np.lexsort((rows_b, rows_a, file_b, file_a))
+    keys = np.stack([file_a[order], file_b[order]], axis=1)
+    bounds = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1), True])
+    stretches = []
+    for number, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        picked = order[start:stop]
+        a, b = int(file_a[picked[0]]), int(file_b[picked[0]])
+        stretches += align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans,
+                                points_of, checks)
+        report(0.3 + 0.7 * (number + 1) / (len(bounds) - 1))
+    return sorted(stretches, key=lambda s: -s.score)

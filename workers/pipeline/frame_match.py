@@ -1,0 +1,123 @@
+"""Whether two frames show the same picture, up to re-encoding, resizing, a crop, a colour
+shift or a small overlay: the frame-level check of copy detection (workers/pipeline/copies.py).
+
+Xception's global features say two frames look alike, not that one is a copy of the other:
+frames of one fixed camera a few seconds apart score higher than a re-encoded copy at a low
+JPEG quality. So a candidate pair found through those features is checked on its pixels,
+the usual way of near-duplicate detection: ORB keypoints matched across the two frames, a
+similarity transform (scale, rotation, shift) fitted to the matches by RANSAC, and the two
+frames compared where they overlap once aligned by it. The comparison normalises brightness
+and contrast, and is made on blocks of about 8 pixels, so compression noise and resampling
+do not count, while a different gesture, an object that moved or another scene does.
+
+The measures (inliers, difference, overlap) are not a decision: the copy score weighs
+them (copies.py).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+KEYPOINTS = 500  # ORB keypoints a frame: enough for a 534x300 frame, cheap to match
+RATIO = 0.8  # Lowe's ratio test: a match must be clearly better than the second best
+RANSAC_PIXELS = 3.0  # a keypoint within this of where the transform puts it is an inlier
+MIN_MATCHES = 6  # fewer good matches cannot fit a transform worth checking
+BLOCKS = (64, 36)  # the grid the aligned frames are compared on (about 8 x 8 pixels a block)
+DIFFERENCE_QUANTILE = 0.95  # a difference covering 5% of the overlap counts
+BAR_LEVEL = 12  # rows and columns darker than this at every pixel are letterbox bars
+
+
+@dataclass(frozen=True)
+class FramePoints:
+    """What a frame is compared by: its ORB keypoints and its grey picture."""
+    points: np.ndarray  # (n, 2) float32 keypoint positions, in pixels
+    descriptors: np.ndarray  # (n, 32) uint8 ORB descriptors (n may be 0)
+    grey: np.ndarray  # (h, w) float32
+    content: tuple  # (x0, y0, x1, y1): the picture inside its letterbox bars
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How well frame b, aligned onto frame a, agrees with it."""
+    inliers: int  # keypoint matches the fitted transform explains
+    difference: float  # the DIFFERENCE_QUANTILE of the blocks' normalised grey difference (0: same picture)
+    overlap: float  # the share of the smaller picture that the other covers once aligned
+    transform: np.ndarray | None  # 2x3, b's pixels to a's; None when no transform fitted
+
+
+NO_MATCH = Comparison(inliers=0, difference=float("inf"), overlap=0.0, transform=None)  # nothing to align by
+
+
+def frame_points(rgb, mirrored=False):
+    """The keypoints of an RGB frame (h, w, 3) uint8; `mirrored` describes its mirror image."""
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    if mirrored:
+        grey = np.ascontiguousarray(grey[:, ::-1])
+    orb = cv2.ORB_create(KEYPOINTS, fastThreshold=5)
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    return FramePoints(points=points, descriptors=descriptors if descriptors is not None
+                       else np.zeros((0, 32), np.uint8), grey=grey.astype(np.float32), content=_content_box(grey))
+
+
+def compare(a, b):
+    """Comparison of FramePoints b aligned onto a."""
+    import cv2
+
+    if len(a.points) < MIN_MATCHES or len(b.points) < MIN_MATCHES:
+        return NO_MATCH
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(b.descriptors, a.descriptors, k=2)
+    good = [first for first, *rest in pairs if rest and first.distance < RATIO * rest[0].distance]
+    if len(good) < MIN_MATCHES:
+        return NO_MATCH
+    from_b = b.points[[m.queryIdx for m in good]]
+    to_a = a.points[[m.trainIdx for m in good]]
+    transform, inliers = cv2.estimateAffinePartial2D(from_b, to_a, method=cv2.RANSAC,
+                                                     ransacReprojThreshold=RANSAC_PIXELS)
+    if transform is None:
+        return NO_MATCH
+    difference, overlap = _aligned_difference(a, b, transform)
+    return Comparison(inliers=int(inliers.sum()), difference=difference, overlap=overlap, transform=transform)
+
+
+def _aligned_difference(a, b, transform):
+    """(difference, overlap) of b warped onto a by `transform`."""
+    import cv2
+
+    height, width = a.grey.shape
+    inside_b = _box_mask(b.grey.shape, b.content)
+    warped = cv2.warpAffine(b.grey, transform, (width, height), flags=cv2.INTER_AREA)
+    covered = cv2.warpAffine(inside_b, transform, (width, height), flags=cv2.INTER_AREA) > 0.99
+    both = covered & (_box_mask(a.grey.shape, a.content) > 0)
+    smaller = min(_area(a.content), _area(b.content) * abs(np.linalg.det(transform[:, :2])))
+    overlap = float(both.sum() / max(smaller, 1.0))
+    blocks_mask = cv2.resize(both.astype(np.float32), BLOCKS, interpolation=cv2.INTER_AREA) > 0.99
+    if blocks_mask.sum() < 0.1 * blocks_mask.size:
+        return float("inf"), overlap
+    here = cv2.resize(a.grey * both, BLOCKS, interpolation=cv2.INTER_AREA)[blocks_mask]
+    there = cv2.resize(warped * both, BLOCKS, interpolation=cv2.INTER_AREA)[blocks_mask]
+    here = (here - here.mean()) / (here.std() + 1.0)
+    there = (there - there.mean()) / (there.std() + 1.0)
+    return float(np.quantile(np.abs(here - there), DIFFERENCE_QUANTILE)), min(overlap, 1.0)
+
+
+def _content_box(grey):
+    """(x0, y0, x1, y1): the frame without the letterbox bars around it."""
+    columns = np.flatnonzero(grey.max(axis=0) > BAR_LEVEL)
+    rows = np.flatnonzero(grey.max(axis=1) > BAR_LEVEL)
+    if not len(columns) or not len(rows):
+        return (0, 0, grey.shape[1], grey.shape[0])
+    return (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+
+
+def _box_mask(shape, box):
+    mask = np.zeros(shape, dtype=np.float32)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = 1.0
+    return mask
+
+
+def _area(box):
+    x0, y0, x1, y1 = box
+    return float((x1 - x0) * (y1 - y0))
