@@ -138,5 +138,24 @@ def test_a_clip_cut_from_a_video_is_found_at_its_offset_and_an_unrelated_video_i
              if s.score >= 0.5]
     assert [(s.a, s.b) for s in found] == [(0, 1)]
     stretch = found[0]
-    assert (stretch.a_start, stretch.a_stop) == (2.5, 4.0) and (stretch.b_start, stretch.b_stop) == (0.0, 1.5)
+    assert (stretch.a_start, stretch.a_stop) == (2.5, 4.0)
+    assert (stretch.b_start, stretch.b_stop) == (pytest.approx(0.0, abs=0.1), pytest.approx(1.5, abs=0.1))
     assert stretch.pairs == [(5, 12), (6, 13), (7, 14), (8, 15)]
+
+
+def test_the_offset_is_refined_between_sampled_frames():
+    """b samples the same smooth scene as a, 2.2 s later in the scene and at another phase: the
+    frames of b fall between those of a, and the offset comes out to a fraction of a step."""
+    def scene(t):
+        return np.stack([np.cos(t / 2), np.sin(t / 2), np.cos(t / 3), np.sin(t / 3)], axis=1)
+
+    a_times = np.arange(0, 10, 0.5)
+    b_times = np.arange(0, 6, 0.5)
+    x = copies.unit_rows(np.r_[scene(a_times), scene(b_times + 2.2)])
+    times = np.r_[a_times, b_times]
+    a_rows = np.arange(len(a_times))
+    b_rows = len(a_times) + np.arange(len(b_times))
+    # pairs at the coarse offset -2.0 (b's time minus a's): a at 2.0 with b at 0.0, and so on
+    pairs = [(int(a), int(b)) for a, b in zip(a_rows[4:4 + len(b_rows)], b_rows)]
+    offset = copies._refined_offset(-2.0, pairs, times, (b_rows[0], b_rows[-1] + 1), x)
+    assert offset == pytest.approx(-2.2, abs=0.05)

@@ -37,8 +37,9 @@ MAX_STRETCHES = 4  # stretches one pair of files can share (a clip looped in ano
 MIN_INLIERS = 20
 MAX_DIFFERENCE = 0.5
 MIN_OVERLAP = 0.5
-# The score's logistic weights on (1, log2 verified frames, covered share, median difference).
-SCORE_WEIGHTS = (-2.0, 2.0, 3.0, -6.0)
+# The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + frames of the
+# window that did not verify, median difference), fitted by tests/benchmarks/bench_copies.py --fit.
+SCORE_WEIGHTS = (3.16, 2.73, -1.41, -2.90)
 
 
 @dataclass
@@ -70,20 +71,33 @@ class Files:
         return {int(self.sources[s]): (int(s), int(e)) for s, e in zip(starts, stops)}
 
 
-def score(verified, covered, difference):
+def score_features(verified, checked, difference):
+    """What the score weighs: the run of frames that showed the same picture (more is surer),
+    the checked frames of the window outside it (one frame in many is a look-alike, one frame
+    of a photo is all there is) and how different the run's pictures still are."""
+    return (math.log2(1 + verified), math.log2(1 + checked - verified), min(difference, 5.0))
+
+
+def score(verified, checked, difference):
     """The calibrated probability that a stretch is a copy."""
-    bias, per_doubling, per_cover, per_difference = SCORE_WEIGHTS
-    z = bias + per_doubling * math.log2(max(verified, 1)) + per_cover * covered + per_difference * difference
-    return 1.0 / (1.0 + math.exp(-z)) if verified else 0.0
+    if not math.isfinite(difference):
+        return 0.0  # nothing could be aligned
+    bias, *weights = SCORE_WEIGHTS
+    z = bias + sum(w * f for w, f in zip(weights, score_features(verified, checked, difference)))
+    return 1.0 / (1.0 + math.exp(-z))
 
 
-def candidate_matches(vectors, files, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY, progress=None):
-    """(rows a, rows b, similarities) with a < b, of frames of different files."""
-    from workers.pipeline.neighbours import NeighbourIndex
-
+def unit_rows(vectors):
+    """The vectors centred and scaled to unit length: their dot products are cosines."""
     x = np.asarray(vectors, dtype=np.float32)
     x = x - x.mean(axis=0)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def candidate_matches(x, files, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY, progress=None):
+    """(rows a, rows b, similarities) with a < b, of frames of different files, from unit_rows x."""
+    from workers.pipeline.neighbours import NeighbourIndex
+
     n = len(x)
     k = min(n, 2 * neighbours + 1)  # more than asked: a file's own frames are dropped below
     index = NeighbourIndex().fit(x)
@@ -142,50 +156,88 @@ def same_picture(comparison):
             and comparison.overlap >= MIN_OVERLAP)
 
 
-def align_pair(a, b, rows_a, rows_b, similarities, files, spans, points_of, checks=CHECKS):
-    """The Stretches files a and b share, from their candidate matches (rows of a, rows of b)."""
+def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, points_of, checks=CHECKS):
+    """The Stretches files a and b share, from their candidate matches (rows of a, rows of b);
+    a stretch where no frame pair showed the same picture comes with verified=0 (its score is
+    low, and it says how close the pair came)."""
+    times = files.times
+    (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
+    tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(times[b_first:b_stop]), 0.05)
+    found = [_stretch_at(offset, a, b, files, spans, x, points_of, checks)
+             for offset in offset_peaks(times[rows_b] - times[rows_a], similarities, rows_a, tolerance)]
+    # Best first; the longer file's frames belong to one verified stretch of the pair at most,
+    # the shorter file's may repeat (a clip looped in the other). A further offset over frames
+    # taken already is the same scene at another time (a fixed camera), not a second copy.
+    longer = 1 if (b_stop - b_first, b) > (a_stop - a_first, a) else 0
+    taken, kept = set(), []
+    for stretch in sorted((s for s in found if s is not None), key=lambda s: (-s.verified, s.difference)):
+        rows = {pair[longer] for pair in stretch.pairs}
+        if rows & taken:
+            continue
+        taken |= rows
+        kept.append(stretch)
+        if not stretch.verified:
+            break  # one unverified stretch says how close the pair came; more say nothing
+    return kept
+
+
+def _stretch_at(offset, a, b, files, spans, x, points_of, checks):
+    """The Stretch of files a and b at `offset` (b's time minus a's), or None where they do not overlap."""
     times = files.times
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
     b_times = times[b_first:b_stop]
-    tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(b_times), 0.05)
-    # The longer file's frames belong to one stretch of the pair at most; the shorter file's may
-    # repeat (a clip looped in the other). A further peak over frames taken already is the
-    # same scene at another time (a fixed camera), not a second copy.
-    longer_is_b = (b_stop - b_first, b) > (a_stop - a_first, a)
-    taken = set()
-    stretches = []
-    for offset in offset_peaks(times[rows_b] - times[rows_a], similarities, rows_a, tolerance):
-        window = np.arange(a_first, a_stop)
-        aligned = times[window] + offset
-        inside = (aligned >= b_times[0] - tolerance / 2) & (aligned <= b_times[-1] + tolerance / 2)
-        window, aligned = window[inside], aligned[inside]
-        if not len(window):
-            continue
-        nearest = np.clip(np.searchsorted(b_times, aligned), 1, len(b_times) - 1) if len(b_times) > 1 \
-            else np.zeros(len(aligned), np.int64)
-        if len(b_times) > 1:
-            earlier = np.abs(b_times[nearest - 1] - aligned) <= np.abs(b_times[nearest] - aligned)
-            nearest = nearest - earlier
-        partners = b_first + nearest
-        checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
-        comparisons = [compare(points_of(int(window[i])), points_of(int(partners[i]))) for i in checked]
-        run = _longest_run([same_picture(comparison) for comparison in comparisons])
-        if run is None:
-            continue
-        first, last = checked[run[0]], checked[run[1]]
-        differences = [comparison.difference for comparison in comparisons[run[0]:run[1] + 1]]
+    step = max(sampling_step(times[a_first:a_stop]), sampling_step(b_times))
+    window = np.arange(a_first, a_stop)
+    aligned = times[window] + offset
+    inside = (aligned >= b_times[0] - step / 2) & (aligned <= b_times[-1] + step / 2)
+    window, aligned = window[inside], aligned[inside]
+    if not len(window):
+        return None
+    partners = b_first + _nearest(b_times, aligned)
+    checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
+    comparisons = [compare(points_of(int(window[i])), points_of(int(partners[i]))) for i in checked]
+    run = _longest_run([same_picture(comparison) for comparison in comparisons])
+    if run is None:  # no frame pair is the same picture: the closest one, scored as unverified
+        closest = int(np.argmin([comparison.difference for comparison in comparisons]))
+        run, verified = (closest, closest), 0
+    else:
         verified = run[1] - run[0] + 1
-        longer_rows = set((partners if longer_is_b else window)[first:last + 1].tolist())
-        if longer_rows & taken:
+    first, last = checked[run[0]], checked[run[1]]
+    difference = float(np.median([comparison.difference for comparison in comparisons[run[0]:run[1] + 1]]))
+    pairs = list(zip(window[first:last + 1].tolist(), partners[first:last + 1].tolist())) if verified else []
+    if verified:
+        offset = _refined_offset(offset, pairs, times, (b_first, b_stop), x)
+    a_start, a_end = float(times[window[first]]), float(times[window[last]])
+    return Stretch(a=a, b=b, a_start=a_start, a_stop=a_end, b_start=a_start + offset, b_stop=a_end + offset,
+                   verified=verified, checked=len(checked), difference=difference,
+                   score=score(verified, len(checked), difference), pairs=pairs)
+
+
+def _nearest(sorted_times, targets):
+    """Index of the time in `sorted_times` nearest each target."""
+    if len(sorted_times) == 1:
+        return np.zeros(len(targets), np.int64)
+    after = np.clip(np.searchsorted(sorted_times, targets), 1, len(sorted_times) - 1)
+    return after - (np.abs(sorted_times[after - 1] - targets) <= np.abs(sorted_times[after] - targets))
+
+
+def _refined_offset(offset, pairs, times, b_span, x):
+    """The offset to a fraction of the sampling step. Sampled frames of two files rarely fall
+    at the same instants (another frame rate, another phase), so each frame of a is placed
+    between its partner's neighbours in b by a parabola through its three similarities (the
+    PCA vectors change smoothly with time); the offset is the median of those placements."""
+    placed = []
+    for row_a, row_b in pairs:
+        if not b_span[0] < row_b < b_span[1] - 1:
             continue
-        taken |= longer_rows
-        a_start, a_end = float(times[window[first]]), float(times[window[last]])
-        stretches.append(Stretch(
-            a=a, b=b, a_start=a_start, a_stop=a_end, b_start=a_start + offset, b_stop=a_end + offset,
-            verified=verified, checked=len(checked), difference=float(np.median(differences)),
-            score=score(verified, verified / len(checked), float(np.median(differences))),
-            pairs=list(zip(window[first:last + 1].tolist(), partners[first:last + 1].tolist()))))
-    return stretches
+        before, here, after = (float(x[row_a] @ x[row_b + d]) for d in (-1, 0, 1))
+        curve = before - 2 * here + after
+        if here < max(before, after) or curve >= 0:
+            continue  # not a peak: nothing to refine by
+        shift = float(np.clip(0.5 * (before - after) / curve, -0.5, 0.5))
+        neighbour = times[row_b + 1] if shift > 0 else times[row_b - 1]
+        placed.append(times[row_b] + abs(shift) * (neighbour - times[row_b]) - times[row_a])
+    return float(np.median(placed)) if placed else offset
 
 
 def _longest_run(flags):
@@ -206,7 +258,8 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
     """Every Stretch two files share, best score first. `points_of(row)` gives a frame's
     frame_match.FramePoints (the caller caches them: a frame is compared with several)."""
     report = progress or (lambda fraction: None)
-    rows_a, rows_b, similarities = candidate_matches(vectors, files, neighbours, min_similarity,
+    x = unit_rows(vectors)
+    rows_a, rows_b, similarities = candidate_matches(x, files, neighbours, min_similarity,
                                                      progress=lambda f: report(0.3 * f))
     spans = files.spans()
     file_a, file_b = files.sources[rows_a], files.sources[rows_b]
@@ -217,7 +270,7 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
     for number, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
         picked = order[start:stop]
         a, b = int(file_a[picked[0]]), int(file_b[picked[0]])
-        stretches += align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans,
+        stretches += align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans, x,
                                 points_of, checks)
         report(0.3 + 0.7 * (number + 1) / (len(bounds) - 1))
     return sorted(stretches, key=lambda s: -s.score)

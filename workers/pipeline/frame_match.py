@@ -22,7 +22,7 @@ RATIO = 0.8  # Lowe's ratio test: a match must be clearly better than the second
 RANSAC_PIXELS = 3.0  # a keypoint within this of where the transform puts it is an inlier
 MIN_MATCHES = 6  # fewer good matches cannot fit a transform worth checking
 BLOCKS = (64, 36)  # the grid the aligned frames are compared on (about 8 x 8 pixels a block)
-DIFFERENCE_QUANTILE = 0.95  # a difference covering 5% of the overlap counts
+DIFFERENCE_QUANTILE = 0.99  # a difference covering 1% of the overlap counts (a person who moved)
 BAR_LEVEL = 12  # rows and columns darker than this at every pixel are letterbox bars
 
 
