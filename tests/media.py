@@ -61,6 +61,55 @@ def reencode(source, path, extra=("-vf", "scale=256:144", "-crf", "32")):
     return Path(path)
 
 
+def shapes_picture(seed, height=300, width=534):
+    """An RGB picture of random shapes on a blotchy ground: texture enough for keypoints, and
+    another seed is a picture of the same style (a look-alike, not a copy)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = cv2.resize((rng.random((max(height // 6, 2), max(width // 6, 2), 3)) * 255).astype(np.uint8),
+                       (width, height), interpolation=cv2.INTER_LINEAR)
+    for _ in range(int(40 * height * width / (300 * 534))):
+        centre = tuple(int(v) for v in rng.integers(0, (width, height)))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            cv2.circle(image, centre, int(rng.integers(5, 40)), colour, -1)
+        else:
+            corner = (centre[0] + int(rng.integers(10, 80)), centre[1] + int(rng.integers(10, 60)))
+            cv2.rectangle(image, centre, corner, colour, -1)
+    return image
+
+
+def make_panning_video(path, seed, seconds=4.0, size=(320, 180), rate=30, still=False):
+    """An H.264 video of a camera panning across a shapes_picture(seed) three frames wide,
+    with two balls moving across it: like real footage, each frame differs from the next in
+    its motion, not only in noise. `still`: the first frame held (a still video)."""
+    import cv2
+
+    width, height = size
+    canvas = shapes_picture(seed, height, 3 * width)
+    frames = int(seconds * rate)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(rate), "-i", "-", "-c:v", "libx264", "-preset", "ultrafast",
+               "-pix_fmt", "yuv420p", str(path)]
+    with subprocess.Popen(command, stdin=subprocess.PIPE) as encoder:
+        for number in range(frames):
+            t = 0.0 if still else number / max(frames - 1, 1)
+            left = int(round(t * 2 * width))
+            scene = canvas.copy()
+            for ball, speed in ((0, 1.0), (1, -0.7)):  # balls rolling across the scene as the camera follows
+                x = int((0.3 + 2.4 * t + 0.1 * speed * t + 0.2 * ball) * width)
+                cv2.circle(scene, (x, int(height * (0.3 + 0.4 * ball))), height // 8, (240, 240, 40 + 150 * ball), -1)
+            frame = np.ascontiguousarray(scene[:, left:left + width])
+            encoder.stdin.write(frame.tobytes())
+        encoder.stdin.close()
+    if encoder.returncode:
+        raise RuntimeError(f"ffmpeg could not encode {path}")
+    return path
+
+
 def generated_videos(videos, frames=60, dims=4096, seed=0):
     """(features, video of each frame): each video a random walk from its own start, as the
     consecutive frames of a real video drift within a scene of their own (tests, tests/benchmarks/quality_report.py)."""

@@ -5,27 +5,14 @@ import numpy as np
 import pytest
 
 from workers.pipeline import copies
+from tests.media import shapes_picture
 from workers.pipeline.frame_match import compare, frame_points
 
 pytestmark = pytest.mark.django_db(databases=[])  # no database: the module's tests are pure
 
 
-def picture(seed, size=(300, 534)):
-    """A letterboxed-sized RGB picture of random shapes on a textured ground."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    image = (rng.random((size[0] // 6, size[1] // 6, 3)) * 255).astype(np.uint8)
-    image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
-    for _ in range(40):
-        centre = tuple(int(v) for v in rng.integers(0, size[::-1]))
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        if rng.random() < 0.5:
-            cv2.circle(image, centre, int(rng.integers(5, 40)), colour, -1)
-        else:
-            cv2.rectangle(image, centre, (centre[0] + int(rng.integers(10, 80)), centre[1] + int(rng.integers(10, 60))),
-                          colour, -1)
-    return image
+def picture(seed):
+    return shapes_picture(seed)
 
 
 def reencoded(image, quality=20):

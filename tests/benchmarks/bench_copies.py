@@ -33,30 +33,60 @@ WEIGHTS = ROOT.parent / "shared" / "weights" / "xception_weights_tf_dim_ordering
 
 
 class Truth:
-    """Which files are copies of which, from the test set's list."""
+    """Which files are copies of which, and where: from the test set's list. Full copies
+    (copy, exact) are one file for this; offsets are "the second file's time minus the first's"."""
 
     def __init__(self, rows):
         self.rows = rows
-        self.twin_of = {}  # full copies: file -> the file it copies
+        self.twin_of = {}  # file -> (the file it fully copies, offset to it)
         for row in rows:
             if row["kind"] in ("copy", "exact"):
-                self.twin_of[row["a"]] = row["b"]
-        self.links = {(self._root(r["a"]), self._root(r["b"])) for r in rows}
-        self.links |= {(b, a) for a, b in self.links}
+                self.twin_of[row["a"]] = (row["b"], row.get("b_start") or 0.0)
+        self.links = {}  # (root a, root b) -> offsets of b's times to a's, or None: at no known one
+        for row in rows:
+            (a, to_a), (b, to_b) = self._root(row["a"]), self._root(row["b"])
+            start = row.get("b_start")
+            if row["kind"] == "contains":
+                offsets = [start - row["a_start"]]
+            elif start is None or row["kind"] == "exact" or row["a"].endswith(".jpg"):
+                offsets = None
+            else:
+                offsets = start if isinstance(start, list) else [start]
+            offsets = None if offsets is None else [d + to_a - to_b for d in offsets]
+            self.links[(a, b)] = offsets
+            self.links[(b, a)] = None if offsets is None else [-d for d in offsets]
 
     def _root(self, name):
+        """(the file name fully copies, offset from name's times to its)."""
+        offset = 0.0
         while name in self.twin_of:
-            name = self.twin_of[name]
-        return name
+            name, step = self.twin_of[name]
+            offset += step
+        return name, offset
 
     @staticmethod
     def same_video(a, b):
         """Whether two photos are frames of one video (named <video>-<seconds>s[-<copy>].jpg)."""
         return a.endswith(".jpg") and a.rsplit("s", 1)[0].rsplit("-", 1)[0] == b.rsplit("s", 1)[0].rsplit("-", 1)[0]
 
+    def placements(self, a, b):
+        """The offsets of b's times to a's where a and b show the same thing: [] for
+        anywhere (photos, stills), None for unrelated files."""
+        (root_a, to_a), (root_b, to_b) = self._root(a), self._root(b)
+        if root_a == root_b:
+            return [] if a.endswith(".jpg") else [to_a - to_b]
+        if (root_a, root_b) not in self.links:
+            return None
+        offsets = self.links[(root_a, root_b)]
+        return [] if offsets is None else [d + to_a - to_b for d in offsets]
+
     def related(self, a, b):
-        a, b = self._root(a), self._root(b)
-        return a == b or (a, b) in self.links
+        return self.placements(a, b) is not None
+
+    def right(self, a, b, offset, tolerance):
+        """Whether a stretch of a and b at `offset` is a true copy at the right place."""
+        placements = self.placements(a, b)
+        return placements is not None and (not placements or min(abs(offset - d) for d in placements) <= tolerance)
 
     def transform(self, a, b):
         for row in self.rows:
@@ -86,56 +116,64 @@ def load(part_dir, cache, weights):
     return names, copies.Files(sources_of, times), vectors, points_of
 
 
-def evaluate(part, names, stretches, truth, threshold):
-    by_pair = {}
-    for stretch in stretches:
-        key = tuple(sorted((names[stretch.a], names[stretch.b])))
-        by_pair.setdefault(key, stretch)  # the best stretch of the pair
-    found = {key for key, s in by_pair.items() if s.score >= threshold}
+def claims(names, files, stretches, truth):
+    """[(stretch, pair of names, offset, right)]: each stretch, and whether the truth has its
+    two files showing the same thing at its offset (within 1.5 sampling steps, 1 s at least)."""
+    spans = files.spans()
+    steps = {f: copies.sampling_step(files.times[first:stop]) for f, (first, stop) in spans.items()}
+    found = []
+    for s in stretches:
+        a, b = names[s.a], names[s.b]
+        tolerance = max(1.0, 1.5 * max(steps[s.a], steps[s.b]))
+        offset = s.b_start - s.a_start
+        found.append((s, tuple(sorted((a, b))), offset, truth.right(a, b, offset, tolerance)))
+    return found
+
+
+def evaluate(part, names, files, stretches, truth, threshold):
+    found = [claim for claim in claims(names, files, stretches, truth) if claim[0].score >= threshold]
+    best = {}
+    for s, key, _, right in sorted(claims(names, files, stretches, truth), key=lambda c: -c[0].score):
+        best.setdefault(key, (s, right))
+    one_video = {key for key in best if not truth.related(*key) and truth.same_video(*key)}
+    wrong = [c for c in found if not c[3] and c[1] not in one_video]
+    right = [c for c in found if c[3]]
     wanted = {tuple(sorted((r["a"], r["b"]))) for r in truth.rows if r["a"] in names and r["b"] in names}
+    hit = {key for _, key, _, ok in right}
+    if one_video:
+        print(f"\n{part}: frames of one video at different times, not counted: {len(one_video & {c[1] for c in found})} "
+              f"of {len(one_video)} such candidate pairs called copies")
+    print(f"\n{part}: {len(found)} stretch(es) called copies at score >= {threshold}: {len(right)} right "
+          f"({len(hit & wanted)} listed pairs, {len(hit - wanted)} pairs through a copy), {len(wrong)} wrong")
     per_transform = defaultdict(lambda: [0, 0])
     for key in wanted:
         per_transform[truth.transform(*key)][1] += 1
-        per_transform[truth.transform(*key)][0] += key in found
-    right = [key for key in found if truth.related(*key)]
-    one_video = {key for key in by_pair if not truth.related(*key) and truth.same_video(*key)}
-    wrong = [key for key in found if not truth.related(*key) and key not in one_video]
-    if one_video:
-        print(f"\n{part}: frames of one video at different times, not counted: {len(one_video & found)} of "
-              f"{len(one_video)} such candidate pairs called copies")
-    print(f"\n{part}: {len(found)} pair(s) called copies at score >= {threshold}: {len(right)} right "
-          f"({len(set(right) & wanted)} listed, {len(set(right) - wanted)} through a copy), {len(wrong)} wrong")
+        per_transform[truth.transform(*key)][0] += key in hit
     print(f"  {'copy':40s} found / listed")
-    for transform, (hit, total) in sorted(per_transform.items()):
-        print(f"  {transform:40s} {hit:5d} / {total}")
-    listed_found = sum(key in found for key in wanted)
-    print(f"  precision {len(right) / max(len(right) + len(wrong), 1):.3f}, recall of listed pairs {listed_found / max(len(wanted), 1):.3f}")
-    for key in sorted(wrong, key=lambda key: -by_pair[key].score)[:LISTED]:
-        s = by_pair[key]
-        print(f"  WRONG {s.score:.2f} {key[0]} ~ {key[1]} ({s.verified}/{s.checked} frames, difference {s.difference:.2f})")
-    for key in sorted(wanted - found)[:LISTED]:
-        s = by_pair.get(key)
+    for transform, (count, total) in sorted(per_transform.items()):
+        print(f"  {transform:40s} {count:5d} / {total}")
+    print(f"  precision {len(right) / max(len(found) - len(found) + len(right) + len(wrong), 1):.3f} (of stretches), "
+          f"recall {len(hit & wanted) / max(len(wanted), 1):.3f} (of listed pairs)")
+    for s, key, offset, _ in sorted(wrong, key=lambda c: -c[0].score)[:LISTED]:
+        print(f"  WRONG {s.score:.2f} {key[0]} ~ {key[1]} at {offset:+.2f} s ({s.verified}/{s.checked} frames, "
+              f"difference {s.difference:.2f})")
+    for key in sorted(wanted - hit)[:LISTED]:
+        s = best[key][0] if key in best else None
         print(f"  MISSED {key[0]} ~ {key[1]} ({truth.transform(*key)})"
               + (f": best {s.score:.2f}, {s.verified}/{s.checked} frames, difference {s.difference:.2f}" if s else ""))
-    for row in truth.rows:
-        if row.get("b_start") is None or row["kind"] != "contained" or row["a"] not in names:
-            continue
-        hits = [s for s in stretches if {names[s.a], names[s.b]} == {row["a"], row["b"]} and s.score >= threshold]
-        for s in hits:
-            at = s.b_start - s.a_start if names[s.a] == row["a"] else s.a_start - s.b_start
-            print(f"  offset of {row['a']} in {row['b']}: {at:.2f} s, true {row['b_start']:.2f} s "
-                  f"(error {abs(at - row['b_start']):.2f} s)")
+    for s, key, offset, ok in right:
+        placements = truth.placements(names[s.a], names[s.b])
+        if placements and key in wanted and not any(r["kind"] == "copy" for r in truth.rows if {r["a"], r["b"]} == set(key)):
+            error = min(abs(offset - d) for d in placements)
+            print(f"  placed {names[s.a]} ~ {names[s.b]} at {offset:+.2f} s: error {error:.2f} s")
 
 
-def calibration_samples(names, stretches, truth):
-    """(features, right) of each pair of files' best stretch (most verified frames, then the
-    least difference), leaving out frames of one video at different times and mirror images."""
-    best = {}
-    for s in sorted(stretches, key=lambda s: (-s.verified, s.difference)):
-        best.setdefault(tuple(sorted((names[s.a], names[s.b]))), s)
-    return [(copies.score_features(s.verified, s.checked, s.difference), truth.related(*key))
-            for key, s in best.items() if (truth.related(*key) or not truth.same_video(*key))
-            and ("mirrored" in key[0]) == ("mirrored" in key[1])]  # a mirror image is found only when asked for
+def calibration_samples(names, files, stretches, truth):
+    """(features, right) of every stretch, leaving out frames of one video at different times
+    and mirror images (found only when asked for)."""
+    return [(copies.score_features(s.verified, s.checked, s.difference, s.single), right)
+            for s, key, _, right in claims(names, files, stretches, truth)
+            if (truth.related(*key) or not truth.same_video(*key)) and ("mirrored" in key[0]) == ("mirrored" in key[1])]
 
 
 def fit(samples):
@@ -144,7 +182,7 @@ def fit(samples):
 
     x = np.array([f for f, _ in samples])
     y = np.array([right for _, right in samples])
-    model = LogisticRegression(C=1.0).fit(x, y)
+    model = LogisticRegression(C=100.0, max_iter=1000).fit(x, y)
     print(f"\nfitted on {len(y)} stretches ({int(y.sum())} right): SCORE_WEIGHTS = "
           f"({model.intercept_[0]:.2f}, {', '.join(f'{w:.2f}' for w in model.coef_[0])})")
 
@@ -167,8 +205,8 @@ def main():
         seconds = time.perf_counter() - started
         print(f"\n{part}: {len(names)} files, {len(vectors)} frames: {len(stretches)} stretch(es) in {seconds:.1f} s "
               f"({points_of.cache_info().currsize} frames described)")
-        evaluate(part, names, stretches, truth, args.threshold)
-        samples += calibration_samples(names, stretches, truth)
+        evaluate(part, names, files, stretches, truth, args.threshold)
+        samples += calibration_samples(names, files, stretches, truth)
     if args.fit:
         fit(samples)
 

@@ -11,9 +11,10 @@ Photos: frames of the sample media at least 5 s apart, and for every other one a
 re-encoded, a half-size and a 10%-cropped version (plus, reported apart, colour-shifted,
 mirrored and watermarked ones) and a few exact copies.
 
-`truth.json` lists the copy pairs: {"a", "b", "kind": "copy"|"contained"|"exact",
-"transform", "b_start"} where "contained" means all of a is inside b from b_start seconds
-(None where only roughly known). Any pair of files not listed (and not linked through a
+`videos-truth.json` and `photos-truth.json` list the copy pairs: {"a", "b", "kind":
+"copy"|"contained"|"contains"|"exact", "transform", "b_start"}: "copy" and "contained" mean
+all of a is in b from b_start seconds (a list: at each of them; None: at no one place, a
+still), "contains" that a's a_start to a_start + seconds is b's b_start on. Any pair of files not listed (and not linked through a
 listed pair) is unrelated, but for photos taken from one video (`--photo-of` in the
 benchmark): frames of one fixed camera a few seconds apart can be the same picture but for
 a person who moved, so those pairs are counted apart. Run from the repository root:
@@ -56,6 +57,20 @@ def ffmpeg(*arguments):
     subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, arguments)], check=True)
 
 
+def probe(path, entries, *extra):
+    return subprocess.run(["ffprobe", "-v", "error", *extra, "-select_streams", "v", "-show_entries", entries,
+                           "-of", "csv=p=0", path], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def frame_count(path):
+    return int(probe(path, "stream=nb_read_frames", "-count_frames"))
+
+
+def frame_rate(path):
+    numerator, _, denominator = probe(path, "stream=r_frame_rate").partition("/")
+    return float(numerator) / float(denominator or 1)
+
+
 def make_videos(media, out, truth):
     videos = out / "videos"
     shutil.copytree(media, videos, ignore=shutil.ignore_patterns("LICENSE*", "*.md"))
@@ -67,26 +82,28 @@ def make_videos(media, out, truth):
     truth.append({"a": name, "b": source, "kind": "contained", "transform": "cut, 1280x720, 25 fps",
                   "b_start": start})
     name, parts = COMPILATION
-    inputs, filters = [], []
+    inputs, filters, at = [], [], 0.0
     for number, (source, start, seconds) in enumerate(parts):
         inputs += ["-ss", start, "-t", seconds, "-i", media / source]
         filters.append(f"[{number}:v]scale=640:360,setsar=1,fps=25[v{number}]")
         truth.append({"a": source, "b": name, "kind": "contains", "transform": "a stretch of a compilation",
-                      "a_start": start, "seconds": seconds})
+                      "a_start": start, "seconds": seconds, "b_start": at})
+        at += seconds
     ffmpeg(*inputs, "-filter_complex", ";".join(filters) + ";" + "".join(f"[v{n}]" for n in range(len(parts)))
            + f"concat=n={len(parts)}:v=1:a=0", "-an", videos / name)
     name, source = LOOP
     ffmpeg("-stream_loop", 1, "-i", media / source, "-an", videos / name)
-    truth.append({"a": source, "b": name, "kind": "contained", "transform": "a loop: the clip twice", "b_start": 0.0})
+    truth.append({"a": source, "b": name, "kind": "contained", "transform": "a loop: the clip twice",
+                  "b_start": [0.0, frame_count(media / source) / frame_rate(media / source)]})
     ffmpeg("-ss", 30, "-i", media / "one-by-one-person-detection.mp4", "-t", 0.3, "-an", videos / "person-blink.mp4")
     truth.append({"a": "person-blink.mp4", "b": "one-by-one-person-detection.mp4", "kind": "contained",
                   "transform": "one sampled frame", "b_start": 30.0})
-    for name, at in (("bottle-still-a.mp4", 5.0), ("bottle-still-b.mp4", 30.0)):
+    for name, at in (("bottle-still-a.mp4", 5.0), ("bottle-still-b.mp4", 30.0)):  # a still is at no one offset
         ffmpeg("-ss", at, "-i", media / "bottle-detection.mp4", "-frames:v", 1, out / "still.png")
         ffmpeg("-loop", 1, "-i", out / "still.png", "-t", 6, "-r", 25, "-pix_fmt", "yuv420p", videos / name)
         (out / "still.png").unlink()
         truth.append({"a": name, "b": "bottle-detection.mp4", "kind": "contained", "transform": "a still of one frame",
-                      "b_start": at})
+                      "b_start": None, "shows": at})
     for gif, start in GIF_STARTS.items():
         truth.append({"a": f"preview/{gif}.gif", "b": f"{gif}.mp4", "kind": "contained",
                       "transform": "GIF preview (excerpt)", "b_start": start})
@@ -109,8 +126,7 @@ def make_photos(media, out, truth, spacing=5.0):
     for video in sorted(media.rglob("*")):
         if video.suffix not in (".mp4", ".mkv", ".gif"):
             continue
-        duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                                         video], check=True, capture_output=True, text=True).stdout)
+        duration = float(probe(video, "format=duration"))
         at = min(duration / 2, 1.0)
         while at < duration - 0.2:
             name = f"{video.stem}{video.suffix.replace('.', '-')}-{at:05.1f}s.jpg"

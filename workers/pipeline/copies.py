@@ -32,14 +32,17 @@ from workers.pipeline.frame_match import compare
 NEIGHBOURS = 32  # candidate frames of other files a frame: copies rank behind a fixed camera's other frames
 MIN_SIMILARITY = 0.4  # below this cosine of PCA vectors no copy was seen (a 10% crop of a photo: 0.55)
 CHECKS = 12  # frame pairs compared along one stretch at most
+SINGLE_FRAME_TRIES = 8  # places tried for a one-frame file in another (its most similar frames')
 MAX_STRETCHES = 4  # stretches one pair of files can share (a clip looped in another)
 # Frame comparison limits (frame_match.Comparison) for "the same picture".
 MIN_INLIERS = 20
-MAX_DIFFERENCE = 0.5
+MAX_DIFFERENCE = 0.5  # frames of videos, sampled a moment apart: things moved a little
+MAX_SINGLE_DIFFERENCE = 0.3  # a photo: the same instant (copies measured up to 0.1, look-alikes from 0.34)
 MIN_OVERLAP = 0.5
-# The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + frames of the
-# window that did not verify, median difference), fitted by tests/benchmarks/bench_copies.py --fit.
-SCORE_WEIGHTS = (3.16, 2.73, -1.41, -2.90)
+# The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + checked frames
+# that did not verify, median difference, one-frame file, one-frame file x difference),
+# fitted by tests/benchmarks/bench_copies.py --fit.
+SCORE_WEIGHTS = (-1.92, 4.42, -1.58, -0.77, 2.98, -0.83)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Stretch:
     checked: int  # frame pairs compared in the stretch's window
     difference: float  # median difference of the verified pairs
     score: float
+    single: bool = False  # the shorter file is one frame (a photo): one verified pair is all there can be
     pairs: list = field(default_factory=list, repr=False)  # [(row of a, row of b)] verified
 
 
@@ -66,24 +70,29 @@ class Files:
 
     def spans(self):
         """{file: (first row, stop row)}"""
-        starts = np.flatnonzero(np.r_[True, self.sources[1:] != self.sources[:-1]])
-        stops = np.r_[starts[1:], len(self.sources)]
-        return {int(self.sources[s]): (int(s), int(e)) for s, e in zip(starts, stops)}
+        from workers.pipeline.clips import Spans
+
+        spans = Spans.from_sources(self.sources)
+        return {int(s): (int(start), int(start + count)) for s, start, count in zip(spans.sources, spans.starts,
+                                                                                     spans.counts)}
 
 
-def score_features(verified, checked, difference):
-    """What the score weighs: the run of frames that showed the same picture (more is surer),
-    the checked frames of the window outside it (one frame in many is a look-alike, one frame
-    of a photo is all there is) and how different the run's pictures still are."""
-    return (math.log2(1 + verified), math.log2(1 + checked - verified), min(difference, 5.0))
+def score_features(verified, checked, difference, single):
+    """What the score weighs: the frames of the run that showed the same picture (more is
+    surer), the checked frames that did not (one frame in many is a look-alike), how
+    different the run's pictures still are, and whether one frame is all a file has (then
+    the difference is all there is to go by: it weighs apart)."""
+    difference = min(difference, 5.0)
+    return (math.log2(1 + verified), math.log2(1 + checked - verified), difference, float(single),
+            float(single) * difference)
 
 
-def score(verified, checked, difference):
+def score(verified, checked, difference, single):
     """The calibrated probability that a stretch is a copy."""
     if not math.isfinite(difference):
         return 0.0  # nothing could be aligned
     bias, *weights = SCORE_WEIGHTS
-    z = bias + sum(w * f for w, f in zip(weights, score_features(verified, checked, difference)))
+    z = bias + sum(w * f for w, f in zip(weights, score_features(verified, checked, difference, single)))
     return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -151,9 +160,11 @@ def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES):
     return peaks
 
 
-def same_picture(comparison):
-    return (comparison.inliers >= MIN_INLIERS and comparison.difference <= MAX_DIFFERENCE
-            and comparison.overlap >= MIN_OVERLAP)
+def same_picture(comparison, single=False):
+    """Whether a Comparison shows the same picture; `single`: of a one-frame file, which has no
+    neighbours in time to back it, so it must be closer."""
+    return (comparison.inliers >= MIN_INLIERS and comparison.overlap >= MIN_OVERLAP
+            and comparison.difference <= (MAX_SINGLE_DIFFERENCE if single else MAX_DIFFERENCE))
 
 
 def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, points_of, checks=CHECKS):
@@ -163,16 +174,20 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, points_of, c
     times = files.times
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
     tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(times[b_first:b_stop]), 0.05)
-    found = [_stretch_at(offset, a, b, files, spans, x, points_of, checks)
-             for offset in offset_peaks(times[rows_b] - times[rows_a], similarities, rows_a, tolerance)]
-    # Best first; the longer file's frames belong to one verified stretch of the pair at most,
-    # the shorter file's may repeat (a clip looped in the other). A further offset over frames
-    # taken already is the same scene at another time (a fixed camera), not a second copy.
+    # A one-frame file (a photo) has nothing to vote with: each of its candidate places is tried.
+    single = min(a_stop - a_first, b_stop - b_first) == 1
+    peaks = offset_peaks(times[rows_b] - times[rows_a], similarities, rows_a, tolerance,
+                         most=SINGLE_FRAME_TRIES if single else MAX_STRETCHES)
+    found = [_stretch_at(offset, a, b, files, spans, x, points_of, checks) for offset in peaks]
+    # Best first. The longer file's frames belong to one stretch of the pair at most; the
+    # shorter file's may repeat (a clip looped in the other), but only in a stretch about as
+    # good as the best: a frame or two that verify elsewhere are the same scene at another
+    # time (a fixed camera), not a second copy.
     longer = 1 if (b_stop - b_first, b) > (a_stop - a_first, a) else 0
     taken, kept = set(), []
     for stretch in sorted((s for s in found if s is not None), key=lambda s: (-s.verified, s.difference)):
         rows = {pair[longer] for pair in stretch.pairs}
-        if rows & taken:
+        if kept and (rows & taken or stretch.verified < max(2, kept[0].verified / 2)):
             continue
         taken |= rows
         kept.append(stretch)
@@ -194,23 +209,27 @@ def _stretch_at(offset, a, b, files, spans, x, points_of, checks):
     if not len(window):
         return None
     partners = b_first + _nearest(b_times, aligned)
+    single = min(a_stop - a_first, b_stop - b_first) == 1
     checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
     comparisons = [compare(points_of(int(window[i])), points_of(int(partners[i]))) for i in checked]
-    run = _longest_run([same_picture(comparison) for comparison in comparisons])
+    same = [same_picture(comparison, single) for comparison in comparisons]
+    run = _longest_run(same)
     if run is None:  # no frame pair is the same picture: the closest one, scored as unverified
         closest = int(np.argmin([comparison.difference for comparison in comparisons]))
         run, verified = (closest, closest), 0
+        difference = comparisons[closest].difference
     else:
-        verified = run[1] - run[0] + 1
+        verified = sum(same[run[0]:run[1] + 1])
+        difference = float(np.median([c.difference for c, ok in zip(comparisons[run[0]:run[1] + 1],
+                                                                    same[run[0]:run[1] + 1]) if ok]))
     first, last = checked[run[0]], checked[run[1]]
-    difference = float(np.median([comparison.difference for comparison in comparisons[run[0]:run[1] + 1]]))
     pairs = list(zip(window[first:last + 1].tolist(), partners[first:last + 1].tolist())) if verified else []
     if verified:
         offset = _refined_offset(offset, pairs, times, (b_first, b_stop), x)
     a_start, a_end = float(times[window[first]]), float(times[window[last]])
     return Stretch(a=a, b=b, a_start=a_start, a_stop=a_end, b_start=a_start + offset, b_stop=a_end + offset,
-                   verified=verified, checked=len(checked), difference=difference,
-                   score=score(verified, len(checked), difference), pairs=pairs)
+                   verified=verified, checked=len(checked), difference=difference, single=single,
+                   score=score(verified, len(checked), difference, single), pairs=pairs)
 
 
 def _nearest(sorted_times, targets):
@@ -240,16 +259,20 @@ def _refined_offset(offset, pairs, times, b_span, x):
     return float(np.median(placed)) if placed else offset
 
 
-def _longest_run(flags):
-    """(first, last) index of the longest run of True, or None."""
-    best, start = None, None
-    for i, flag in enumerate(list(flags) + [False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            if best is None or i - start > best[1] - best[0] + 1:
-                best = (start, i - 1)
-            start = None
+def _longest_run(flags, gap=1):
+    """(first, last) index of the longest run of True that bridges at most `gap` False in a
+    row (a frame pair or two blurred by motion inside a copied stretch), or None."""
+    best, start, misses = None, None, 0
+    for i, flag in enumerate(list(flags) + [False] * (gap + 1)):
+        if flag:
+            start = i if start is None else start
+            last, misses = i, 0
+        elif start is not None:
+            misses += 1
+            if misses > gap:
+                if best is None or sum(flags[start:last + 1]) > sum(flags[best[0]:best[1] + 1]):
+                    best = (start, last)
+                start, misses = None, 0
     return best
 
 
@@ -261,6 +284,9 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
     x = unit_rows(vectors)
     rows_a, rows_b, similarities = candidate_matches(x, files, neighbours, min_similarity,
                                                      progress=lambda f: report(0.3 * f))
+    if not len(rows_a):
+        report(1.0)
+        return []  # one file, or nothing alike
     spans = files.spans()
     file_a, file_b = files.sources[rows_a], files.sources[rows_b]
     order = np.lexsort((rows_b, rows_a, file_b, file_a))

@@ -7,8 +7,10 @@ JPEG quality. So a candidate pair found through those features is checked on its
 the usual way of near-duplicate detection: ORB keypoints matched across the two frames, a
 similarity transform (scale, rotation, shift) fitted to the matches by RANSAC, and the two
 frames compared where they overlap once aligned by it. The comparison normalises brightness
-and contrast, and is made on blocks of about 8 pixels, so compression noise and resampling
-do not count, while a different gesture, an object that moved or another scene does.
+and contrast, and is made on blocks of about 8 pixels, each matched within one block of its
+place, so compression noise, resampling and the motion of a moment between two sampled
+frames do not count, while a different gesture, an object that moved further or another
+scene does.
 
 The measures (inliers, difference, overlap) are not a decision: the copy score weighs
 them (copies.py).
@@ -31,7 +33,7 @@ class FramePoints:
     """What a frame is compared by: its ORB keypoints and its grey picture."""
     points: np.ndarray  # (n, 2) float32 keypoint positions, in pixels
     descriptors: np.ndarray  # (n, 32) uint8 ORB descriptors (n may be 0)
-    grey: np.ndarray  # (h, w) float32
+    grey: np.ndarray  # (h, w) uint8
     content: tuple  # (x0, y0, x1, y1): the picture inside its letterbox bars
 
 
@@ -48,9 +50,13 @@ NO_MATCH = Comparison(inliers=0, difference=float("inf"), overlap=0.0, transform
 
 
 def frame_points(rgb, mirrored=False):
-    """The keypoints of an RGB frame (h, w, 3) uint8; `mirrored` describes its mirror image."""
+    """The keypoints of an RGB frame (h, w, 3) uint8; `mirrored` describes its mirror image.
+    None (a frame whose store is gone) has none, and so matches nothing."""
     import cv2
 
+    if rgb is None:
+        return FramePoints(points=np.zeros((0, 2), np.float32), descriptors=np.zeros((0, 32), np.uint8),
+                           grey=np.zeros((1, 1), np.uint8), content=(0, 0, 1, 1))
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     if mirrored:
         grey = np.ascontiguousarray(grey[:, ::-1])
@@ -58,7 +64,7 @@ def frame_points(rgb, mirrored=False):
     keypoints, descriptors = orb.detectAndCompute(grey, None)
     points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
     return FramePoints(points=points, descriptors=descriptors if descriptors is not None
-                       else np.zeros((0, 32), np.uint8), grey=grey.astype(np.float32), content=_content_box(grey))
+                       else np.zeros((0, 32), np.uint8), grey=grey, content=_content_box(grey))
 
 
 def compare(a, b):
@@ -86,8 +92,9 @@ def _aligned_difference(a, b, transform):
     import cv2
 
     height, width = a.grey.shape
+    a_grey, b_grey = a.grey.astype(np.float32), b.grey.astype(np.float32)
     inside_b = _box_mask(b.grey.shape, b.content)
-    warped = cv2.warpAffine(b.grey, transform, (width, height), flags=cv2.INTER_AREA)
+    warped = cv2.warpAffine(b_grey, transform, (width, height), flags=cv2.INTER_AREA)
     covered = cv2.warpAffine(inside_b, transform, (width, height), flags=cv2.INTER_AREA) > 0.99
     both = covered & (_box_mask(a.grey.shape, a.content) > 0)
     smaller = min(_area(a.content), _area(b.content) * abs(np.linalg.det(transform[:, :2])))
@@ -95,11 +102,23 @@ def _aligned_difference(a, b, transform):
     blocks_mask = cv2.resize(both.astype(np.float32), BLOCKS, interpolation=cv2.INTER_AREA) > 0.99
     if blocks_mask.sum() < 0.1 * blocks_mask.size:
         return float("inf"), overlap
-    here = cv2.resize(a.grey * both, BLOCKS, interpolation=cv2.INTER_AREA)[blocks_mask]
-    there = cv2.resize(warped * both, BLOCKS, interpolation=cv2.INTER_AREA)[blocks_mask]
-    here = (here - here.mean()) / (here.std() + 1.0)
-    there = (there - there.mean()) / (there.std() + 1.0)
-    return float(np.quantile(np.abs(here - there), DIFFERENCE_QUANTILE)), min(overlap, 1.0)
+    here = cv2.resize(a_grey * both, BLOCKS, interpolation=cv2.INTER_AREA)
+    there = cv2.resize(warped * both, BLOCKS, interpolation=cv2.INTER_AREA)
+    here = (here - here[blocks_mask].mean()) / (here[blocks_mask].std() + 1.0)
+    there = (there - there[blocks_mask].mean()) / (there[blocks_mask].std() + 1.0)
+    # Each block is matched within one block of where it should be, both ways: two frames of
+    # a copy sampled a moment apart differ by a few pixels where things move, not by a block.
+    difference = np.maximum(_nearby_difference(here, there, blocks_mask), _nearby_difference(there, here, blocks_mask))
+    return float(np.quantile(difference[blocks_mask], DIFFERENCE_QUANTILE)), min(overlap, 1.0)
+
+
+def _nearby_difference(here, there, valid):
+    """For each block of `here`, its least absolute difference from the blocks of `there`
+    at most one block away (blocks outside `valid` never match)."""
+    padded = np.pad(np.where(valid, there, np.inf), 1, constant_values=np.inf)
+    rows, columns = here.shape
+    return np.min([np.abs(here - padded[1 + dy:1 + dy + rows, 1 + dx:1 + dx + columns])
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
 
 
 def _content_box(grey):
