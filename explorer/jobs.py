@@ -116,6 +116,19 @@ def start_cluster_edit(collection, edit, user=None):
         return _open_identical(collection, Job.Kind.CLUSTER, params) or _create(collection, Job.Kind.CLUSTER, params)
 
 
+def start_duplicates(collection, threshold):
+    """Look for copies in the collection's map again, calling a copy what scores `threshold`
+    or more (workers/stages/duplicates.py); or return the identical job already queued or
+    running. NotReady when the collection has no map yet."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"the threshold is a probability, from 0 to 1: got {threshold}")
+    current_map(collection)
+    params = {"threshold": threshold}
+    with _one_start_at_a_time(collection):
+        return (_open_identical(collection, Job.Kind.DUPLICATES, params)
+                or _create(collection, Job.Kind.DUPLICATES, params))
+
+
 def start_tagging(collection, head="softmax", fine_tune=False):
     """Train a tagger with a `head` (workers/pipeline/tagger.py HEADS) on the collection's
     labels, then tag every frame of its map; with `fine_tune`, also fine-tune the top blocks

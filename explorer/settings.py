@@ -86,6 +86,11 @@ CLUSTER_AFTER_MAP = env_bool("CLUSTER_AFTER_MAP", True)
 CLUSTER_METHOD = env_choice("CLUSTER_METHOD", "auto", ("auto", "kmeans", "affinity"))
 CLUSTER_K = env_int("CLUSTER_K", 8, minimum=1)  # for CLUSTER_METHOD=kmeans
 CLUSTER_OVER = env_choice("CLUSTER_OVER", "clips", ("clips", "frames"))
+# Copies (workers/stages/duplicates.py): found again after every new map when
+# DUPLICATES_AFTER_MAP, with the collection's last threshold or DUPLICATES_THRESHOLD, the
+# least calibrated score called a copy (0.5: as likely a copy as not).
+DUPLICATES_AFTER_MAP = env_bool("DUPLICATES_AFTER_MAP", True)
+DUPLICATES_THRESHOLD = env_float("DUPLICATES_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
 # The predict endpoint (explorer/predict_api.py) asks the predict worker (workers/predictor.py,
 # `manage.py predictor`) at PREDICT_ADDRESS (a socket path, or host:port) for the features of
 # an upload of at most PREDICT_MAX_UPLOAD_MB; of a video it reads PREDICT_MAX_VIDEO_SECONDS.

@@ -32,13 +32,17 @@ def walk(job):
 def test_each_kind_of_job_walks_the_stages_it_needs(settings):
     assert walk(make_job(frames=0)) == ["scan", "sample"]  # nothing sampled: nothing to place
     assert walk(make_job(frames=5, embed=False)) == ["scan", "sample"]  # --sample-only
-    assert walk(make_job(frames=5)) == ["scan", "sample", "features", "pca", "train", "layout", "cluster"]
-    assert walk(make_job(Job.Kind.TRAIN, frames=5)) == ["features", "pca", "train", "layout", "cluster"]
+    assert walk(make_job(frames=5)) == ["scan", "sample", "features", "pca", "train", "layout", "cluster",
+                                        "duplicates"]
+    assert walk(make_job(Job.Kind.TRAIN, frames=5)) == ["features", "pca", "train", "layout", "cluster", "duplicates"]
     assert walk(make_job(Job.Kind.POSTER, frames=5)) == ["poster"]
     assert walk(make_job(Job.Kind.CLUSTER, frames=5)) == ["cluster"]
+    assert walk(make_job(Job.Kind.DUPLICATES, frames=5)) == ["duplicates"]
     settings.CLUSTER_AFTER_MAP = False  # a new map keeps the clusters it had (of the map before)
+    settings.DUPLICATES_AFTER_MAP = False  # and the copies
     assert walk(make_job(frames=5)) == ["scan", "sample", "features", "pca", "train", "layout"]
     assert walk(make_job(Job.Kind.CLUSTER, frames=5)) == ["cluster"]
+    assert walk(make_job(Job.Kind.DUPLICATES, frames=5)) == ["duplicates"]
 
 
 def test_an_ingest_into_a_collection_with_a_current_model_places_frames_without_training(settings, tmp_path):
@@ -48,7 +52,7 @@ def test_an_ingest_into_a_collection_with_a_current_model_places_frames_without_
     models.mkdir(parents=True)
     write_json_atomic(models / "pca.json", {"version": "p1"})
     write_json_atomic(models / "layout.json", {"version": "m1", "pca": "p1"})
-    assert walk(job) == ["scan", "sample", "features", "pca", "layout", "cluster"]
+    assert walk(job) == ["scan", "sample", "features", "pca", "layout", "cluster", "duplicates"]
     write_json_atomic(models / "pca.json", {"version": "p2"})  # a refit PCA: the model must follow
     assert "train" in walk(job)
 

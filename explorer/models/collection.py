@@ -36,6 +36,9 @@ class Collection(models.Model):
                                    related_name="+")
     # The tagger whose predictions the map, the galleries and the predict API use.
     tagger = models.ForeignKey("Tagger", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The copies shown on the map and in the duplicates report (the latest detection).
+    duplicates = models.ForeignKey("Duplicates", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -15,6 +15,7 @@ class Job(models.Model):
         TAG = "tag"  # train a tagger from the labels, then predict every frame
         GIF = "gif"  # an animated GIF of a clip, its colours quantized by k-means
         CUTOUTS = "cutouts"  # frames cut out of their plain backgrounds, for scatter posters
+        DUPLICATES = "duplicates"  # find copies and contained clips again (another threshold)
 
     class Status(models.TextChoices):
         QUEUED = "queued"

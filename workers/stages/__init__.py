@@ -58,8 +58,8 @@ class Report:
     fatal: str = ""
 
 
-INGEST, TRAIN, POSTER, CLUSTER, TAG, GIF, CUTOUTS = (  # Job.Kind values
-    "ingest", "train", "poster", "cluster", "tag", "gif", "cutouts")
+INGEST, TRAIN, POSTER, CLUSTER, TAG, GIF, CUTOUTS, DUPLICATES = (  # Job.Kind values
+    "ingest", "train", "poster", "cluster", "tag", "gif", "cutouts", "duplicates")
 
 STAGES = (
     Stage("scan", kinds=frozenset({INGEST}), run="workers.stages.ingest:scan"),
@@ -74,6 +74,9 @@ STAGES = (
           report="workers.stages.embed:report"),
     Stage("cluster", kinds=frozenset({INGEST, TRAIN, CLUSTER}), on_map=True, run="workers.stages.clusters:cluster",
           when="workers.stages.clusters:wanted", report="workers.stages.clusters:report"),
+    Stage("duplicates", kinds=frozenset({INGEST, TRAIN, DUPLICATES}), on_map=True,
+          run="workers.stages.duplicates:find", when="workers.stages.duplicates:wanted",
+          report="workers.stages.duplicates:report"),
     Stage("tag", kinds=frozenset({TAG}), run="workers.stages.tagging:train_tagger",
           report="workers.stages.tagging:train_report"),
     Stage("predict", kinds=frozenset({INGEST, TRAIN, TAG}), on_map=True, run="workers.stages.tagging:predict",

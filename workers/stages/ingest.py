@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from explorer.models import Job, Source
+from explorer.models import Job, SameContent, Source
 from workers import lifecycle
 from workers.pieces import FanOut, job_progress
 from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
@@ -48,6 +48,7 @@ def scan(job):
             job.sources.add(source)
             if same_as:
                 skipped.append(_skip(path, f"same content as {same_as}", Job.Skip.DUPLICATE))
+                SameContent.objects.get_or_create(source=source, path=str(path))  # shown in the duplicates report
         report((number + 1) / len(inside))
     lifecycle.add_skipped(job, skipped)
 

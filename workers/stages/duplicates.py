@@ -1,0 +1,106 @@
+"""The `duplicates` stage: finds copies among the files of the collection's map (after every
+new map, and when asked with another threshold): near-duplicate photos and frames, copies of
+videos and clips cut from longer ones (workers/pipeline/copies.py), made into groups with one
+representative each (workers/pipeline/copy_groups.py), beside the exact copies the scan
+passed over (SameContent).
+
+A detection is a Duplicates row and its files, made from one published map version; the
+collection shows the latest. Job params of a `duplicates` job: {"threshold"}; an ingest or a
+train job uses the collection's last threshold (or DUPLICATES_THRESHOLD).
+"""
+import functools
+
+from django.conf import settings
+from django.db import transaction
+
+from explorer.models import Collection, Duplicates, Job, SameContent, Source
+from workers import lifecycle
+from workers.pieces import job_progress
+from workers.stages import Report
+
+POINTS_CACHE = 2048  # frames' keypoints kept while comparing (about 200 kB each)
+
+
+def wanted(job):
+    return job.kind == Job.Kind.DUPLICATES or settings.DUPLICATES_AFTER_MAP
+
+
+def threshold_for(job):
+    """The job's own threshold, else the collection's last detection's."""
+    if job.kind == Job.Kind.DUPLICATES and job.params.get("threshold") is not None:
+        return float(job.params["threshold"])
+    current = job.collection.duplicates
+    return current.threshold if current else settings.DUPLICATES_THRESHOLD
+
+
+def find(job):
+    from workers.pipeline.copies import Files, find_stretches
+    from workers.pipeline.copy_groups import group_copies
+    from workers.pipeline.frame_match import frame_points
+    from workers.pipeline.map_versions import MapSnapshot
+
+    collection = job.collection
+    version = collection.embedding.get("map")
+    if not version:
+        raise RuntimeError(f"collection {collection.name!r} has no map to look for copies in yet")
+    threshold = threshold_for(job)
+    current = collection.duplicates
+    if job.kind != Job.Kind.DUPLICATES and current is not None and current.map_version == version:
+        return  # the map did not change: neither did its copies
+    snapshot = MapSnapshot(collection.maps_dir / version, collection.sources_dir)
+    lifecycle.update(job.pk, progress=0.0, message=f"looking for copies among {len(snapshot)} frame(s)")
+
+    @functools.lru_cache(maxsize=POINTS_CACHE)
+    def points_of(row):
+        return frame_points(snapshot.frame_pixels(row))
+
+    files = Files(sources=snapshot.index["source"], times=snapshot.index["time"])
+    stretches = find_stretches(snapshot.vectors, files, points_of, progress=job_progress(job.pk, span=0.9))
+    spans = files.spans()
+    groups, relations, copy_of = group_copies(stretches, spans, files.times, threshold, rank=_originality(spans))
+    _save(job, version, threshold, groups, relations, copy_of)
+
+
+def _originality(spans):
+    """{source: key}, lower is more original: the longer file, then the one of more pixels,
+    then the one ingested first (a re-encoded copy is usually shorter or smaller)."""
+    known = Source.objects.filter(pk__in=list(spans)).values_list("pk", "duration", "width", "height")
+    return {pk: (-(duration or 0.0), -((width or 0) * (height or 0)), pk) for pk, duration, width, height in known}
+
+
+def exact_copies(collection):
+    """The files the scan passed over as exact copies: [{"source", "path"}], by source."""
+    return [{"source": source, "path": path} for source, path in
+            SameContent.objects.filter(source__collection=collection).values_list("source_id", "path")]
+
+
+def _save(job, version, threshold, groups, relations, copy_of):
+    """Record the detection and make it current, unless the map changed meanwhile."""
+    import shutil
+
+    from workers.pipeline.copy_groups import save
+
+    collection = job.collection
+    lifecycle.update(job.pk, progress=0.95, message=f"saving {len(groups)} group(s) of copies")
+    made = Duplicates.objects.create(collection=collection, job=job, map_version=version, threshold=threshold,
+                                     groups=len(groups), relations=len(relations),
+                                     copied_frames=int((copy_of >= 0).sum()))
+    try:
+        save(made.directory, groups, relations, copy_of, {"map": version, "threshold": threshold, "detection": made.pk})
+        with transaction.atomic():
+            lifecycle.update(job.pk, progress=1.0)  # raises JobCancelled: a cancelled job changes nothing
+            if not Collection.objects.filter(pk=collection.pk, embedding__map=version).update(duplicates=made):
+                raise RuntimeError("the map changed while its copies were looked for: look for them again")
+    except BaseException:
+        made.delete()
+        shutil.rmtree(made.directory, ignore_errors=True)
+        raise
+
+
+def report(job):
+    made = Duplicates.objects.filter(job=job).first()  # ordered newest first
+    if made is None:
+        return Report()
+    if not made.groups:
+        return Report(("no copies",))
+    return Report((f"{made.groups} group(s) of copies ({made.copied_frames} frame(s) copy another)",))
