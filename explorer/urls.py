@@ -4,8 +4,8 @@ from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.routers import DefaultRouter
 
 from explorer import (
-    api, cluster_api, colour_api, file_views, label_api, map_api, poster_api, predict_api, prediction_api, tagger_api,
-    views,
+    api, cluster_api, colour_api, copies_api, file_views, label_api, map_api, poster_api, predict_api, prediction_api,
+    tagger_api, views,
 )
 from workers.pipeline.tiles import LAYOUT_REVISION
 
@@ -28,6 +28,7 @@ urlpatterns = [
     path("collections/<int:collection_id>/map/", views.collection_map, name="map"),
     path("collections/<int:collection_id>/clusters/<int:cluster>/", views.cluster_gallery, name="cluster"),
     path("collections/<int:collection_id>/review/", views.review, name="review"),
+    path("collections/<int:collection_id>/duplicates/", views.duplicates_report, name="duplicates"),
     path("frames/<int:source_id>/<int:number>.jpg", file_views.frame_image, name="frame-image"),
     # The version is checked against the map folders' names (explorer/served_maps.py); the
     # placement rule's revision follows it, as browsers keep a tile for good. A tile's URL ends
@@ -50,6 +51,7 @@ urlpatterns = [
     path("api/collections/<int:pk>/clusters/merge/", cluster_api.merge_clusters, name="api-clusters-merge"),
     path("api/collections/<int:pk>/clusters/<int:cluster>/", cluster_api.cluster_members, name="api-cluster"),
     path("api/collections/<int:pk>/clusters/<int:cluster>/split/", cluster_api.split_cluster, name="api-cluster-split"),
+    path("api/collections/<int:pk>/duplicates/", copies_api.duplicates, name="api-duplicates"),
     path("api/collections/<int:pk>/labels/", label_api.labels, name="api-labels"),
     path("api/collections/<int:pk>/labels/undo/", label_api.undo, name="api-labels-undo"),
     path("api/collections/<int:pk>/labels/export/", label_api.export_labels, name="api-labels-export"),
