@@ -43,3 +43,11 @@ def review(request, collection_id):
     to confirm its prediction or give another label."""
     collection = get_object_or_404(Collection, pk=collection_id)
     return render(request, "explorer/review.html", {"collection": collection})
+
+
+@ensure_csrf_cookie
+def duplicates_report(request, collection_id):
+    """The collection's copies: groups side by side with their aligned time ranges, and the
+    exact copies passed over at ingest; editors look again with another threshold."""
+    collection = get_object_or_404(Collection, pk=collection_id)
+    return render(request, "explorer/duplicates.html", {"collection": collection})

@@ -57,6 +57,7 @@ function element(tag, props = {}, ...children) {
 
 // Seconds as m:ss.s
 function clock(seconds) {
+  seconds = Math.max(0, seconds); // a time refined to -0.01 s is the start
   const minutes = Math.floor(seconds / 60);
   return `${minutes}:${(seconds - minutes * 60).toFixed(1).padStart(4, "0")}`;
 }
