@@ -3,7 +3,6 @@
 looking for them again with another threshold (a job: workers/stages/duplicates.py).
 `report` is the one shape of a detection: the API, the report page and `manage.py duplicates`
 all show it."""
-import functools
 from pathlib import Path
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -18,17 +17,12 @@ from explorer.cluster_api import collection_or_404
 from explorer.jobs import NotReady, start_duplicates
 from explorer.map_api import FrameSchema, frame_json, source_info
 from explorer.models import SameContent, Source
+from explorer.served_copies import detection_files
 from explorer.served_maps import snapshot
-from workers.pipeline.copy_groups import CopyFiles
 
 NOT_FOUND = OpenApiResponse(description="Unknown collection.")
 NO_DETECTION = error_response("The collection has no map, or its copies were not looked for yet: `detail` says "
                               "what is running.")
-
-
-@functools.lru_cache(maxsize=16)
-def _files(directory):
-    return CopyFiles(directory)
 
 
 def current_duplicates(collection):
@@ -39,10 +33,11 @@ def current_duplicates(collection):
         doing = f": job {running.pk} is at stage {running.stage}" if running else ""
         raise Conflict(f"collection {collection.pk} was not looked through for copies yet{doing}")
     current = snapshot(collection, detection.map_version)
-    if current is None or not (detection.directory / "duplicates.json").exists():
+    files = detection_files(detection)
+    if current is None or files is None:
         raise Conflict(f"the copies of collection {collection.pk} were found in a map that is gone: "
                        "look for them again")
-    return detection, _files(str(detection.directory)), current
+    return detection, files, current
 
 
 def report(collection):

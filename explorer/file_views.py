@@ -59,6 +59,27 @@ def tile(request, collection_id, version, zoom, column, row, scale=1):
 
 
 @require_GET
+def tile_without_copies(request, collection_id, version, detection_id, zoom, column, row, scale=1):
+    """A map tile with the copies of detection `detection_id` left out (the map's "hide
+    copies"): each cell shows its nearest frame that copies nothing. Cached like `tile`."""
+    from explorer.served_copies import cells_without_copies, copies_for
+
+    collection = get_object_or_404(Collection, pk=collection_id)
+    current = snapshot(collection, version)
+    found = copies_for(collection, version) if current is not None else None
+    if found is None or found.details["detection"] != detection_id:
+        raise Http404(f"map version {version} of collection {collection_id} has no copies found by detection "
+                      f"{detection_id}")
+    if not current.grid.has_tile(zoom, column, row):
+        raise Http404(f"no tile {zoom}/{column}/{row}: this map has zoom levels 0 to {current.grid.max_zoom}")
+    cells, variant = cells_without_copies(current, found)
+    response = FileResponse(open(current.tile(zoom, column, row, scale, cells, variant), "rb"),
+                            content_type="image/jpeg")
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
 def tag_tile(request, collection_id, version, tagger_id, zoom, column, row, scale=1):
     """The overlay of a tile (PNG, transparent but for the thumbnails' borders; @2x: twice the
     pixels): each thumbnail in the colour of the label its frame is predicted as by tagger

@@ -43,14 +43,22 @@ def _label_field():
                            help_text="The label's name; null takes the label off.")
 
 
+def _copies_field():
+    return serializers.BooleanField(required=False, default=False, help_text=(
+        "true: the frames' copies too (their originals and the other copies of those, by the collection's "
+        "copies: /api/collections/{id}/duplicates/)."))
+
+
 class LabelCluster(ExactFields, serializers.Serializer):
     label = _label_field()
+    with_copies = _copies_field()
     cluster = StrictIntegerField(min_value=0, max_value=INT64_MAX, help_text="Every member of this cluster.")
     clustering = clustering_field()
 
 
 class LabelFrames(ExactFields, serializers.Serializer):
     label = _label_field()
+    with_copies = _copies_field()
     frames = serializers.ListField(
         max_length=MAX_FRAMES_PER_REQUEST, min_length=1,
         child=serializers.ListField(child=StrictIntegerField(min_value=0, max_value=INT64_MAX), min_length=2,
@@ -59,6 +67,7 @@ class LabelFrames(ExactFields, serializers.Serializer):
 
 class LabelSource(ExactFields, serializers.Serializer):
     label = _label_field()
+    with_copies = _copies_field()
     source = StrictIntegerField(min_value=1, max_value=INT64_MAX, help_text="Every frame of this source.")
 
 
@@ -104,7 +113,7 @@ def _label_request(request):
 def labels(request, pk):
     """GET: the collection's labels with their frame counts, and the last actions. POST
     (editors): label (or with label null, unlabel) a cluster's members, chosen frames, or
-    every frame of a source."""
+    every frame of a source; with_copies: their copies too."""
     from django.db.models import Count
 
     collection = collection_or_404(pk)
@@ -128,6 +137,10 @@ def labels(request, pk):
         frames = [tuple(pair) for pair in body["frames"]]
         _check_sampled(collection, frames)
         kind, what = LabelAction.Kind.LABEL_FRAMES, f"{len(frames)} frame(s)"
+    if body.get("with_copies"):
+        asked = len(frames)
+        frames = labelling.with_copies(collection, frames)
+        what += f" and {len(frames) - asked} frame(s) of their copies"
     try:
         action = labelling.apply(collection, frames, name, kind,
                                  f"labelled {what} as {name!r}" if name is not None else f"unlabelled {what}",

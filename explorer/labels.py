@@ -174,6 +174,26 @@ def tagger_readiness(collection):
     return counts, ""
 
 
+def with_copies(collection, frames):
+    """`frames` ((source, frame) pairs) and the frames that copy them or that they copy, by
+    the collection's copies of its current map (workers/pipeline/copy_groups.py): a label
+    given to one member of a group of copies goes to the others."""
+    from explorer.served_copies import copies_for
+    from explorer.served_maps import snapshot
+    from workers.pipeline.copy_groups import rows_with_copies
+
+    current = snapshot(collection)
+    found = copies_for(collection, current.version) if current is not None else None
+    if found is None:
+        return frames
+    rows = []
+    for source, numbers in _by_source(frames).items():
+        found_rows = current.rows_of(source, np.asarray(numbers))
+        rows += found_rows[found_rows >= 0].tolist()
+    extra = frames_of_rows(current, rows_with_copies(found.copy_of, rows)) if rows else []
+    return list(dict.fromkeys(list(frames) + extra))
+
+
 def frames_of_rows(snapshot, rows):
     """(source, frame) of each map row."""
     index = snapshot.index

@@ -16,6 +16,7 @@ from explorer.api import JobSerializer, SourceSerializer
 from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, QueryBooleanField, QuerySerializer, validated_query
 from explorer.models import Collection, Job, Source
+from explorer.served_copies import cells_without_copies, copies_for, copy_of_json
 from explorer.served_maps import no_map_reason, require_snapshot, snapshot
 from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
 
@@ -43,6 +44,8 @@ class PointQuery(QuerySerializer):
     y = FiniteFloatField(min_value=-1.0, max_value=1.0, help_text="Map y, -1 (bottom) to 1.")
     zoom = serializers.IntegerField(min_value=0, max_value=MAX_ZOOM,
                                     help_text="Zoom level whose thumbnails are shown (a map has 0 to its max_zoom).")
+    hide_copies = QueryBooleanField(required=False, default=False,
+                                    help_text="true: as the map is drawn with copies hidden (its copies.tile_url).")
 
 
 class FrameQuery(QuerySerializer):
@@ -76,9 +79,16 @@ class FrameSchema(serializers.Serializer):
     video = serializers.CharField(help_text="The source file, with Range support for seeking.")
 
 
+class CopyOfSchema(serializers.Serializer):
+    frame = FrameSchema(help_text="The frame of the more original file this one shows.")
+    kind = serializers.CharField(help_text="near-duplicate, copy, contained or partial (see the duplicates API).")
+    score = serializers.FloatField(allow_null=True)
+
+
 class FrameDetailSchema(FrameSchema):
     file = SourceSerializer(allow_null=True, help_text=(
         "The source file: where it is and what it is, as /api/sources/ID/ gives it (null once removed)."))
+    copy_of = CopyOfSchema(allow_null=True, help_text="When this frame copies a frame of a more original file.")
 
 
 class PointSchema(FrameDetailSchema):
@@ -96,6 +106,8 @@ class ClipSchema(serializers.Serializer):
     stop = serializers.FloatField()
     score = serializers.FloatField(allow_null=True, help_text="1 = identical, 0 = no closer than chance.")
     frames = FrameSchema(many=True)
+    copy = serializers.BooleanField(required=False, help_text=(
+        "Similar clips: its file is in the same group of copies as the clicked frame's."))
 
 
 NOT_FOUND = OpenApiResponse(description="Unknown collection, or nothing at that place.")
@@ -115,13 +127,17 @@ def source_info(ids):
     return {pk: _info(pk, source) for pk, source in Source.objects.in_bulk(list(set(ids))).items()}
 
 
-def frame_detail(current, row):
+def frame_detail(current, row, collection):
     """A frame as the point and frame endpoints answer it: with its source file's details (one
-    query: a hover asks for it)."""
+    query: a hover asks for it) and what it copies."""
     pk = int(current.index["source"][row])
     source = Source.objects.filter(pk=pk).first()
     info = {} if source is None else {pk: _info(pk, source)}
-    return {**frame_json(current, row, info), "file": None if source is None else SourceSerializer(source).data}
+    copy_of = copy_of_json(copies_for(collection, current.version), current, row,
+                           lambda original: frame_json(current, original, source_info(
+                               [int(current.index["source"][original])])))
+    return {**frame_json(current, row, info), "file": None if source is None else SourceSerializer(source).data,
+            "copy_of": copy_of}
 
 
 def frame_json(current, row, info):
@@ -144,6 +160,10 @@ def _clip(current, rows, score, info):
     "tile_url": serializers.CharField(help_text="{z}/{x}/{y}{r}.jpg; {r} is empty, or @2x for twice the pixels."),
     "tile_size": serializers.ListField(child=serializers.IntegerField()),
     "clip_seconds": serializers.FloatField(), "random_weights": serializers.BooleanField(),
+    "copies": inline_serializer("MapCopies", {
+        "detection": serializers.IntegerField(), "copied_frames": serializers.IntegerField(),
+        "tile_url": serializers.CharField(help_text="The tiles with the copies left out: one frame of each group.")},
+        allow_null=True, required=False, help_text="Copies found in this map (null: none, or not looked for)."),
     "extent": serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
                                     help_text="Where the frames are: x min, y min, x max, y max."),
     "jobs": JobSerializer(many=True)}), 404: NOT_FOUND})
@@ -162,9 +182,17 @@ def map_state(request, pk):
     # {r}: Leaflet's "@2x" on high-DPI screens (explorer/urls.py), "" elsewhere.
     tile_url = reverse("tile", args=[collection.pk, current.version, 0, 0, 0]).replace("/0/0/0.jpg",
                                                                                        "/{z}/{x}/{y}{r}.jpg")
+    found = copies_for(collection, current.version)
+    copies = None
+    if found is not None and int((found.copy_of[:] >= 0).sum()):
+        detection = found.details["detection"]
+        copies = {"detection": detection, "copied_frames": collection.duplicates.copied_frames,
+                  "tile_url": reverse("tile-no-copies", args=[collection.pk, current.version, detection, 0, 0, 0])
+                  .replace("/0/0/0.jpg", "/{z}/{x}/{y}{r}.jpg")}
     return Response({**state, "status": f"map of {len(current)} frames", "version": current.version,
                      "frames": len(current), "max_zoom": current.grid.max_zoom, "tile_url": tile_url,
-                     "clip_seconds": current.clip_seconds, "extent": [round(v, 5) for v in current.extent]})
+                     "clip_seconds": current.clip_seconds, "extent": [round(v, 5) for v in current.extent],
+                     "copies": copies})
 
 
 @extend_schema(parameters=[PointQuery], responses={200: PointSchema, 404: NOT_FOUND, 409: NO_MAP})
@@ -172,28 +200,34 @@ def map_state(request, pk):
 def map_point(request, pk):
     """The frame drawn at a point of the map at a zoom level (what a hover or a click hits):
     where it is on the map, its time, image and video, and the box its thumbnail fills."""
-    current = require_snapshot(_collection(pk))
+    collection = _collection(pk)
+    current = require_snapshot(collection)
     params = validated_query(request, PointQuery)
     if params["zoom"] > current.grid.max_zoom:
         raise NotFound(f"nothing is drawn at zoom {params['zoom']}: this map has zoom levels 0 to "
                        f"{current.grid.max_zoom}")
-    hit = current.cells.placement_at(params["x"], params["y"], params["zoom"])
+    cells = current.cells
+    found = copies_for(collection, current.version) if params["hide_copies"] else None
+    if found is not None:
+        cells, _ = cells_without_copies(current, found)
+    hit = cells.placement_at(params["x"], params["y"], params["zoom"])
     if hit is None:
         raise NotFound("no frame is drawn there")
     row, box = hit
-    return Response({**frame_detail(current, row), "box": box})
+    return Response({**frame_detail(current, row, collection), "box": box})
 
 
 @extend_schema(parameters=[FrameQuery], responses={200: FrameDetailSchema, 404: NOT_FOUND, 409: NO_MAP})
 @api_view(["GET"])
 def map_frame(request, pk):
     """A given frame of a source: where it is on the map, its time, image and video, and its file."""
-    current = require_snapshot(_collection(pk))
+    collection = _collection(pk)
+    current = require_snapshot(collection)
     params = validated_query(request, FrameQuery)
     row = current.row_of(params["source"], params["frame"])
     if row is None:
         raise NotFound(f"frame {params['frame']} of source {params['source']} is not on this map")
-    return Response(frame_detail(current, row))
+    return Response(frame_detail(current, row, collection))
 
 
 @extend_schema(parameters=[SourceQuery], responses={200: inline_serializer("Path", {
@@ -223,7 +257,8 @@ def map_path(request, pk):
 def map_similar(request, pk):
     """The clips of the whole collection whose frames best follow the clip around a frame,
     best first, each with its score (1 = identical, 0 = no closer than chance)."""
-    current = require_snapshot(_collection(pk))
+    collection = _collection(pk)
+    current = require_snapshot(collection)
     params = validated_query(request, SimilarQuery)
     row = current.row_of(params["source"], params["frame"])
     if row is None:
@@ -232,8 +267,14 @@ def map_similar(request, pk):
     start, stop = current.clip_at(row, seconds)
     found = current.similar(row, seconds=seconds, top=params["top"], other_sources_only=params["exclude_source"])
     info = source_info([params["source"]] + [clip["source"] for clip in found])
+    copies = copies_for(collection, current.version)
+    group = copies.group_of(params["source"]) if copies else None
+
+    def marked(clip):  # a copy of the clicked frame's file, or of a file it copies
+        return {**clip, "copy": group is not None and copies.group_of(clip["source"]) == group}
+
     return Response({"seconds": seconds, "query": _clip(current, range(start, stop), 1.0, info),
-                     "clips": [_clip(current, clip["rows"], round(clip["score"], 4), info) for clip in found]})
+                     "clips": [marked(_clip(current, clip["rows"], round(clip["score"], 4), info)) for clip in found]})
 
 
 @extend_schema(responses={200: inline_serializer("DissimilarClips", {"clips": ClipSchema(many=True)}),

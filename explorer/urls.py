@@ -19,6 +19,7 @@ router.register("gifs", colour_api.GifViewSet, basename="gif")
 
 TILES = f"collections/<int:collection_id>/tiles/<str:version>/{LAYOUT_REVISION}"
 TAGS = f"collections/<int:collection_id>/tags/<str:version>/<int:tagger_id>/{LAYOUT_REVISION}"
+NO_COPIES = f"collections/<int:collection_id>/tiles/<str:version>/{LAYOUT_REVISION}/nocopies/<int:detection_id>"
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -35,6 +36,9 @@ urlpatterns = [
     # in @2x for high-DPI screens (Leaflet's {r}): twice the pixels.
     path(f"{TILES}/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile, name="tile"),
     path(f"{TILES}/<int:zoom>/<int:column>/<int:row>@2x.jpg", file_views.tile, {"scale": 2}, name="tile-2x"),
+    path(f"{NO_COPIES}/<int:zoom>/<int:column>/<int:row>.jpg", file_views.tile_without_copies, name="tile-no-copies"),
+    path(f"{NO_COPIES}/<int:zoom>/<int:column>/<int:row>@2x.jpg", file_views.tile_without_copies, {"scale": 2},
+         name="tile-no-copies-2x"),
     path(f"{TAGS}/<int:zoom>/<int:column>/<int:row>.png", file_views.tag_tile, name="tag-tile"),
     path(f"{TAGS}/<int:zoom>/<int:column>/<int:row>@2x.png", file_views.tag_tile, {"scale": 2}, name="tag-tile-2x"),
     path("sources/<int:source_id>/file", file_views.source_file, name="source-file"),

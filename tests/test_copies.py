@@ -146,3 +146,9 @@ def test_the_offset_is_refined_between_sampled_frames():
     pairs = [(int(a), int(b)) for a, b in zip(a_rows[4:4 + len(b_rows)], b_rows)]
     offset = copies._refined_offset(-2.0, pairs, times, (b_rows[0], b_rows[-1] + 1), x)
     assert offset == pytest.approx(-2.2, abs=0.05)
+
+
+def test_a_run_bridges_one_failed_check_but_not_two():
+    assert copies._longest_run([True, False, True, False, False, True]) == (0, 2)
+    assert copies._longest_run([True, False, False, True, True]) == (3, 4)
+    assert copies._longest_run([False, False]) is None

@@ -70,3 +70,31 @@ def test_a_detection_reads_back_as_it_was_written(tmp_path):
     assert files.groups == groups and files.relations == relations and files.details["threshold"] == 0.5
     assert np.array_equal(files.copy_of, copy_of)
     assert {(r["copy"], r["original"]) for r in files.relations_of(2)} == {(2, 0), (2, 1)}
+
+
+def test_rows_with_copies_follow_chains_both_ways():
+    from workers.pipeline.copy_groups import rows_with_copies
+
+    copy_of = np.array([-1, 0, 1, -1, 3, -1])  # 2 copies 1, which copies 0; 4 copies 3; 5 alone
+    assert rows_with_copies(copy_of, [2]).tolist() == [0, 1, 2]
+    assert rows_with_copies(copy_of, [0]).tolist() == [0, 1, 2]
+    assert rows_with_copies(copy_of, [3, 5]).tolist() == [3, 4, 5]
+
+
+def test_cells_without_some_frames_show_only_the_others():
+    from workers.pipeline.tiles import CellIndex, TileGrid, grid_levels_for
+
+    xy = np.random.default_rng(0).uniform(-1, 1, (500, 2))
+    grid = TileGrid(grid_levels_for(len(xy)))
+    everything = CellIndex.build(grid, xy)
+    assert np.array_equal(CellIndex.build(grid, xy, shown=np.arange(len(xy))).rows, everything.rows)
+    shown = np.flatnonzero(np.arange(len(xy)) % 3 != 0)
+    some = CellIndex.build(grid, xy, shown=shown)
+    assert set(some.rows.tolist()) <= set(shown.tolist())
+    # a cell that showed a frame still shown shows the same frame (it was the nearest of all)
+    for level in range(grid.levels + 1):
+        columns, rows = grid.cells(xy[shown], level)
+        before = everything.lookup(level, columns, rows)
+        after = some.lookup(level, columns, rows)
+        kept = np.isin(before, shown)
+        assert np.array_equal(after[kept], before[kept]) and np.all(after >= 0)

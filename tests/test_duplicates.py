@@ -106,6 +106,50 @@ def test_groups_keep_the_original_and_the_map_knows_which_frames_are_copies(foun
     assert detection.copied_frames == int((copy_of >= 0).sum())
 
 
+def test_the_map_says_what_a_frame_copies_marks_copied_clips_and_hides_copies(found, client, viewer_client):
+    collection, _, sources, _ = found
+    api = f"/api/collections/{collection.pk}/map/"
+    state = viewer_client.get(api).json()
+    assert state["copies"] and "/nocopies/" in state["copies"]["tile_url"]
+    twin = viewer_client.get(f"{api}frame/?source={sources['twin.mp4']}&frame=180").json()
+    assert twin["copy_of"]["kind"] == "copy"
+    assert twin["copy_of"]["frame"]["source"] in (sources["original.mp4"], sources["cropped.mp4"])
+    assert abs(twin["copy_of"]["frame"]["time"] - twin["time"]) < 0.5
+    original = viewer_client.get(f"{api}frame/?source={sources['original.mp4']}&frame=180").json()
+    assert original["copy_of"] is None
+    similar = viewer_client.get(f"{api}similar/?source={sources['original.mp4']}&frame=180&top=50").json()["clips"]
+    marks = {clip["source"]: clip["copy"] for clip in similar}
+    assert marks.get(sources["twin.mp4"]) is True and marks.get(sources["lookalike.mp4"], False) is False
+    # hidden: the tiles and what a point hits leave every copied frame out
+    tile = state["copies"]["tile_url"].replace("{z}/{x}/{y}{r}", "0/0/0")
+    response = viewer_client.get(tile)
+    assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
+    assert viewer_client.get(tile.replace(f"/nocopies/{state['copies']['detection']}/",
+                                          "/nocopies/999999/")).status_code == 404
+    zoom = state["max_zoom"]
+    hit = viewer_client.get(f"{api}point/?x={twin['x']}&y={twin['y']}&zoom={zoom}&hide_copies=true")
+    assert hit.status_code == 404 or hit.json()["copy_of"] is None
+    shown = viewer_client.get(f"{api}point/?x={twin['x']}&y={twin['y']}&zoom={zoom}")
+    assert shown.status_code == 200
+
+
+def test_a_label_given_with_copies_goes_to_every_copy_of_the_frames(found, client, django_db_blocker):
+    from explorer.models import FrameLabel
+
+    collection, _, sources, _ = found
+    url = f"/api/collections/{collection.pk}/labels/"
+    with django_db_blocker.unblock():
+        response = client.post(url, {"label": "ball", "frames": [[sources["original.mp4"], 90]], "with_copies": True},
+                               content_type="application/json")
+        assert response.status_code == 200, response.content
+        labelled = set(FrameLabel.objects.filter(collection=collection).values_list("source_id", "frame"))
+        assert (sources["original.mp4"], 90) in labelled and (sources["twin.mp4"], 90) in labelled
+        assert "copies" in response.json()["description"]
+        assert not any(source == sources["lookalike.mp4"] for source, _ in labelled)
+        client.post(f"{url}undo/", {}, content_type="application/json")
+        assert not FrameLabel.objects.filter(collection=collection).exists()
+
+
 def test_exact_copies_met_at_scan_are_in_the_report(found):
     _, found_report, sources, job = found
     exact = {e["source"]: e for e in found_report["exact"]}

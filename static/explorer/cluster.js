@@ -16,6 +16,7 @@ const NOTE_KEY = "explorer-cluster-note"; // what the page before a renumbering 
 
 const grid = document.getElementById("grid");
 const byId = (id) => document.getElementById(id);
+const withCopies = () => byId("with-copies").checked; // labels go to the frames' copies too (duplicates.js)
 
 let page = Math.max(1, parseInt(new URLSearchParams(location.search).get("page"), 10) || 1);
 let pages = 1;
@@ -221,14 +222,14 @@ byId("label-form").addEventListener("submit", (event) => {
   event.preventDefault();
   act(async () => {
     const name = labelName();
-    const action = await postJSON(labelsApi, { label: name, frames: selection.frames() });
+    const action = await postJSON(labelsApi, { label: name, frames: selection.frames(), with_copies: withCopies() });
     selection.selected.clear();
     await afterLabelling(action);
   });
 });
 
 byId("unlabel-selected").addEventListener("click", () => act(async () => {
-  const action = await postJSON(labelsApi, { label: null, frames: selection.frames() });
+  const action = await postJSON(labelsApi, { label: null, frames: selection.frames(), with_copies: withCopies() });
   selection.selected.clear();
   await afterLabelling(action);
 }));
@@ -238,7 +239,7 @@ byId("label-videos").addEventListener("click", () => act(async () => {
   const name = labelName();
   const sources = [...new Set(selection.frames().map(([source]) => source))];
   let changed = 0;
-  for (const source of sources) changed += (await postJSON(labelsApi, { label: name, source })).frames;
+  for (const source of sources) changed += (await postJSON(labelsApi, { label: name, source, with_copies: withCopies() })).frames;
   selection.selected.clear();
   showNote(`Done: labelled every frame of ${sources.length} video(s) as '${name}' (${changed} frame(s) changed).`);
   await Promise.all([loadPage(), loadLabels()]);
@@ -247,7 +248,8 @@ byId("label-videos").addEventListener("click", () => act(async () => {
 byId("name-cluster").addEventListener("click", () => act(async () => {
   const name = labelName();
   await stillCurrent();
-  await afterLabelling(await postJSON(labelsApi, { label: name, cluster: clusterId, clustering: clusteringId ?? undefined }));
+  await afterLabelling(await postJSON(labelsApi, { label: name, cluster: clusterId, clustering: clusteringId ?? undefined,
+    with_copies: withCopies() }));
 }));
 
 byId("undo").addEventListener("click", () => act(async () => {

@@ -44,14 +44,15 @@ function readHash() {
   const frame = (params.get("frame") || "").match(/^(\d+):(\d+)$/);
   return { view: Number.isFinite(view.z + view.x + view.y) ? view : null,
     frame: frame ? { source: +frame[1], frame: +frame[2] } : null, clusters: params.get("clusters") === "1",
-    tags: params.get("tags") === "1", tag: params.get("tag") || "" };
+    tags: params.get("tags") === "1", tag: params.get("tag") || "", copies: params.get("copies") === "hidden" };
 }
 
 function hashOfState() {
   const centre = fromLatLng(map.getCenter());
   const frame = panel.dataset.frame ? `&frame=${panel.dataset.frame}` : ""; // "source:frame", kept readable
   const shown = clustersShown ? "&clusters=1" : "";
-  return `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}${shown}${tagsHash()}`;
+  return `#z=${map.getZoom()}&x=${centre.x.toFixed(4)}&y=${centre.y.toFixed(4)}${frame}${shown}${tagsHash()}` +
+    copiesHash();
 }
 
 // The address is the state. A move, a frame opened or the panel closed is a step that Back
@@ -98,7 +99,7 @@ function moveQuietly(change) {
 // at once), so a quick Back while it loads closes it instead of waiting for it.
 function applyHash() {
   if (!map || location.hash === hashOfState()) return;
-  const { view, frame, clusters: showClusters, tags } = readHash();
+  const { view, frame, clusters: showClusters, tags, copies } = readHash();
   moveQuietly(() => {
     if (view) map.setView(toLatLng(view.x, view.y), Math.min(view.z, state.max_zoom), { animate: false });
     const key = frame ? `${frame.source}:${frame.frame}` : undefined;
@@ -108,6 +109,7 @@ function applyHash() {
     }
     if (showClusters !== clustersShown) toggleClusters();
     if (tags !== tagsShown) toggleTags();
+    if (copies !== copiesHidden) setCopiesHidden(copies);
   });
 }
 
@@ -143,7 +145,9 @@ function startMap() {
     crs: L.CRS.Simple, minZoom: 0, maxZoom: state.max_zoom, zoomSnap: 1,
     maxBounds: bounds().pad(0.5), attributionControl: false,
   });
-  tiles = L.tileLayer(state.tile_url, {
+  copiesHidden = readHash().copies;
+  showCopiesButton();
+  tiles = L.tileLayer(currentTileUrl(), {
     tileSize: L.point(...state.tile_size), bounds: bounds(), noWrap: true, maxNativeZoom: state.max_zoom,
     minZoom: 0, maxZoom: state.max_zoom, keepBuffer: 4,
   }).addTo(map);
@@ -301,7 +305,7 @@ function cellAt(latlng) {
 
 function pointQuery(latlng) {
   const { x, y } = fromLatLng(latlng);
-  return `x=${x.toFixed(6)}&y=${y.toFixed(6)}&zoom=${map.getZoom()}`;
+  return `x=${x.toFixed(6)}&y=${y.toFixed(6)}&zoom=${map.getZoom()}${copiesQuery()}`;
 }
 
 async function hoverAt(latlng) {
@@ -371,12 +375,16 @@ async function poll() {
       state = current; // a new layout: same view, new tiles
       map.setMaxZoom(state.max_zoom);
       tiles.options.maxZoom = tiles.options.maxNativeZoom = state.max_zoom;
-      tiles.setUrl(state.tile_url);
+      tiles.setUrl(currentTileUrl());
+      showCopiesButton();
       loadClusters();
       loadTags();
     } else if (hadJobs && !current.jobs.length) {
       loadClusters(); // a job ended: it may have grouped the map again, or trained a tagger
       loadTags();
+      state.copies = current.copies; // or looked for copies again
+      tiles.setUrl(currentTileUrl());
+      showCopiesButton();
     }
     hadJobs = current.jobs.length > 0;
     if (current.jobs.length) delay = 1000;

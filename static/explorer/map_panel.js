@@ -44,6 +44,7 @@ async function select(query, frame = null, how = "push") {
     element("h2", { id: "playing", textContent: frame.name }),
     element("div", { className: "when", textContent: `${clock(frame.time)} · frame ${frame.frame}` }),
     element("img", { className: "frame-image", src: frame.image, alt: `${frame.name} at ${clock(frame.time)}` }),
+    ...copyNote(frame),
     element("div", { className: "player" }, mediaElement(frame.kind, frame.video, start, frame.name)),
     fileDetails(frame.file), gifTools(frame));
   showPanel(selection);
@@ -80,6 +81,23 @@ function mediaElement(kind, url, time, name) {
   video.src = `${url}#t=${time}`; // a media fragment: the browser starts there, before any seek
   video.dataset.start = time;
   return video;
+}
+
+// --- what a frame copies (the collection's copies: duplicates.js) ---
+
+const COPY_KINDS = { "near-duplicate": "a near-duplicate of", copy: "a copy of", contained: "cut from",
+  partial: "in part a copy of" };
+
+// "A copy of NAME at 0:12.3", with a button that opens that frame; nothing for an original.
+function copyNote(frame) {
+  if (!frame.copy_of) return [];
+  const original = frame.copy_of.frame;
+  const open = element("button", { type: "button", textContent: "open the original",
+    ariaLabel: `open ${original.name} at ${clock(original.time)}` });
+  open.addEventListener("click", () => select(`source=${original.source}&frame=${original.frame}`, null));
+  return [element("p", { className: "copy-note" }, `This frame is ${COPY_KINDS[frame.copy_of.kind] || "a copy of"} `,
+    element("strong", { textContent: original.name }), ` at ${clock(original.time)} `, open, " ",
+    element("a", { href: `/collections/${collectionId}/duplicates/`, textContent: "all copies" }))];
 }
 
 // --- the file a frame comes from ---
@@ -162,7 +180,9 @@ function clipElement(clip, colour) {
   });
   item.append(element("div", { className: "title" },
     element("span", { className: "name", textContent: `${clip.name} · ${clipTime(clip)}` }),
-    element("span", { className: "score", textContent: score })), strip, play, " ", jump);
+    element("span", { className: "score", textContent: score }),
+    ...(clip.copy ? [element("span", { className: "copy-badge", textContent: "copy",
+      title: "in the same group of copies as the clicked frame's file" })] : [])), strip, play, " ", jump);
   followEntry(item, clip, colour); // map_paths.js: its path while pointed at or focused
   return item;
 }

@@ -112,6 +112,21 @@ def _covers(time_range, span, times):
     return sampled == 0.0 or (time_range[1] - time_range[0] + step) >= WHOLE * sampled
 
 
+def rows_with_copies(copy_of, rows):
+    """`rows` and every row that shows the same thing through copies: their originals, the
+    originals' originals, and all the rows that copy any of those (sorted, unique)."""
+    copy_of = np.asarray(copy_of, dtype=np.int64)
+    roots = np.arange(len(copy_of))
+    pointing = copy_of >= 0
+    roots[pointing] = copy_of[pointing]
+    for _ in range(64):  # each step halves the chains (a copy of a copy of...); they are short
+        following = roots[roots]
+        if np.array_equal(following, roots):
+            break
+        roots = following
+    return np.flatnonzero(np.isin(roots, roots[np.asarray(rows, dtype=np.int64)]))
+
+
 def save(directory, groups, relations, copy_of, details):
     """Write a detection: `details` says how it was made (map, threshold, settings)."""
     directory = Path(directory)
@@ -130,6 +145,15 @@ class CopyFiles:
             meta = json.load(handle)
         self.groups, self.relations, self.details = meta["groups"], meta["relations"], meta["details"]
         self.copy_of = open_array(self.directory, "copy_of")
+        self._group_of = {file: group["id"] for group in self.groups for file in group["members"]}
 
     def relations_of(self, file):
         return [r for r in self.relations if file in (r["copy"], r["original"])]
+
+    def group_of(self, file):
+        """The id of the group a file is in, or None."""
+        return self._group_of.get(file)
+
+    def relation(self, copy, original):
+        """The best relation saying `copy` copies `original`, or None (relations are best first)."""
+        return next((r for r in self.relations if r["copy"] == copy and r["original"] == original), None)

@@ -85,6 +85,17 @@ def publish_map(embedding_dir, maps_dir, version, clip_seconds=6.0, dissimilar=8
     return final
 
 
+def save_cells_without(snapshot, hidden, directory, produced_by):
+    """The cells of `snapshot`'s map with the rows `hidden` (a boolean per row) left out,
+    written to `directory` (cell_keys, cell_rows); returns their offsets for
+    `MapSnapshot.cells_from`. Copies hidden on the map are drawn with these."""
+    cells = CellIndex.build(snapshot.grid, np.asarray(snapshot.layout), shown=np.flatnonzero(~np.asarray(hidden)))
+    for name, values in (("cell_keys", cells.keys), ("cell_rows", cells.rows)):
+        with ArrayWriter(directory, name, (), values.dtype, produced_by) as out:
+            out.append(values)
+    return cells.offsets
+
+
 def remove_old_maps(maps_dir, keep):
     """Delete map folders (and leftovers of killed publishers) other than those in `keep`."""
     maps_dir = Path(maps_dir)
@@ -136,17 +147,25 @@ class MapSnapshot:
 
     # --- tiles ---
 
-    def tile_path(self, zoom, column, row, scale=1):
-        # Cached by placement rule (tiles.LAYOUT_REVISION): an older rule's tiles are never served.
-        suffix = "@2x" if scale == 2 else ""
-        return self.directory / f"tiles-{LAYOUT_REVISION}" / str(zoom) / str(column) / f"{row}{suffix}.jpg"
+    def cells_from(self, directory, offsets):
+        """Other cells of this map (save_cells_without): some frames left out."""
+        return CellIndex(self.grid, open_array(directory, "cell_keys"), open_array(directory, "cell_rows"), offsets,
+                         self.layout)
 
-    def tile(self, zoom, column, row, scale=1):
+    def tile_path(self, zoom, column, row, scale=1, variant=""):
+        # Cached by placement rule (tiles.LAYOUT_REVISION): an older rule's tiles are never served.
+        # A variant (other cells: copies hidden) has tiles of its own.
+        suffix = "@2x" if scale == 2 else ""
+        folder = f"tiles-{LAYOUT_REVISION}" + (f"-{variant}" if variant else "")
+        return self.directory / folder / str(zoom) / str(column) / f"{row}{suffix}.jpg"
+
+    def tile(self, zoom, column, row, scale=1, cells=None, variant=""):
         """Path of the JPEG of a tile (`scale` 2: twice the pixels, for high-DPI screens),
-        rendered and cached on first use. The caller checks `grid.has_tile` first."""
-        path = self.tile_path(zoom, column, row, scale)
+        rendered and cached on first use; from other `cells` (cells_from), cached as `variant`.
+        The caller checks `grid.has_tile` first."""
+        path = self.tile_path(zoom, column, row, scale, variant)
         if not path.exists():
-            data = render_tile(self.cells, zoom, column, row, self.frame_pixels, scale=scale)
+            data = render_tile(cells or self.cells, zoom, column, row, self.frame_pixels, scale=scale)
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
             partial.write_bytes(data)

@@ -107,20 +107,24 @@ class CellIndex:
         self.xy = xy
 
     @classmethod
-    def build(cls, grid, xy):
+    def build(cls, grid, xy, shown=None):
+        """The cells of the frames at places `xy` (every map row), or only of the map rows
+        `shown` (ascending: the map with some frames hidden, as copies are)."""
         keys, rows, offsets = [], [], [0]
         xy = np.asarray(xy, dtype=np.float64)
+        shown = np.arange(len(xy)) if shown is None else np.asarray(shown, dtype=np.int64)
+        places = xy[shown]
         for level in range(grid.levels + 1):
-            columns, cell_rows = grid.cells(xy, level)
+            columns, cell_rows = grid.cells(places, level)
             key = cell_rows * grid.cells_per_side(level) + columns
-            offset = xy - grid.cell_centres(columns, cell_rows, level)
+            offset = places - grid.cell_centres(columns, cell_rows, level)
             distance = np.einsum("ij,ij->i", offset, offset)
             order = np.lexsort((np.arange(len(key)), distance, key))  # nearest first; ties by map order
             sorted_keys = key[order]
             first = np.ones(len(order), dtype=bool)
             first[1:] = sorted_keys[1:] != sorted_keys[:-1]
             keys.append(sorted_keys[first])
-            rows.append(order[first].astype(np.int32))
+            rows.append(shown[order[first]].astype(np.int32))
             offsets.append(offsets[-1] + int(first.sum()))
         return cls(grid, np.concatenate(keys), np.concatenate(rows), offsets, xy)
 

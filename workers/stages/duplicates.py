@@ -58,7 +58,7 @@ def find(job):
     stretches = find_stretches(snapshot.vectors, files, points_of, progress=job_progress(job.pk, span=0.9))
     spans = files.spans()
     groups, relations, copy_of = group_copies(stretches, spans, files.times, threshold, rank=_originality(spans))
-    _save(job, version, threshold, groups, relations, copy_of)
+    _save(job, snapshot, threshold, groups, relations, copy_of)
 
 
 def _originality(spans):
@@ -74,19 +74,24 @@ def exact_copies(collection):
             SameContent.objects.filter(source__collection=collection).values_list("source_id", "path")]
 
 
-def _save(job, version, threshold, groups, relations, copy_of):
-    """Record the detection and make it current, unless the map changed meanwhile."""
+def _save(job, snapshot, threshold, groups, relations, copy_of):
+    """Record the detection, with the map's cells without the copies (for "hide copies"),
+    and make it current, unless the map changed meanwhile."""
     import shutil
 
     from workers.pipeline.copy_groups import save
+    from workers.pipeline.map_versions import save_cells_without
 
-    collection = job.collection
+    collection, version = job.collection, snapshot.version
     lifecycle.update(job.pk, progress=0.95, message=f"saving {len(groups)} group(s) of copies")
     made = Duplicates.objects.create(collection=collection, job=job, map_version=version, threshold=threshold,
                                      groups=len(groups), relations=len(relations),
                                      copied_frames=int((copy_of >= 0).sum()))
     try:
-        save(made.directory, groups, relations, copy_of, {"map": version, "threshold": threshold, "detection": made.pk})
+        details = {"map": version, "threshold": threshold, "detection": made.pk}
+        made.directory.mkdir(parents=True, exist_ok=True)
+        offsets = save_cells_without(snapshot, copy_of >= 0, made.directory, {"stage": "duplicates", **details})
+        save(made.directory, groups, relations, copy_of, {**details, "cell_offsets": offsets})
         with transaction.atomic():
             lifecycle.update(job.pk, progress=1.0)  # raises JobCancelled: a cancelled job changes nothing
             if not Collection.objects.filter(pk=collection.pk, embedding__map=version).update(duplicates=made):

@@ -1,0 +1,82 @@
+"""How long copy detection takes as the collection grows, on generated frames (no media or
+weights needed): files of 100 frames half a second apart, each a random walk of PCA vectors,
+of which --copies of the files are copies of a stretch of another (its vectors plus noise).
+Frames are generated pictures (tests/media.py shapes_picture), made only when compared, as
+the stage reads only the frames it compares from the frame store.
+
+Prints the seconds of the candidate search alone and of the whole detection, the frames
+described and the pairs of files aligned, and what it found. Run from the repository root:
+
+    .venv/bin/python tests/benchmarks/bench_copies_speed.py [--frames 100000] [--copies 0.05]
+"""
+import argparse
+import functools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.media import shapes_picture  # noqa: E402
+from workers.pipeline import copies  # noqa: E402
+from workers.pipeline.frame_match import frame_points  # noqa: E402
+
+FRAMES_A_FILE = 100
+
+
+def generated_collection(frames, copied_share, seed=0):
+    """(vectors, Files, content of each row: the row whose picture it shows, true copy pairs)."""
+    rng = np.random.default_rng(seed)
+    files = frames // FRAMES_A_FILE
+    vectors = (rng.normal(size=(files, 1, 256)) * 3.0
+               + np.cumsum(rng.normal(size=(files, FRAMES_A_FILE, 256)) * 0.15, axis=1)).reshape(-1, 256)
+    content = np.arange(len(vectors))
+    pairs = []
+    for copy in rng.choice(files, int(files * copied_share), replace=False):
+        original = int(rng.integers(files))
+        if original == copy:
+            continue
+        start, length = int(rng.integers(0, 50)), int(rng.integers(20, 50))  # a stretch of the original
+        rows = copy * FRAMES_A_FILE + np.arange(length)
+        source_rows = original * FRAMES_A_FILE + start + np.arange(length)
+        vectors[rows] = vectors[source_rows] + rng.normal(size=(length, 256)) * 0.3
+        content[rows] = content[source_rows]
+        pairs.append((int(copy), original))
+    sources = np.repeat(np.arange(files), FRAMES_A_FILE)
+    times = np.tile(np.arange(FRAMES_A_FILE) * 0.5, files)
+    return vectors.astype(np.float32), copies.Files(sources, times), content, pairs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=100_000)
+    parser.add_argument("--copies", type=float, default=0.05, help="share of the files that copy another")
+    args = parser.parse_args()
+    vectors, files, content, pairs = generated_collection(args.frames, args.copies)
+
+    @functools.lru_cache(maxsize=2048)
+    def points_of(row):
+        picture = shapes_picture(int(content[row]) % 5000 + 10_000 * int(content[row] // 5000))
+        return frame_points(picture)
+
+    started = time.perf_counter()
+    rows_a, _, _ = copies.candidate_matches(copies.unit_rows(vectors), files)
+    search = time.perf_counter() - started
+    started = time.perf_counter()
+    stretches = copies.find_stretches(vectors, files, points_of)
+    whole = time.perf_counter() - started
+    found = {(min(s.a, s.b), max(s.a, s.b)) for s in stretches if s.score >= 0.5}
+    wanted = {(min(a, b), max(a, b)) for a, b in pairs}
+    aligned = len({(int(files.sources[a]), int(files.sources[b])) for a, b in zip(*copies.candidate_matches(
+        copies.unit_rows(vectors), files)[:2])})
+    print(f"{len(vectors)} frames of {len(vectors) // FRAMES_A_FILE} files, {len(wanted)} copied: candidate search "
+          f"{search:.1f} s ({len(rows_a)} candidate frame pairs), whole detection {whole:.1f} s "
+          f"({aligned} pairs of files aligned, {points_of.cache_info().misses} frames described)")
+    print(f"found {len(found & wanted)} of {len(wanted)} copies, {len(found - wanted)} pair(s) wrongly")
+
+
+if __name__ == "__main__":
+    main()
