@@ -189,10 +189,11 @@ def test_stages_that_went_by_between_two_looks_are_shown_with_their_own_times():
     job = Job.objects.create(collection=collection, kind=Job.Kind.TRAIN, stage="features", params={},
                              status=Job.Status.RUNNING, started_at=timezone.now() - timedelta(seconds=30))
     job.sources.add(source)
-    for stage in ("features", "pca", "train", "layout", "cluster"):  # all before the command looks
+    walked = ("features", "pca", "train", "layout", "cluster", "duplicates")
+    for stage in walked:  # all before the command looks
         assert lifecycle.advance(job.pk, stage)
     out = io.StringIO()
     follow(Job.objects.get(pk=job.pk), out)
     shown = [match.group(1) for line in out.getvalue().splitlines() if (match := STAGE_LINE.match(line))]
-    assert shown == ["features", "pca", "train", "layout", "cluster"], out.getvalue()
+    assert shown == list(walked), out.getvalue()
     assert "features  done in 30 s" in out.getvalue(), out.getvalue()  # from the job's start to its end
