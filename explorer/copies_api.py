@@ -62,15 +62,20 @@ def report(collection):
             "original_frame": (frame_json(current, found["original_row"], info)
                                if found["original_row"] is not None else None)}
 
+    by_group = {}
+    for found_relation in files.relations:
+        by_group.setdefault(found_relation["group"], []).append(found_relation)
     groups = []
     for group in files.groups:
-        relations = [relation(r) for r in files.relations if r["group"] == group["id"]]
+        relations = [relation(r) for r in by_group.get(group["id"], [])]
         groups.append({"id": group["id"], "kind": relations[0]["kind"], "score": group["score"],
                        "representative": group["representative"],
                        "members": [member(pk) for pk in group["members"]], "relations": relations})
     exact = {}
     for source_id, path, source_path in SameContent.objects.filter(source__collection=collection).values_list(
             "source_id", "path", "source__path"):
+        if path == source_path:
+            continue  # the original moved away and the source took its copy's path: not a copy of itself
         exact.setdefault(source_id, {"source": source_id, "path": source_path, "copies": []})["copies"].append(path)
     return {"detection": detection.pk, "map_version": detection.map_version,
             "current_map": collection.embedding.get("map") == detection.map_version,

@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from explorer.models import Collection, Job, Source, Tagger
+from explorer.models import Collection, Duplicates, Job, Source, Tagger
 from explorer.served_maps import snapshot
 from workers.celery import send
 from workers.pipeline.allowed_folders import OutsideAllowedFolders, allowed_real_path
@@ -62,12 +62,14 @@ def tile(request, collection_id, version, zoom, column, row, scale=1):
 def tile_without_copies(request, collection_id, version, detection_id, zoom, column, row, scale=1):
     """A map tile with the copies of detection `detection_id` left out (the map's "hide
     copies"): each cell shows its nearest frame that copies nothing. Cached like `tile`."""
-    from explorer.served_copies import cells_without_copies, copies_for
+    from explorer.served_copies import cells_without_copies, detection_files
 
     collection = get_object_or_404(Collection, pk=collection_id)
     current = snapshot(collection, version)
-    found = copies_for(collection, version) if current is not None else None
-    if found is None or found.details["detection"] != detection_id:
+    # any detection made from this map: a page drawn from one keeps its tiles after a newer one
+    found = detection_files(Duplicates.objects.filter(pk=detection_id, collection=collection,
+                                                      map_version=version).first())
+    if current is None or found is None:
         raise Http404(f"map version {version} of collection {collection_id} has no copies found by detection "
                       f"{detection_id}")
     if not current.grid.has_tile(zoom, column, row):

@@ -14,7 +14,7 @@ from explorer import labels as labelling
 from explorer.api import NO_PARAMETERS, json_body
 from explorer.api_errors import Conflict, error_response
 from explorer.api_params import (
-    INT64_MAX, ExactFields, QuerySerializer, StrictCharField, StrictIntegerField, validated_query,
+    INT64_MAX, ExactFields, QuerySerializer, StrictBooleanField, StrictCharField, StrictIntegerField, validated_query,
 )
 from explorer.cluster_api import (
     NO_CLUSTERS, NOT_FOUND, clustering_field, collection_or_404, current_clusters, known_cluster,
@@ -44,7 +44,7 @@ def _label_field():
 
 
 def _copies_field():
-    return serializers.BooleanField(required=False, default=False, help_text=(
+    return StrictBooleanField(required=False, default=False, help_text=(
         "true: the frames' copies too (their originals and the other copies of those, by the collection's "
         "copies: /api/collections/{id}/duplicates/)."))
 
@@ -139,7 +139,10 @@ def labels(request, pk):
         kind, what = LabelAction.Kind.LABEL_FRAMES, f"{len(frames)} frame(s)"
     if body.get("with_copies"):
         asked = len(frames)
-        frames = labelling.with_copies(collection, frames)
+        try:
+            frames = labelling.with_copies(collection, frames)
+        except labelling.LabelError as error:
+            raise Conflict(str(error)) from None
         what += f" and {len(frames) - asked} frame(s) of their copies"
     try:
         action = labelling.apply(collection, frames, name, kind,

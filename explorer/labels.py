@@ -185,7 +185,8 @@ def with_copies(collection, frames):
     current = snapshot(collection)
     found = copies_for(collection, current.version) if current is not None else None
     if found is None:
-        return frames
+        raise LabelError(f"collection {collection.name!r} has no copies found in its current map: look for them "
+                         "first (its copies page, or manage.py duplicates)")
     rows = []
     for source, numbers in _by_source(frames).items():
         found_rows = current.rows_of(source, np.asarray(numbers))

@@ -184,7 +184,7 @@ def map_state(request, pk):
                                                                                        "/{z}/{x}/{y}{r}.jpg")
     found = copies_for(collection, current.version)
     copies = None
-    if found is not None and int((found.copy_of[:] >= 0).sum()):
+    if found is not None and collection.duplicates.copied_frames:
         detection = found.details["detection"]
         copies = {"detection": detection, "copied_frames": collection.duplicates.copied_frames,
                   "tile_url": reverse("tile-no-copies", args=[collection.pk, current.version, detection, 0, 0, 0])
@@ -271,7 +271,8 @@ def map_similar(request, pk):
     group = copies.group_of(params["source"]) if copies else None
 
     def marked(clip):  # a copy of the clicked frame's file, or of a file it copies
-        return {**clip, "copy": group is not None and copies.group_of(clip["source"]) == group}
+        return {**clip, "copy": group is not None and clip["source"] != params["source"]
+                and copies.group_of(clip["source"]) == group}
 
     return Response({"seconds": seconds, "query": _clip(current, range(start, stop), 1.0, info),
                      "clips": [marked(_clip(current, clip["rows"], round(clip["score"], 4), info)) for clip in found]})

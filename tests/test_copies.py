@@ -152,3 +152,9 @@ def test_a_run_bridges_one_failed_check_but_not_two():
     assert copies._longest_run([True, False, True, False, False, True]) == (0, 2)
     assert copies._longest_run([True, False, False, True, True]) == (3, 4)
     assert copies._longest_run([False, False]) is None
+
+
+def test_the_end_of_a_run_is_found_between_two_checks():
+    holds = lambda i: i <= 37  # noqa: E731
+    assert copies._first_true(100, 0, holds) == 37  # from the failed check at 100 back to the last that holds
+    assert copies._first_true(0, 60, lambda i: i >= 5) == 5

@@ -42,7 +42,7 @@ MIN_OVERLAP = 0.5
 # The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + checked frames
 # that did not verify, median difference, one-frame file, one-frame file x difference),
 # fitted by tests/benchmarks/bench_copies.py --fit.
-SCORE_WEIGHTS = (-1.92, 4.42, -1.58, -0.77, 2.98, -0.83)
+SCORE_WEIGHTS = (-1.99, 4.74, -1.75, -0.60, 3.21, -1.00)
 
 
 @dataclass
@@ -59,7 +59,8 @@ class Stretch:
     difference: float  # median difference of the verified pairs
     score: float
     single: bool = False  # the shorter file is one frame (a photo): one verified pair is all there can be
-    pairs: list = field(default_factory=list, repr=False)  # [(row of a, row of b)] verified
+    # [(row of a, row of b)] of the run: its ends verified, frames between its checks taken as they are
+    pairs: list = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,32 +104,35 @@ def unit_rows(vectors):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def candidate_matches(x, files, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY, progress=None):
-    """(rows a, rows b, similarities) with a < b, of frames of different files, from unit_rows x."""
+def candidate_matches(x, files, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY, progress=None,
+                      batch_size=512):
+    """(rows a, rows b, similarities) with a < b, of frames of different files, from unit_rows x.
+    Each file's frames are searched with its own frames left out of the index's answers, so a
+    long still shot does not fill its neighbours with itself."""
     from workers.pipeline.neighbours import NeighbourIndex
 
     n = len(x)
-    k = min(n, 2 * neighbours + 1)  # more than asked: a file's own frames are dropped below
-    index = NeighbourIndex().fit(x)
     found_a, found_b, found_s = [], [], []
-    for start in range(0, n, 4096):
-        rows = np.arange(start, min(n, start + 4096))
-        _, near = index.search(x[rows], k)
-        near = np.where(near < 0, rows[:, None], near)
-        similarity = np.einsum("nd,nkd->nk", x[rows], x[near])
-        other = (files.sources[near] != files.sources[rows][:, None]) & (similarity >= min_similarity)
-        # keep the first `neighbours` of other files, nearest first
-        kept = other & (np.cumsum(other, axis=1) <= neighbours)
-        a = np.broadcast_to(rows[:, None], near.shape)[kept]
-        b, s = near[kept], similarity[kept]
-        found_a.append(np.minimum(a, b))
-        found_b.append(np.maximum(a, b))
-        found_s.append(s)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    index = NeighbourIndex().fit(x)
+    for number, (first, stop) in enumerate(sorted(files.spans().values())):
+        for start in range(first, stop, batch_size):
+            rows = np.arange(start, min(stop, start + batch_size))
+            _, near = index.search(x[rows], neighbours, excluding=(first, stop))
+            valid = near >= 0
+            similarity = np.einsum("nd,nkd->nk", x[rows], x[np.maximum(near, 0)])  # exact, for an approximate index
+            kept = valid & (similarity >= min_similarity)
+            a = np.broadcast_to(rows[:, None], near.shape)[kept]
+            b, s = near[kept], similarity[kept]
+            found_a.append(np.minimum(a, b))
+            found_b.append(np.maximum(a, b))
+            found_s.append(s)
         if progress:
-            progress(min(1.0, (start + 4096) / n))
-    a, b, s = (np.concatenate(found) if found else np.zeros(0) for found in (found_a, found_b, found_s))
-    pairs = np.unique(np.stack([a, b], axis=1).astype(np.int64), axis=0, return_index=True)
-    return pairs[0][:, 0], pairs[0][:, 1], s[pairs[1]].astype(np.float32)
+            progress(stop / n)
+    a, b, s = (np.concatenate(found) for found in (found_a, found_b, found_s))
+    pairs, first_of = np.unique(np.stack([a, b], axis=1).astype(np.int64), axis=0, return_index=True)
+    return pairs[:, 0], pairs[:, 1], s[first_of].astype(np.float32)
 
 
 def sampling_step(times):
@@ -176,8 +180,11 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, points_of, c
     tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(times[b_first:b_stop]), 0.05)
     # A one-frame file (a photo) has nothing to vote with: each of its candidate places is tried.
     single = min(a_stop - a_first, b_stop - b_first) == 1
-    peaks = offset_peaks(times[rows_b] - times[rows_a], similarities, rows_a, tolerance,
-                         most=SINGLE_FRAME_TRIES if single else MAX_STRETCHES)
+    offsets = times[rows_b] - times[rows_a]
+    if single:  # its most similar frames' places, each tried
+        peaks = list(dict.fromkeys(offsets[np.argsort(-similarities, kind="stable")][:SINGLE_FRAME_TRIES].tolist()))
+    else:
+        peaks = offset_peaks(offsets, similarities, rows_a, tolerance)
     found = [_stretch_at(offset, a, b, files, spans, x, points_of, checks) for offset in peaks]
     # Best first. The longer file's frames belong to one stretch of the pair at most; the
     # shorter file's may repeat (a clip looped in the other), but only in a stretch about as
@@ -223,6 +230,14 @@ def _stretch_at(offset, a, b, files, spans, x, points_of, checks):
         difference = float(np.median([c.difference for c, ok in zip(comparisons[run[0]:run[1] + 1],
                                                                     same[run[0]:run[1] + 1]) if ok]))
     first, last = checked[run[0]], checked[run[1]]
+    if verified:  # the run's ends, found between the checks that bound it
+        def same_at(i):
+            return same_picture(compare(points_of(int(window[i])), points_of(int(partners[i]))), single)
+
+        if run[0] > 0:
+            first = _first_true(checked[run[0] - 1], first, same_at)
+        if run[1] < len(checked) - 1:
+            last = _first_true(checked[run[1] + 1], last, same_at)
     pairs = list(zip(window[first:last + 1].tolist(), partners[first:last + 1].tolist())) if verified else []
     if verified:
         offset = _refined_offset(offset, pairs, times, (b_first, b_stop), x)
@@ -257,6 +272,18 @@ def _refined_offset(offset, pairs, times, b_span, x):
         neighbour = times[row_b + 1] if shift > 0 else times[row_b - 1]
         placed.append(times[row_b] + abs(shift) * (neighbour - times[row_b]) - times[row_a])
     return float(np.median(placed)) if placed else offset
+
+
+def _first_true(false_at, true_at, test):
+    """Bisection between an index where `test` failed and one where it held: the index nearest
+    `false_at` where it holds (assuming it changes once between them); either direction."""
+    while abs(true_at - false_at) > 1:
+        middle = (true_at + false_at) // 2
+        if test(middle):
+            true_at = middle
+        else:
+            false_at = middle
+    return true_at
 
 
 def _longest_run(flags, gap=1):

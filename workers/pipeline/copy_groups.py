@@ -26,7 +26,8 @@ WHOLE = 0.8  # a stretch covering this share of a file's sampled time stands for
 
 
 def originality(spans, times):
-    """{file: sort key}: lower is more original (longer, more frames, ingested first)."""
+    """{file: sort key}: lower is more original (longer sampled time, more frames, lower id);
+    the stage passes its own (longer, more pixels, ingested first)."""
     return {file: (-_duration(times[first:stop]), -(stop - first), file) for file, (first, stop) in spans.items()}
 
 
@@ -45,7 +46,8 @@ def group_copies(stretches, spans, times, threshold, rank=None):
     "verified", "checked", "difference"}], best first; copy_of: (n rows,) int64. `rank` ({file: key}, lower is more
     original) overrides `originality`, say with what the files' own sizes tell."""
     rank = rank or originality(spans, times)
-    kept = sorted((s for s in stretches if s.score >= threshold), key=lambda s: -s.score)
+    # a stretch no frame pair of which showed the same picture is never a copy, whatever the threshold
+    kept = sorted((s for s in stretches if s.verified and s.score >= threshold), key=lambda s: -s.score)
     parent = {}
 
     def root(file):
@@ -60,14 +62,16 @@ def group_copies(stretches, spans, times, threshold, rank=None):
     members = {}
     for file in {f for s in kept for f in (s.a, s.b)}:
         members.setdefault(root(file), []).append(file)
-    ordered = sorted(members.values(), key=lambda files: (-len(files), min(rank[f] for f in files)))
+    best = {}
+    for stretch in kept:  # best first: the first of each group is its score
+        best.setdefault(root(stretch.a), stretch.score)
+    ordered = sorted(members.items(), key=lambda item: (-len(item[1]), min(rank[f] for f in item[1])))
     number_of = {}
     groups = []
-    for number, files in enumerate(ordered):
+    for number, (top, files) in enumerate(ordered):
         files.sort(key=rank.get)
         number_of.update((file, number) for file in files)
-        groups.append({"id": number, "representative": files[0], "members": files,
-                       "score": round(max(s.score for s in kept if root(s.a) == root(files[0])), 4)})
+        groups.append({"id": number, "representative": files[0], "members": files, "score": round(best[top], 4)})
     copy_of = np.full(len(times), -1, dtype=np.int64)
     copy_score = np.zeros(len(times), dtype=np.float32)
     relations = []

@@ -45,11 +45,20 @@ class NeighbourIndex:
         """Whether the fitted index compares every vector (below `exact_limit`)."""
         return not hasattr(self.index_, "nprobe")
 
-    def search(self, queries, k):
+    def search(self, queries, k, excluding=None):
         """(distances, rows) of the k nearest indexed vectors to each query, nearest first;
-        squared L2 distances, rows -1 where fewer than k exist."""
+        squared L2 distances, rows -1 where fewer than k exist. `excluding` (first, stop):
+        rows never returned (a file's own frames, when looking for other files')."""
+        import faiss
+
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        return self.index_.search(queries, min(k, self.index_.ntotal))
+        k = min(k, self.index_.ntotal)
+        if excluding is None:
+            return self.index_.search(queries, k)
+        selector = faiss.IDSelectorNot(faiss.IDSelectorRange(int(excluding[0]), int(excluding[1])))
+        params = (faiss.SearchParameters(sel=selector) if self.is_exact
+                  else faiss.SearchParametersIVF(sel=selector, nprobe=self.index_.nprobe))
+        return self.index_.search(queries, k, params=params)
 
     def save(self, path):
         import faiss

@@ -18,7 +18,7 @@ from workers import lifecycle
 from workers.pieces import job_progress
 from workers.stages import Report
 
-POINTS_CACHE = 2048  # frames' keypoints kept while comparing (about 200 kB each)
+POINTS_CACHE = 1024  # frames' keypoints kept while comparing (about 180 kB each)
 
 
 def wanted(job):
