@@ -91,6 +91,8 @@ CLUSTER_OVER = env_choice("CLUSTER_OVER", "clips", ("clips", "frames"))
 # least calibrated score called a copy (0.5: as likely a copy as not).
 DUPLICATES_AFTER_MAP = env_bool("DUPLICATES_AFTER_MAP", True)
 DUPLICATES_THRESHOLD = env_float("DUPLICATES_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
+# Also mirror images (a frame that is not the same picture is compared again mirrored: slower).
+DUPLICATES_MIRRORED = env_bool("DUPLICATES_MIRRORED", False)
 # The predict endpoint (explorer/predict_api.py) asks the predict worker (workers/predictor.py,
 # `manage.py predictor`) at PREDICT_ADDRESS (a socket path, or host:port) for the features of
 # an upload of at most PREDICT_MAX_UPLOAD_MB; of a video it reads PREDICT_MAX_VIDEO_SECONDS.

@@ -158,3 +158,20 @@ def test_the_end_of_a_run_is_found_between_two_checks():
     holds = lambda i: i <= 37  # noqa: E731
     assert copies._first_true(100, 0, holds) == 37  # from the failed check at 100 back to the last that holds
     assert copies._first_true(0, 60, lambda i: i >= 5) == 5
+
+
+def test_a_mirrored_copy_is_found_only_when_mirrors_are_looked_for():
+    video = [picture(300 + i) for i in range(6)]
+    mirrored = [np.ascontiguousarray(frame[:, ::-1]) for frame in video]
+    frames = video + mirrored
+    files = copies.Files(sources=np.repeat([0, 1], 6), times=np.r_[np.arange(6) * 0.5, np.arange(6) * 0.5])
+
+    def points_of(row, mirror=False):
+        return frame_points(frames[row], mirrored=mirror)
+
+    vectors = np.r_[thumbnails(video), thumbnails(video)]  # as if the features saw through the mirror
+    plain = copies.find_stretches(vectors, files, points_of, neighbours=4, min_similarity=-1)
+    assert not [s for s in plain if s.score >= 0.5]
+    found = [s for s in copies.find_stretches(vectors, files, points_of, neighbours=4, min_similarity=-1,
+                                              mirrored_points_of=lambda row: points_of(row, True)) if s.score >= 0.5]
+    assert [(s.a, s.b, s.verified) for s in found] == [(0, 1, 6)]

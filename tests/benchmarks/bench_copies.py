@@ -108,9 +108,9 @@ def load(part_dir, cache, weights):
     stores = [open_array(folder, "frames") for _, folder, _ in sources]
 
     @functools.lru_cache(maxsize=None)
-    def points_of(row):
+    def points_of(row, mirrored=False):
         source = int(sources_of[row])
-        return frame_points(np.asarray(stores[source][row - starts[source]]))
+        return frame_points(np.asarray(stores[source][row - starts[source]]), mirrored=mirrored)
 
     vectors = StreamingPCA(256).fit([features], len(features)).transform(features)
     return names, copies.Files(sources_of, times), vectors, points_of
@@ -194,6 +194,7 @@ def main():
     parser.add_argument("--weights", type=Path, default=WEIGHTS)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--fit", action="store_true", help="fit the score's weights and print them")
+    parser.add_argument("--mirrored", action="store_true", help="find mirror images too (DUPLICATES_MIRRORED)")
     args = parser.parse_args()
     cache = args.cache or args.testset / "cache"
     samples = []
@@ -201,7 +202,8 @@ def main():
         truth = Truth(json.loads((args.testset / f"{part}-truth.json").read_text()))
         names, files, vectors, points_of = load(args.testset / part, cache / part, args.weights)
         started = time.perf_counter()
-        stretches = copies.find_stretches(vectors, files, points_of)
+        stretches = copies.find_stretches(vectors, files, points_of, mirrored_points_of=(
+            functools.partial(points_of, mirrored=True) if args.mirrored else None))
         seconds = time.perf_counter() - started
         print(f"\n{part}: {len(names)} files, {len(vectors)} frames: {len(stretches)} stretch(es) in {seconds:.1f} s "
               f"({points_of.cache_info().currsize} frames described)")

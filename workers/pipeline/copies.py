@@ -164,6 +164,22 @@ def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES):
     return peaks
 
 
+@dataclass(frozen=True)
+class Comparer:
+    """Compares two frames (map rows): `points_of(row)` gives a frame's FramePoints; with
+    `mirrored_points_of` (those of its mirror image), a pair that is not the same picture
+    is tried again with the second frame mirrored."""
+    points_of: object
+    mirrored_points_of: object = None
+
+    def __call__(self, row_a, row_b):
+        plain = compare(self.points_of(row_a), self.points_of(row_b))
+        if self.mirrored_points_of is None or plain.difference <= MAX_SINGLE_DIFFERENCE:
+            return plain
+        mirror = compare(self.points_of(row_a), self.mirrored_points_of(row_b))
+        return mirror if mirror.difference < plain.difference and mirror.inliers >= MIN_INLIERS else plain
+
+
 def same_picture(comparison, single=False):
     """Whether a Comparison shows the same picture; `single`: of a one-frame file, which has no
     neighbours in time to back it, so it must be closer."""
@@ -171,7 +187,7 @@ def same_picture(comparison, single=False):
             and comparison.difference <= (MAX_SINGLE_DIFFERENCE if single else MAX_DIFFERENCE))
 
 
-def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, points_of, checks=CHECKS):
+def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, checks=CHECKS):
     """The Stretches files a and b share, from their candidate matches (rows of a, rows of b);
     a stretch where no frame pair showed the same picture comes with verified=0 (its score is
     low, and it says how close the pair came)."""
@@ -185,7 +201,7 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, points_of, c
         peaks = list(dict.fromkeys(offsets[np.argsort(-similarities, kind="stable")][:SINGLE_FRAME_TRIES].tolist()))
     else:
         peaks = offset_peaks(offsets, similarities, rows_a, tolerance)
-    found = [_stretch_at(offset, a, b, files, spans, x, points_of, checks) for offset in peaks]
+    found = [_stretch_at(offset, a, b, files, spans, x, comparer, checks) for offset in peaks]
     # Best first. The longer file's frames belong to one stretch of the pair at most; the
     # shorter file's may repeat (a clip looped in the other), but only in a stretch about as
     # good as the best: a frame or two that verify elsewhere are the same scene at another
@@ -203,7 +219,7 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, points_of, c
     return kept
 
 
-def _stretch_at(offset, a, b, files, spans, x, points_of, checks):
+def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
     """The Stretch of files a and b at `offset` (b's time minus a's), or None where they do not overlap."""
     times = files.times
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
@@ -218,7 +234,7 @@ def _stretch_at(offset, a, b, files, spans, x, points_of, checks):
     partners = b_first + _nearest(b_times, aligned)
     single = min(a_stop - a_first, b_stop - b_first) == 1
     checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
-    comparisons = [compare(points_of(int(window[i])), points_of(int(partners[i]))) for i in checked]
+    comparisons = [comparer(int(window[i]), int(partners[i])) for i in checked]
     same = [same_picture(comparison, single) for comparison in comparisons]
     run = _longest_run(same)
     if run is None:  # no frame pair is the same picture: the closest one, scored as unverified
@@ -232,7 +248,7 @@ def _stretch_at(offset, a, b, files, spans, x, points_of, checks):
     first, last = checked[run[0]], checked[run[1]]
     if verified:  # the run's ends, found between the checks that bound it
         def same_at(i):
-            return same_picture(compare(points_of(int(window[i])), points_of(int(partners[i]))), single)
+            return same_picture(comparer(int(window[i]), int(partners[i])), single)
 
         if run[0] > 0:
             first = _first_true(checked[run[0] - 1], first, same_at)
@@ -304,9 +320,12 @@ def _longest_run(flags, gap=1):
 
 
 def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY,
-                   checks=CHECKS, progress=None):
+                   checks=CHECKS, progress=None, mirrored_points_of=None):
     """Every Stretch two files share, best score first. `points_of(row)` gives a frame's
-    frame_match.FramePoints (the caller caches them: a frame is compared with several)."""
+    frame_match.FramePoints (the caller caches them: a frame is compared with several);
+    `mirrored_points_of(row)`, those of its mirror image, to find mirrored copies too (only
+    among the candidates the features propose: a mirror image is further from its original
+    there than most copies)."""
     report = progress or (lambda fraction: None)
     x = unit_rows(vectors)
     rows_a, rows_b, similarities = candidate_matches(x, files, neighbours, min_similarity,
@@ -324,6 +343,6 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
         picked = order[start:stop]
         a, b = int(file_a[picked[0]]), int(file_b[picked[0]])
         stretches += align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans, x,
-                                points_of, checks)
+                                Comparer(points_of, mirrored_points_of), checks)
         report(0.3 + 0.7 * (number + 1) / (len(bounds) - 1))
     return sorted(stretches, key=lambda s: -s.score)
