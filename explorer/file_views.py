@@ -58,24 +58,32 @@ def tile(request, collection_id, version, zoom, column, row, scale=1):
     return response
 
 
+def _cells_without_copies(collection, current, detection_id):
+    """The cells of map `current` without the copies found by detection `detection_id` (any
+    detection made from that map: a page drawn from one keeps its tiles after a newer one)."""
+    from explorer.served_copies import cells_without_copies, detection_files
+
+    found = detection_files(Duplicates.objects.filter(
+        pk=int(detection_id), collection=collection, map_version=current.version).first()) \
+        if detection_id.isdigit() and len(detection_id) < 19 else None
+    if found is None:
+        raise Http404(f"map version {current.version} of collection {collection.pk} has no copies found by "
+                      f"detection {detection_id}")
+    return cells_without_copies(current, found)
+
+
 @require_GET
 def tile_without_copies(request, collection_id, version, detection_id, zoom, column, row, scale=1):
     """A map tile with the copies of detection `detection_id` left out (the map's "hide
     copies"): each cell shows its nearest frame that copies nothing. Cached like `tile`."""
-    from explorer.served_copies import cells_without_copies, detection_files
-
     collection = get_object_or_404(Collection, pk=collection_id)
     current = snapshot(collection, version)
-    # any detection made from this map: a page drawn from one keeps its tiles after a newer one
-    found = detection_files(Duplicates.objects.filter(pk=detection_id, collection=collection,
-                                                      map_version=version).first())
-    if current is None or found is None:
-        raise Http404(f"map version {version} of collection {collection_id} has no copies found by detection "
-                      f"{detection_id}")
+    if current is None:
+        raise Http404(f"collection {collection_id} has no map version {version}")
+    cells = _cells_without_copies(collection, current, str(detection_id))
     if not current.grid.has_tile(zoom, column, row):
         raise Http404(f"no tile {zoom}/{column}/{row}: this map has zoom levels 0 to {current.grid.max_zoom}")
-    cells, variant = cells_without_copies(current, found)
-    response = FileResponse(open(current.tile(zoom, column, row, scale, cells, variant), "rb"),
+    response = FileResponse(open(current.tile(zoom, column, row, scale, cells, f"nocopies-{detection_id}"), "rb"),
                             content_type="image/jpeg")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
@@ -99,12 +107,15 @@ def tag_tile(request, collection_id, version, tagger_id, zoom, column, row, scal
     only = request.GET.get("only")
     if only is not None and not (only.isdigit() and int(only) < len(tagger.classes)):
         raise Http404(f"tagger {tagger.version} has labels 0 to {len(tagger.classes) - 1}, not {only}")
+    cells = current.cells
+    copies = request.GET.get("copies")  # the detection whose copies the map hides: its cells
+    if copies is not None:
+        cells = _cells_without_copies(collection, current, copies)
     try:
         predicted, _ = predicted_labels(tagger, current.version)
     except FileNotFoundError:
         raise Http404(f"tagger {tagger.version} has not tagged map version {version}") from None
-    overlay = render_tag_overlay(current.cells, zoom, column, row, predicted, None if only is None else int(only),
-                                 scale)
+    overlay = render_tag_overlay(cells, zoom, column, row, predicted, None if only is None else int(only), scale)
     response = HttpResponse(encode_png(overlay), content_type="image/png")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response

@@ -209,7 +209,7 @@ def map_point(request, pk):
     cells = current.cells
     found = copies_for(collection, current.version) if params["hide_copies"] else None
     if found is not None:
-        cells, _ = cells_without_copies(current, found)
+        cells = cells_without_copies(current, found)
     hit = cells.placement_at(params["x"], params["y"], params["zoom"])
     if hit is None:
         raise NotFound("no frame is drawn there")

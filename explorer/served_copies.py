@@ -31,6 +31,10 @@ def copy_of_json(found, current, row, info_of):
     if found is None or found.copy_of[row] < 0:
         return None
     original = int(found.copy_of[row])
+    for _ in range(64):  # to the most original frame: a copy's copy points to a copy (chains are short)
+        if found.copy_of[original] < 0:
+            break
+        original = int(found.copy_of[original])
     relation = found.relation(int(current.index["source"][row]), int(current.index["source"][original]))
     return {"frame": info_of(original), "kind": relation["kind"] if relation else "copy",
             "score": relation["score"] if relation else None}
@@ -43,6 +47,5 @@ def _cells(current, directory):
 
 
 def cells_without_copies(current, found):
-    """(cells of map `current` with the copies of detection `found` left out, the tiles'
-    variant name)."""
-    return _cells(current, str(found.directory)), f"nocopies-{found.details['detection']}"
+    """The cells of map `current` with the copies of detection `found` left out."""
+    return _cells(current, str(found.directory))

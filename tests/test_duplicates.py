@@ -176,6 +176,9 @@ def test_the_api_shows_the_report_to_viewers_and_lets_editors_look_again(found, 
     assert stricter["threshold"] == 0.9999 and len(stricter["groups"]) < len(found_report["groups"])
     response = client.post(url, {"threshold": found_report["threshold"]}, content_type="application/json")
     assert wait_for_job(Job.objects.get(pk=response.json()["id"]), timeout=300).status == Job.Status.SUCCEEDED
+    kept = list(collection.duplicate_detections.all())  # the current one and the one it replaced; older ones gone
+    assert len(kept) == 2 and all(d.directory.exists() for d in kept)
+    assert not (kept[0].directory.parent / str(found_report["detection"])).exists()
 
 
 def test_the_command_prints_a_line_per_group_and_writes_json(found, tmp_path):

@@ -25,7 +25,7 @@ function thumbnail(frame, member) {
   if (!frame) return element("div", { className: "thumb missing", textContent: "(no frame)" });
   return element("figure", { className: "copy-frame" },
     element("img", { src: frame.image, alt: `${member.name} at ${clock(frame.time)}`, loading: "lazy" }),
-    element("figcaption", {}, element("span", { className: "name", textContent: member.name, title: member.path }),
+    element("figcaption", {}, element("span", { className: "name", textContent: member.name, title: member.path || "" }),
       " ", mapLink(frame, clock(frame.time))));
 }
 
@@ -107,7 +107,7 @@ async function load() {
   byId("threshold").value = report.threshold;
   facts.textContent = `${report.groups.length} group(s) of copies at score ≥ ${report.threshold}: ` +
     `${report.copied_frames} frame(s) copy a frame of a more original file` +
-    (report.current_map ? "." : " (found in the map before this one: a new search is on its way).");
+    (report.current_map ? "." : " (found in an earlier map: look again for the one shown now).");
   byId("groups").replaceChildren(...report.groups.map(groupElement));
   byId("exact-section").hidden = !report.exact.length;
   byId("exact").replaceChildren(...report.exact.map((exact) => element("li", {},

@@ -30,7 +30,9 @@ function showCopiesButton() {
 
 function setCopiesHidden(hidden) {
   copiesHidden = hidden;
+  clearHover(); // what was under the pointer may be hidden now
   if (tiles) tiles.setUrl(currentTileUrl());
+  if (tagsShown) drawTags(); // the tags overlay follows the tiles' cells
   showCopiesButton();
 }
 

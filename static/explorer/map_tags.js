@@ -44,8 +44,10 @@ function drawTags() {
   if (tagLegend) tagLegend.remove();
   tagLayer = tagLegend = null;
   if (!tagsShown || !tagInfo) return;
-  const only = tagFilter ? `?only=${tagInfo.classes.indexOf(tagFilter)}` : "";
-  tagLayer = L.tileLayer(tagInfo.tile_url + only, {
+  const query = new URLSearchParams();
+  if (tagFilter) query.set("only", tagInfo.classes.indexOf(tagFilter));
+  if (copiesHidden && state.copies) query.set("copies", state.copies.detection); // as the tiles are drawn
+  tagLayer = L.tileLayer(tagInfo.tile_url + (query.size ? `?${query}` : ""), {
     tileSize: L.point(...state.tile_size), bounds: bounds(), noWrap: true, maxNativeZoom: state.max_zoom,
     minZoom: 0, maxZoom: state.max_zoom, keepBuffer: 4, className: "tag-overlay",
   }).addTo(map);

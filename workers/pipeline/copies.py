@@ -18,7 +18,7 @@ How (each step bounded, so the work grows with the collection, not with its pair
    (tests/benchmarks/bench_copies.py --fit), so 0.5 means as likely a copy as not.
 
 Relations at or above the threshold join files into groups; each group keeps one
-representative (the longest file, then the one with most frames, then the first), and every
+representative (the longest file, then the one of most pixels, then the first ingested), and every
 other member's frames in a copied stretch point to the matching frame of a more original
 member (`copy_of`), which is how the map hides copies and says what a frame is a copy of.
 """

@@ -105,6 +105,13 @@ def _save(job, snapshot, threshold, groups, relations, copy_of):
         made.delete()
         shutil.rmtree(made.directory, ignore_errors=True)
         raise
+    # The detection replaced stays (a page drawn from it keeps its tiles); older ones go, but
+    # for one another job is still making.
+    older = Duplicates.objects.filter(collection=collection, pk__lt=made.pk).order_by("-pk")
+    for old in older.exclude(job__status__in=(Job.Status.QUEUED, Job.Status.RUNNING))[1:]:
+        directory = old.directory
+        old.delete()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def report(job):
