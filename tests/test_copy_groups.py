@@ -65,7 +65,7 @@ def test_nothing_above_the_threshold_makes_no_group():
 
 def test_a_detection_reads_back_as_it_was_written(tmp_path):
     groups, relations, copy_of = group_copies(STRETCHES, SPANS, TIMES, threshold=0.5)
-    save(tmp_path / "d", groups, relations, copy_of, {"map": "abc", "threshold": 0.5})
+    save(tmp_path / "d", groups, relations, copy_of, {"map": "abc", "threshold": 0.5}, {"stage": "test"})
     files = CopyFiles(tmp_path / "d")
     assert files.groups == groups and files.relations == relations and files.details["threshold"] == 0.5
     assert np.array_equal(files.copy_of, copy_of)

@@ -3,8 +3,9 @@ of others, and clips cut from longer videos (with where they sit in them).
 
 How (each step bounded, so the work grows with the collection, not with its pairs):
 1. Candidates: every frame's nearest frames of *other* files by the map's PCA vectors
-   (centred, unit length; a faiss index, `neighbours` a frame), above `min_similarity`.
-   Those features find look-alikes, copies among them, cheaply.
+   (centred, unit length; a faiss index searched with the file's own frames left out,
+   `neighbours` a frame), above `min_similarity`. Those features find look-alikes, copies
+   among them, cheaply.
 2. Alignment: the candidate matches of each pair of files vote for the offset between
    them (the other's time minus this one's), in bins as wide as the files' sampling step.
    A copy or a cut clip puts its matches on one line of slope 1; look-alikes scatter. The
@@ -12,10 +13,13 @@ How (each step bounded, so the work grows with the collection, not with its pair
 3. Verification: along a stretch every frame is paired with the other file's frame at the
    aligned time (up to `checks` of them, spread evenly) and the two are compared on their
    pixels (workers/pipeline/frame_match.py). The longest run of frames that show the same
-   picture is the copied stretch: A's s1 to s2 is B's t1 to t2.
-4. Score: a logistic function of the run's verified frames, the share of the stretch they
-   cover and how different they still are; calibrated on generated copies and look-alikes
-   (tests/benchmarks/bench_copies.py --fit), so 0.5 means as likely a copy as not.
+   picture (bridging one failed check) is the copied stretch, its ends found between the
+   checks by bisection: A's s1 to s2 is B's t1 to t2. A one-frame file (a photo) is tried
+   at each of its most similar frames' places instead.
+4. Score: a logistic function of the run's verified frames, the checked frames that did not
+   verify and how different the pictures still are (score_features); calibrated on copies
+   and look-alikes made from the sample media (tests/benchmarks/bench_copies.py --fit), so
+   0.5 means as likely a copy as not.
 
 Relations at or above the threshold join files into groups; each group keeps one
 representative (the longest file, then the one of most pixels, then the first ingested), and every

@@ -131,11 +131,12 @@ def rows_with_copies(copy_of, rows):
     return np.flatnonzero(np.isin(roots, roots[np.asarray(rows, dtype=np.int64)]))
 
 
-def save(directory, groups, relations, copy_of, details):
-    """Write a detection: `details` says how it was made (map, threshold, settings)."""
+def save(directory, groups, relations, copy_of, details, produced_by):
+    """Write a detection: `details` says how it was made (map, threshold, settings), and
+    `produced_by` goes in the array's manifest."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with ArrayWriter(directory, "copy_of", (), np.int64, {"stage": "duplicates", **details}) as out:
+    with ArrayWriter(directory, "copy_of", (), np.int64, produced_by) as out:
         out.append(np.asarray(copy_of, dtype=np.int64))
     write_json_atomic(directory / "duplicates.json", {"groups": groups, "relations": relations, "details": details})
 

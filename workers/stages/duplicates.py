@@ -18,6 +18,7 @@ from workers import lifecycle
 from workers.pieces import job_progress
 from workers.stages import Report
 
+STAGE = "duplicates"  # this module's stage in the registry
 POINTS_CACHE = 1024  # frames' keypoints kept while comparing (about 180 kB each)
 
 
@@ -95,8 +96,9 @@ def _save(job, snapshot, threshold, groups, relations, copy_of):
     try:
         details = {"map": version, "threshold": threshold, "detection": made.pk}
         made.directory.mkdir(parents=True, exist_ok=True)
-        offsets = save_cells_without(snapshot, copy_of >= 0, made.directory, {"stage": "duplicates", **details})
-        save(made.directory, groups, relations, copy_of, {**details, "cell_offsets": offsets})
+        produced_by = {"stage": STAGE, **details}
+        offsets = save_cells_without(snapshot, copy_of >= 0, made.directory, produced_by)
+        save(made.directory, groups, relations, copy_of, {**details, "cell_offsets": offsets}, produced_by)
         with transaction.atomic():
             lifecycle.update(job.pk, progress=1.0)  # raises JobCancelled: a cancelled job changes nothing
             if not Collection.objects.filter(pk=collection.pk, embedding__map=version).update(duplicates=made):
