@@ -13,7 +13,7 @@ import functools
 from django.conf import settings
 from django.db import transaction
 
-from explorer.models import Collection, Duplicates, Job, SameContent, Source
+from explorer.models import Collection, Duplicates, Job, Source
 from workers import lifecycle
 from workers.pieces import job_progress
 from workers.stages import Report
@@ -71,13 +71,8 @@ def _originality(spans):
     """{source: key}, lower is more original: the longer file, then the one of more pixels,
     then the one ingested first (a re-encoded copy is usually shorter or smaller)."""
     known = Source.objects.filter(pk__in=list(spans)).values_list("pk", "duration", "width", "height")
-    return {pk: (-(duration or 0.0), -((width or 0) * (height or 0)), pk) for pk, duration, width, height in known}
-
-
-def exact_copies(collection):
-    """The files the scan passed over as exact copies: [{"source", "path"}], by source."""
-    return [{"source": source, "path": path} for source, path in
-            SameContent.objects.filter(source__collection=collection).values_list("source_id", "path")]
+    rank = {pk: (-(duration or 0.0), -((width or 0) * (height or 0)), pk) for pk, duration, width, height in known}
+    return {pk: rank.get(pk, (0.0, 0, pk)) for pk in spans}  # a source removed since the map: least original
 
 
 def _save(job, snapshot, threshold, groups, relations, copy_of):
