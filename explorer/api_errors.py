@@ -29,6 +29,14 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+def not_made_yet(collection, missing):
+    """409 saying the collection `missing` (e.g. "has no clusters") yet, and what is running
+    that may make it."""
+    running = collection.jobs.filter(status__in=("queued", "running")).first()
+    doing = f": job {running.pk} is at stage {running.stage}" if running else ""
+    return Conflict(f"collection {collection.pk} {missing} yet{doing}")
+
+
 def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is not None:

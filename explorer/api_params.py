@@ -4,7 +4,7 @@ the pagination of every list. Kept apart from the views: DRF imports the paginat
 named in the settings while it loads its views."""
 import math
 
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import LimitOffsetPagination
 
 INT64_MAX = 2**63 - 1  # ids and frame numbers: what the database and numpy hold
@@ -93,6 +93,21 @@ def validated_query(request, query_class):
     query = query_class(data=request.query_params)
     query.is_valid(raise_exception=True)
     return query.validated_data
+
+
+class NumberedPageQuery(QuerySerializer):
+    """A page of a list a view builds itself (a cluster's members, groups of copies)."""
+    page = serializers.IntegerField(required=False, min_value=1, max_value=10**9, default=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200, default=60)
+
+
+def numbered_page(count, query, what):
+    """(start, stop, pages) of `query`'s page of `count` items, or 404 past the last page."""
+    size = query["page_size"]
+    pages = max(1, -(-count // size))
+    if query["page"] > pages:
+        raise exceptions.NotFound(f"{what} has {pages} page(s) of {size}")
+    return (query["page"] - 1) * size, query["page"] * size, pages
 
 
 class PageQuery(QuerySerializer):

@@ -16,9 +16,9 @@ from rest_framework.response import Response
 
 from explorer import labels as labelling
 from explorer.api import JobSerializer, json_body, started, started_response
-from explorer.api_errors import Conflict, error_response
+from explorer.api_errors import Conflict, error_response, not_made_yet
 from explorer.api_params import (
-    INT64_MAX, ExactFields, QuerySerializer, StrictFloatField, StrictIntegerField, validated_query,
+    INT64_MAX, ExactFields, NumberedPageQuery, StrictFloatField, StrictIntegerField, numbered_page, validated_query,
 )
 from explorer.jobs import NotReady, start_cluster_edit, start_clustering
 from explorer.map_api import FrameSchema, frame_json, source_info
@@ -48,9 +48,7 @@ def current_clusters(collection, asked=None):
         raise Conflict(f"the clusters were made again since (clustering {clustering.pk} is current, not {asked}): "
                        "look at them again")
     if clustering is None:
-        running = collection.jobs.filter(status__in=("queued", "running")).first()
-        doing = f": job {running.pk} is at stage {running.stage}" if running else ""
-        raise Conflict(f"collection {collection.pk} has no clusters yet{doing}")
+        raise not_made_yet(collection, "has no clusters")
     current = snapshot(collection, clustering.map_version)
     if current is None or not (clustering.directory / "clusters.json").exists():
         raise Conflict(f"the clusters of collection {collection.pk} were made from a map that is gone: "
@@ -167,11 +165,6 @@ class SplitRequest(ExactFields, serializers.Serializer):
     clustering = clustering_field()
 
 
-class MembersQuery(QuerySerializer):
-    page = serializers.IntegerField(required=False, min_value=1, max_value=10**9, default=1)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200, default=60)
-
-
 @extend_schema(responses={200: inline_serializer("Clusters", {
     "clustering": ClusteringSchema(), "clusters": ClusterSchema(many=True)}), 404: NOT_FOUND, 409: NO_CLUSTERS},
     methods=["GET"], operation_id="clusters_list")
@@ -210,7 +203,7 @@ def known_cluster(files, cluster):
         raise exceptions.NotFound(f"no cluster {cluster}: the clusters are 0 to {len(files) - 1}")
 
 
-@extend_schema(parameters=[MembersQuery], responses={200: inline_serializer("ClusterMembers", {
+@extend_schema(parameters=[NumberedPageQuery], responses={200: inline_serializer("ClusterMembers", {
     "clustering": serializers.IntegerField(help_text="The clustering the cluster's number is of."),
     "cluster": ClusterSchema(), "count": serializers.IntegerField(), "page": serializers.IntegerField(),
     "pages": serializers.IntegerField(), "members": inline_serializer("Member", {
@@ -221,15 +214,12 @@ def known_cluster(files, cluster):
 def cluster_members(request, pk, cluster):
     """A cluster and a page of its members: nearest its centre first, outliers last."""
     collection = collection_or_404(pk)
-    query = validated_query(request, MembersQuery)
+    query = validated_query(request, NumberedPageQuery)
     clustering, files, current = current_clusters(collection)
     known_cluster(files, cluster)
     rows = files.rows_of(cluster)
-    size = query["page_size"]
-    pages = max(1, -(-len(rows) // size))
-    if query["page"] > pages:
-        raise exceptions.NotFound(f"cluster {cluster} has {pages} page(s) of {size} members")
-    page_rows = rows[(query["page"] - 1) * size:query["page"] * size]
+    start, stop, pages = numbered_page(len(rows), query, f"cluster {cluster}")
+    page_rows = rows[start:stop]
     frames = labelling.frames_of_rows(current, page_rows)
     names = _label_names(collection)
     now = labelling.current_labels(frames)

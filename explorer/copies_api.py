@@ -11,8 +11,8 @@ from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from explorer.api import JobSerializer, json_body, started, started_response
-from explorer.api_errors import Conflict, error_response
-from explorer.api_params import ExactFields, StrictFloatField
+from explorer.api_errors import Conflict, error_response, not_made_yet
+from explorer.api_params import ExactFields, NumberedPageQuery, StrictFloatField, numbered_page, validated_query
 from explorer.cluster_api import collection_or_404
 from explorer.jobs import NotReady, start_duplicates
 from explorer.map_api import FrameSchema, frame_json, source_info
@@ -29,9 +29,7 @@ def current_duplicates(collection):
     """(detection, its files, the map it was made from), or 409 saying what is missing."""
     detection = collection.duplicates
     if detection is None:
-        running = collection.jobs.filter(status__in=("queued", "running")).first()
-        doing = f": job {running.pk} is at stage {running.stage}" if running else ""
-        raise Conflict(f"collection {collection.pk} was not looked through for copies yet{doing}")
+        raise not_made_yet(collection, "was not looked through for copies")
     current = snapshot(collection, detection.map_version)
     files = detection_files(detection)
     if current is None or files is None:
@@ -40,10 +38,18 @@ def current_duplicates(collection):
     return detection, files, current
 
 
-def report(collection):
-    """The current detection as the API answers it (see DuplicatesSchema)."""
+def report(collection, query=None):
+    """The current detection as the API answers it (see the Duplicates schema): a page of its
+    groups and of its exact copies when `query` (a NumberedPageQuery's) says which, else all."""
     detection, files, current = current_duplicates(collection)
-    sources = Source.objects.in_bulk({f for group in files.groups for f in group["members"]})
+    exact_copies = _exact_copies(collection)
+    page = pages = 1
+    shown_groups, shown_exact = files.groups, exact_copies
+    if query is not None:
+        start, stop, pages = numbered_page(max(len(files.groups), len(exact_copies)), query,
+                                           f"the copies of collection {collection.pk}")
+        page, shown_groups, shown_exact = query["page"], files.groups[start:stop], exact_copies[start:stop]
+    sources = Source.objects.in_bulk({f for group in shown_groups for f in group["members"]})
     info = source_info(list(sources))
 
     def member(pk):
@@ -66,21 +72,27 @@ def report(collection):
     for found_relation in files.relations:
         by_group.setdefault(found_relation["group"], []).append(found_relation)
     groups = []
-    for group in files.groups:
+    for group in shown_groups:
         relations = [relation(r) for r in by_group.get(group["id"], [])]
         groups.append({"id": group["id"], "kind": relations[0]["kind"], "score": group["score"],
                        "representative": group["representative"],
                        "members": [member(pk) for pk in group["members"]], "relations": relations})
+    return {"detection": detection.pk, "map_version": detection.map_version,
+            "current_map": collection.embedding.get("map") == detection.map_version,
+            "threshold": detection.threshold, "created_at": detection.created_at,
+            "copied_frames": detection.copied_frames, "group_count": len(files.groups),
+            "exact_count": len(exact_copies), "page": page, "pages": pages, "groups": groups, "exact": shown_exact}
+
+
+def _exact_copies(collection):
+    """The files the scan passed over as the same bytes as a source, by source."""
     exact = {}
-    for source_id, path, source_path in SameContent.objects.filter(source__collection=collection).values_list(
-            "source_id", "path", "source__path"):
+    for source_id, path, source_path in SameContent.objects.filter(source__collection=collection).order_by(
+            "source_id", "path").values_list("source_id", "path", "source__path"):
         if path == source_path:
             continue  # the original moved away and the source took its copy's path: not a copy of itself
         exact.setdefault(source_id, {"source": source_id, "path": source_path, "copies": []})["copies"].append(path)
-    return {"detection": detection.pk, "map_version": detection.map_version,
-            "current_map": collection.embedding.get("map") == detection.map_version,
-            "threshold": detection.threshold, "created_at": detection.created_at, "groups": groups,
-            "copied_frames": detection.copied_frames, "exact": list(exact.values())}
+    return list(exact.values())
 
 
 class MemberSchema(serializers.Serializer):
@@ -132,20 +144,24 @@ class DuplicatesRequest(ExactFields, serializers.Serializer):
         "more look-alikes copies)."))
 
 
-@extend_schema(responses={200: inline_serializer("Duplicates", {
+@extend_schema(parameters=[NumberedPageQuery], responses={200: inline_serializer("Duplicates", {
     "detection": serializers.IntegerField(), "map_version": serializers.CharField(),
     "current_map": serializers.BooleanField(help_text="Made from the map being shown (false while it is remade)."),
     "threshold": serializers.FloatField(), "created_at": serializers.DateTimeField(),
     "copied_frames": serializers.IntegerField(help_text="Frames that copy a frame of a more original file."),
-    "groups": GroupSchema(many=True), "exact": ExactSchema(many=True)}), 404: NOT_FOUND, 409: NO_DETECTION},
+    "group_count": serializers.IntegerField(help_text="Groups in all pages."),
+    "exact_count": serializers.IntegerField(help_text="Files with exact copies, in all pages."),
+    "page": serializers.IntegerField(), "pages": serializers.IntegerField(help_text="Of groups and exact copies alike."),
+    "groups": GroupSchema(many=True, help_text="This page's groups, largest first."),
+    "exact": ExactSchema(many=True, help_text="This page's files with exact copies.")}), 404: NOT_FOUND, 409: NO_DETECTION},
     methods=["GET"], operation_id="duplicates_list")
 @extend_schema(request=DuplicatesRequest, responses=started(JobSerializer, "duplicates job", {
     404: NOT_FOUND, 409: error_response("The collection has no map yet.")}), methods=["POST"],
     operation_id="duplicates_find")
 @api_view(["GET", "POST"])
 def duplicates(request, pk):
-    """GET: the collection's copies: groups (largest first) with their members (the kept one
-    first) and each pair's aligned time ranges, and the exact copies the scan passed over.
+    """GET: a page of the collection's copies: groups (largest first) with their members (the
+    kept one first) and each pair's aligned time ranges, and the exact copies the scan passed over.
     POST (editors): look for them again with another threshold."""
     collection = collection_or_404(pk)
     if request.method == "POST":
@@ -154,4 +170,4 @@ def duplicates(request, pk):
                                                                     ["threshold"]))
         except NotReady as error:
             raise Conflict(str(error)) from None
-    return Response(report(collection))
+    return Response(report(collection, validated_query(request, NumberedPageQuery)))

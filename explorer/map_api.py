@@ -16,7 +16,7 @@ from explorer.api import JobSerializer, SourceSerializer
 from explorer.api_errors import error_response
 from explorer.api_params import INT64_MAX, QueryBooleanField, QuerySerializer, validated_query
 from explorer.models import Collection, Job, Source
-from explorer.served_copies import cells_without_copies, copies_for, copy_of_json
+from explorer.served_copies import cells_without_copies, copies_for, copy_of_json, original_of
 from explorer.served_maps import no_map_reason, require_snapshot, snapshot
 from workers.pipeline.tiles import TILE_HEIGHT, TILE_WIDTH
 
@@ -115,7 +115,8 @@ NO_MAP = error_response("The collection has no map yet: `detail` says what is ru
 
 
 def _collection(pk):
-    return get_object_or_404(Collection, pk=pk)
+    # with its detection of copies: what the hover path asks of it costs no other query
+    return get_object_or_404(Collection.objects.select_related("duplicates"), pk=pk)
 
 
 def _info(pk, source):
@@ -128,14 +129,16 @@ def source_info(ids):
 
 
 def frame_detail(current, row, collection):
-    """A frame as the point and frame endpoints answer it: with its source file's details (one
-    query: a hover asks for it) and what it copies."""
+    """A frame as the point and frame endpoints answer it: with its source file's details and
+    what it copies (one query for both files: a hover asks for it)."""
+    found = copies_for(collection, current.version)
+    original = original_of(found, row)
     pk = int(current.index["source"][row])
-    source = Source.objects.filter(pk=pk).first()
-    info = {} if source is None else {pk: _info(pk, source)}
-    copy_of = copy_of_json(copies_for(collection, current.version), current, row,
-                           lambda original: frame_json(current, original, source_info(
-                               [int(current.index["source"][original])])))
+    sources = Source.objects.in_bulk([pk] if original is None else [pk, int(current.index["source"][original])])
+    info = {source_pk: _info(source_pk, source) for source_pk, source in sources.items()}
+    copy_of = (None if original is None
+               else copy_of_json(found, current, row, original, frame_json(current, original, info)))
+    source = sources.get(pk)
     return {**frame_json(current, row, info), "file": None if source is None else SourceSerializer(source).data,
             "copy_of": copy_of}
 

@@ -25,18 +25,23 @@ def copies_for(collection, version):
     return detection_files(detection)
 
 
-def copy_of_json(found, current, row, info_of):
-    """What a frame of the map copies: {"frame" (the original's, frame_json-like from
-    `info_of(row)`), "kind", "score"}, or None."""
+def original_of(found, row):
+    """The map row of the most original frame that frame `row` copies, or None."""
     if found is None or found.copy_of[row] < 0:
         return None
     original = int(found.copy_of[row])
-    for _ in range(64):  # to the most original frame: a copy's copy points to a copy (chains are short)
+    for _ in range(64):  # a copy's copy points to a copy (chains are short)
         if found.copy_of[original] < 0:
             break
         original = int(found.copy_of[original])
+    return original
+
+
+def copy_of_json(found, current, row, original, original_frame):
+    """What frame `row` copies: {"frame": `original_frame` (the frame_json of row `original`),
+    "kind", "score"}."""
     relation = found.relation(int(current.index["source"][row]), int(current.index["source"][original]))
-    return {"frame": info_of(original), "kind": relation["kind"] if relation else "copy",
+    return {"frame": original_frame, "kind": relation["kind"] if relation else "copy",
             "score": relation["score"] if relation else None}
 
 

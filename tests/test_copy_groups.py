@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(databases=[])
 # 0-2 s of file 0 and 2 s of file 3.
 SOURCES = np.repeat(np.arange(7), [10, 10, 3, 8, 1, 1, 4])
 TIMES = np.r_[np.arange(10.0), np.arange(10.0), np.arange(3.0), np.arange(8.0), 0.0, 0.0, np.arange(4.0)]
-SPANS = Files(SOURCES, TIMES).spans()
+SPANS = Files(SOURCES, TIMES).spans
 
 
 def stretch(a, b, a_range, b_range, score=0.9):

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from explorer.jobs import start_ingest
 from explorer.models import Collection, Job
@@ -111,12 +113,15 @@ def test_the_map_says_what_a_frame_copies_marks_copied_clips_and_hides_copies(fo
     api = f"/api/collections/{collection.pk}/map/"
     state = viewer_client.get(api).json()
     assert state["copies"] and "/nocopies/" in state["copies"]["tile_url"]
-    twin = viewer_client.get(f"{api}frame/?source={sources['twin.mp4']}&frame=180").json()
+    with CaptureQueriesContext(connection) as copied_queries:
+        twin = viewer_client.get(f"{api}frame/?source={sources['twin.mp4']}&frame=180").json()
     assert twin["copy_of"]["kind"] == "copy"
     assert twin["copy_of"]["frame"]["source"] in (sources["original.mp4"], sources["cropped.mp4"])
     assert abs(twin["copy_of"]["frame"]["time"] - twin["time"]) < 0.5
-    original = viewer_client.get(f"{api}frame/?source={sources['original.mp4']}&frame=180").json()
+    with CaptureQueriesContext(connection) as plain_queries:
+        original = viewer_client.get(f"{api}frame/?source={sources['original.mp4']}&frame=180").json()
     assert original["copy_of"] is None
+    assert len(copied_queries) == len(plain_queries)  # a hover over a copy costs no extra query
     similar = viewer_client.get(f"{api}similar/?source={sources['original.mp4']}&frame=180&top=50").json()["clips"]
     marks = {clip["source"]: clip["copy"] for clip in similar}
     assert marks.get(sources["twin.mp4"]) is True and marks.get(sources["lookalike.mp4"], False) is False
@@ -165,6 +170,14 @@ def test_the_api_shows_the_report_to_viewers_and_lets_editors_look_again(found, 
     shown = viewer_client.get(url)
     assert shown.status_code == 200
     assert [g["id"] for g in shown.json()["groups"]] == [g["id"] for g in found_report["groups"]]
+    # paged: one group a page, every group once, and past the last page a 404
+    count = len(found_report["groups"])
+    assert count >= 2 and shown.json()["group_count"] == count
+    paged = [viewer_client.get(url, {"page": page, "page_size": 1}).json() for page in range(1, count + 1)]
+    assert [g["id"] for page in paged for g in page["groups"]] == [g["id"] for g in found_report["groups"]]
+    assert {page["pages"] for page in paged} == {count}
+    assert viewer_client.get(url, {"page": count + 1, "page_size": 1}).status_code == 404
+    assert viewer_client.get(url, {"page_size": 1000}).status_code == 400
     assert viewer_client.post(url, {"threshold": 0.9}, content_type="application/json").status_code == 403
     assert client.post(url, {"threshold": 1.5}, content_type="application/json").status_code == 400
     assert client.post(url, {"threshold": 0.5, "other": 1}, content_type="application/json").status_code == 400

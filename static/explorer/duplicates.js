@@ -94,30 +94,42 @@ function relationLists(group, members) {
   return lists;
 }
 
-async function load() {
+// The first page of groups and exact copies; "show more" appends the next.
+async function load(page = 1) {
   let report;
   try {
-    report = await getJSON(api);
+    report = await getJSON(`${api}?page=${page}`);
   } catch (error) {
     facts.textContent = error.status === 409 ? errorText(error) : "";
     if (error.status !== 409) showError(errorText(error));
-    byId("groups").replaceChildren();
+    if (page === 1) byId("groups").replaceChildren();
     return;
   }
-  byId("threshold").value = report.threshold;
-  facts.textContent = `${report.groups.length} group(s) of copies at score ≥ ${report.threshold}: ` +
-    `${report.copied_frames} frame(s) copy a frame of a more original file` +
-    (report.current_map ? "." : " (found in an earlier map: look again for the one shown now).");
-  byId("groups").replaceChildren(...report.groups.map(groupElement));
-  byId("exact-section").hidden = !report.exact.length;
-  byId("exact").replaceChildren(...report.exact.map((exact) => element("li", {},
-    element("strong", { textContent: exact.path }), " — the same bytes: ", exact.copies.join(", "))));
+  const groups = report.groups.map(groupElement);
+  const exact = report.exact.map((found) => element("li", {},
+    element("strong", { textContent: found.path }), " — the same bytes: ", found.copies.join(", ")));
+  if (page === 1) {
+    byId("threshold").value = report.threshold;
+    facts.textContent = `${report.group_count} group(s) of copies at score ≥ ${report.threshold}: ` +
+      `${report.copied_frames} frame(s) copy a frame of a more original file` +
+      (report.current_map ? "." : " (found in an earlier map: look again for the one shown now).");
+    byId("groups").replaceChildren(...groups);
+    byId("exact").replaceChildren(...exact);
+  } else {
+    byId("groups").append(...groups);
+    byId("exact").append(...exact);
+  }
+  byId("exact-section").hidden = !report.exact_count;
+  const more = byId("more");
+  more.hidden = report.page >= report.pages;
+  more.textContent = `Show more (page ${report.page + 1} of ${report.pages})`;
+  more.onclick = () => load(report.page + 1);
 }
 
 byId("threshold-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const threshold = parseFloat(byId("threshold").value);
-  runJob(byId("look-again"), byId("jobs"), byId("message"), () => postJSON(api, { threshold }), load);
+  runJob(byId("look-again"), byId("jobs"), byId("message"), () => postJSON(api, { threshold }), () => load());
 });
 
 hideEditorOnly();

@@ -119,7 +119,7 @@ def load(part_dir, cache, weights):
 def claims(names, files, stretches, truth):
     """[(stretch, pair of names, offset, right)]: each stretch, and whether the truth has its
     two files showing the same thing at its offset (within 1.5 sampling steps, 1 s at least)."""
-    spans = files.spans()
+    spans = files.spans
     steps = {f: copies.sampling_step(files.times[first:stop]) for f, (first, stop) in spans.items()}
     found = []
     for s in stretches:

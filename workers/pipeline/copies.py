@@ -26,6 +26,7 @@ representative (the longest file, then the one of most pixels, then the first in
 other member's frames in a copied stretch point to the matching frame of a more original
 member (`copy_of`), which is how the map hides copies and says what a frame is a copy of.
 """
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -73,6 +74,7 @@ class Files:
     sources: np.ndarray  # (n,) file of each frame
     times: np.ndarray  # (n,) seconds
 
+    @functools.cached_property  # found once: the search, the alignment and the grouping all ask
     def spans(self):
         """{file: (first row, stop row)}"""
         from workers.pipeline.clips import Spans
@@ -120,7 +122,7 @@ def candidate_matches(x, files, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILA
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     index = NeighbourIndex().fit(x)
-    for number, (first, stop) in enumerate(sorted(files.spans().values())):
+    for number, (first, stop) in enumerate(sorted(files.spans.values())):
         for start in range(first, stop, batch_size):
             rows = np.arange(start, min(stop, start + batch_size))
             _, near = index.search(x[rows], neighbours, excluding=(first, stop))
@@ -337,7 +339,7 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
     if not len(rows_a):
         report(1.0)
         return []  # one file, or nothing alike
-    spans = files.spans()
+    spans = files.spans
     file_a, file_b = files.sources[rows_a], files.sources[rows_b]
     order = np.lexsort((rows_b, rows_a, file_b, file_a))
     keys = np.stack([file_a[order], file_b[order]], axis=1)

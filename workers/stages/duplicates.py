@@ -62,7 +62,7 @@ def find(job):
     files = Files(sources=snapshot.index["source"], times=snapshot.index["time"])
     stretches = find_stretches(snapshot.vectors, files, points_of, progress=job_progress(job.pk, span=0.9),
                                mirrored_points_of=mirrored_points_of if settings.DUPLICATES_MIRRORED else None)
-    spans = files.spans()
+    spans = files.spans
     groups, relations, copy_of = group_copies(stretches, spans, files.times, threshold, rank=_originality(spans))
     _save(job, snapshot, threshold, groups, relations, copy_of)
 
