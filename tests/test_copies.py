@@ -175,3 +175,67 @@ def test_a_mirrored_copy_is_found_only_when_mirrors_are_looked_for():
     found = [s for s in copies.find_stretches(vectors, files, points_of, neighbours=4, min_similarity=-1,
                                               mirrored_points_of=lambda row: points_of(row, True)) if s.score >= 0.5]
     assert [(s.a, s.b, s.verified) for s in found] == [(0, 1, 6)]
+
+
+def fixed_camera(t, seed=7):
+    """A fixed camera's picture at `t` seconds: a still scene, and two balls crossing it at
+    120 px/s (a quarter of a second moves them about four blocks)."""
+    import cv2
+
+    frame = shapes_picture(seed).copy()
+    for ball, y in ((0, 90), (1, 210)):
+        x = int(60 + 120 * t + 40 * ball) % 534
+        cv2.circle(frame, (x, y), 34, (250, 250, 60 + 150 * ball), -1)
+    return frame
+
+
+def test_frames_sampled_a_moment_apart_are_compared_at_the_exact_moment():
+    """A clip cut from a fixed camera's video a quarter second off its samples: its sampled
+    frames show the balls elsewhere than the video's nearest samples, so they verify only
+    when the moment between is decoded (exact_points_of), which places the clip too."""
+    cut = 2.25
+    a_times, b_times = np.arange(12) * 0.5, np.arange(6) * 0.5
+    frames = [fixed_camera(t) for t in a_times] + [fixed_camera(cut + t) for t in b_times]
+    files = copies.Files(sources=np.repeat([0, 1], [12, 6]), times=np.r_[a_times, b_times])
+    starts = {0: 0.0, 1: cut}
+    decoded = []
+
+    def points_of(row):
+        return frame_points(frames[row])
+
+    def exact_points_of(file, seconds):
+        decoded.append((file, seconds))
+        return frame_points(fixed_camera(starts[file] + seconds))
+
+    def found(**exact):
+        return [s for s in copies.find_stretches(thumbnails(frames), files, points_of, neighbours=6,
+                                                 min_similarity=-1, **exact) if s.verified]
+
+    sampled_only = found()
+    assert not any(s.verified >= 3 for s in sampled_only) and not decoded
+    stretch = max(found(exact_points_of=exact_points_of), key=lambda s: s.verified)
+    assert stretch.verified >= 4 and stretch.score >= 0.5
+    assert stretch.b_start - stretch.a_start == pytest.approx(-cut, abs=0.1)
+    assert decoded and {file for file, _ in decoded} == {1}
+
+
+def test_a_moment_of_a_video_is_decoded_at_the_size_of_its_samples(tmp_path):
+    from tests.media import make_panning_video
+    from workers.pipeline.frame_match import MomentPoints
+    from workers.pipeline.sampling import SamplingParams, full_resolution_frames, sample_source
+    from workers.pipeline.arrays import open_array
+
+    video = make_panning_video(tmp_path / "pan.mp4", seed=3)
+    sample_source(video, tmp_path / "frames", SamplingParams(every=15), "checksum")
+    sampled, index = open_array(tmp_path / "frames", "frames"), open_array(tmp_path / "frames", "index")
+    size = (sampled.shape[2], sampled.shape[1])
+    moments = MomentPoints({0: video, 1: tmp_path / "gone.mp4", 2: tmp_path / "photo.jpg"}, lambda file: size)
+    at_sample = moments(0, float(index["time"][2]))
+    assert at_sample.grey.shape == sampled.shape[1:3]
+    assert compare(frame_points(sampled[2]), at_sample).difference < 0.2  # the very frame sampled
+    between = float(index["time"][2] + index["time"][3]) / 2
+    assert moments(0, between) is not None and moments.decoded == 2
+    assert moments(0, between) is moments(0, between)  # decoded once
+    assert moments(1, 1.0) is None and "gone.mp4" in moments.failures[1]
+    assert moments(2, 0.0) is None  # a photo has no other moment
+    assert next(full_resolution_frames(video, [between]))[1].shape[:2] == (180, 320)

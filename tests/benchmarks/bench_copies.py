@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "benchmarks")]
 from quality_report import collect_features, collect_frames  # noqa: E402
 from workers.pipeline import copies  # noqa: E402
 from workers.pipeline.arrays import open_array  # noqa: E402
-from workers.pipeline.frame_match import frame_points  # noqa: E402
+from workers.pipeline.frame_match import MomentPoints, frame_points  # noqa: E402
 
 LISTED = 12  # wrong and missed pairs shown, at most
 WEIGHTS = ROOT.parent / "shared" / "weights" / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -96,7 +96,7 @@ class Truth:
 
 
 def load(part_dir, cache, weights):
-    """(names of the files, Files, PCA vectors, points_of) for one folder of the test set."""
+    """(names of the files, Files, PCA vectors, points_of, exact_points_of) for one folder of the test set."""
     from workers.pipeline.reduce import StreamingPCA
 
     sources = collect_frames(part_dir, cache, every=20)
@@ -113,7 +113,9 @@ def load(part_dir, cache, weights):
         return frame_points(np.asarray(stores[source][row - starts[source]]), mirrored=mirrored)
 
     vectors = StreamingPCA(256).fit([features], len(features)).transform(features)
-    return names, copies.Files(sources_of, times), vectors, points_of
+    moments = MomentPoints({i: part_dir / name for i, name in enumerate(names)},
+                           lambda source: stores[source].shape[2:0:-1])
+    return names, copies.Files(sources_of, times), vectors, points_of, moments
 
 
 def claims(names, files, stretches, truth):
@@ -195,18 +197,22 @@ def main():
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--fit", action="store_true", help="fit the score's weights and print them")
     parser.add_argument("--mirrored", action="store_true", help="find mirror images too (DUPLICATES_MIRRORED)")
+    parser.add_argument("--sampled-only", action="store_true",
+                        help="compare sampled frames only, never a frame decoded at the exact moment")
     args = parser.parse_args()
     cache = args.cache or args.testset / "cache"
     samples = []
     for part in ("videos", "photos"):
         truth = Truth(json.loads((args.testset / f"{part}-truth.json").read_text()))
-        names, files, vectors, points_of = load(args.testset / part, cache / part, args.weights)
+        names, files, vectors, points_of, moments = load(args.testset / part, cache / part, args.weights)
         started = time.perf_counter()
         stretches = copies.find_stretches(vectors, files, points_of, mirrored_points_of=(
-            functools.partial(points_of, mirrored=True) if args.mirrored else None))
+            functools.partial(points_of, mirrored=True) if args.mirrored else None),
+            exact_points_of=None if args.sampled_only else moments)
         seconds = time.perf_counter() - started
         print(f"\n{part}: {len(names)} files, {len(vectors)} frames: {len(stretches)} stretch(es) in {seconds:.1f} s "
-              f"({points_of.cache_info().currsize} frames described)")
+              f"({points_of.cache_info().currsize} frames described, {moments.decoded} "
+              f"decoded at an exact moment)")
         evaluate(part, names, files, stretches, truth, args.threshold)
         samples += calibration_samples(names, files, stretches, truth)
     if args.fit:

@@ -12,10 +12,13 @@ How (each step bounded, so the work grows with the collection, not with its pair
    best offset, then the next ones (a clip in a video twice, a loop), each make a stretch.
 3. Verification: along a stretch every frame is paired with the other file's frame at the
    aligned time (up to `checks` of them, spread evenly) and the two are compared on their
-   pixels (workers/pipeline/frame_match.py). The longest run of frames that show the same
-   picture (bridging one failed check) is the copied stretch, its ends found between the
-   checks by bisection: A's s1 to s2 is B's t1 to t2. A one-frame file (a photo) is tried
-   at each of its most similar frames' places instead.
+   pixels (workers/pipeline/frame_match.py). The offset is first placed between sampled
+   frames (_refined_offset), and a pair that shows the same scene but not the same picture
+   is compared again with b's own frame at the exact moment (Comparer.at_moment), when the
+   caller can decode one. The longest run of frames that show the same picture (bridging
+   one failed check) is the copied stretch, its ends found between the checks by
+   bisection: A's s1 to s2 is B's t1 to t2. A one-frame file (a photo) is tried at each of
+   its most similar frames' places instead.
 4. Score: a logistic function of the run's verified frames, the checked frames that did not
    verify and how different the pictures still are (score_features); calibrated on copies
    and look-alikes made from the sample media (tests/benchmarks/bench_copies.py --fit), so
@@ -44,10 +47,11 @@ MIN_INLIERS = 20
 MAX_DIFFERENCE = 0.5  # frames of videos, sampled a moment apart: things moved a little
 MAX_SINGLE_DIFFERENCE = 0.3  # a photo: the same instant (copies measured up to 0.1, look-alikes from 0.34)
 MIN_OVERLAP = 0.5
+PHASE_SLACK = 0.04  # seconds (a frame at 25 fps): a partner this near the aligned time is that moment
 # The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + checked frames
 # that did not verify, median difference, one-frame file, one-frame file x difference),
 # fitted by tests/benchmarks/bench_copies.py --fit.
-SCORE_WEIGHTS = (-1.99, 4.74, -1.75, -0.60, 3.21, -1.00)
+SCORE_WEIGHTS = (-0.19, 4.27, -2.30, -2.05, 1.95, 0.46)
 
 
 @dataclass
@@ -174,9 +178,14 @@ def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES):
 class Comparer:
     """Compares two frames (map rows): `points_of(row)` gives a frame's FramePoints; with
     `mirrored_points_of` (those of its mirror image), a pair that is not the same picture
-    is tried again with the second frame mirrored."""
+    is tried again with the second frame mirrored. With `exact_points_of(file, seconds)`
+    (the FramePoints of a file's own frame at that time, decoded from it, or None), a pair
+    that shows the same scene but not the same picture can be compared again at the exact
+    moment: two files are rarely sampled at the same instants, and where things move fast
+    (or only a person moves before a fixed camera) frames half a sampling step apart differ."""
     points_of: object
     mirrored_points_of: object = None
+    exact_points_of: object = None
 
     def __call__(self, row_a, row_b):
         plain = compare(self.points_of(row_a), self.points_of(row_b))
@@ -184,6 +193,20 @@ class Comparer:
             return plain
         mirror = compare(self.points_of(row_a), self.mirrored_points_of(row_b))
         return mirror if mirror.difference < plain.difference and mirror.inliers >= MIN_INLIERS else plain
+
+    def at_moment(self, row_a, row_b, file_b, seconds, off_by, single):
+        """Frame `row_a` against file b's frame at `seconds`: its sampled frame `row_b`
+        (`off_by` seconds away from it) and, where that is a moment off and shows the same
+        scene but not the same picture, the frame decoded at that very time (the closer)."""
+        plain = self(row_a, row_b)
+        if (self.exact_points_of is None or single or off_by <= PHASE_SLACK or same_picture(plain)
+                or plain.inliers < MIN_INLIERS):
+            return plain
+        exact_points = self.exact_points_of(file_b, round(seconds, 3))
+        if exact_points is None:
+            return plain
+        exact = compare(self.points_of(row_a), exact_points)
+        return exact if exact.difference < plain.difference else plain
 
 
 def same_picture(comparison, single=False):
@@ -210,13 +233,14 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, ch
     found = [_stretch_at(offset, a, b, files, spans, x, comparer, checks) for offset in peaks]
     # Best first. The longer file's frames belong to one stretch of the pair at most; the
     # shorter file's may repeat (a clip looped in the other), but only in a stretch about as
-    # good as the best: a frame or two that verify elsewhere are the same scene at another
-    # time (a fixed camera), not a second copy.
+    # long as the best and as close as a photo's copy: a few frames that verify loosely
+    # elsewhere are the same scene at another time (a fixed camera), not a second copy.
     longer = 1 if (b_stop - b_first, b) > (a_stop - a_first, a) else 0
     taken, kept = set(), []
     for stretch in sorted((s for s in found if s is not None), key=lambda s: (-s.verified, s.difference)):
         rows = {pair[longer] for pair in stretch.pairs}
-        if kept and (rows & taken or stretch.verified < max(2, kept[0].verified / 2)):
+        if kept and (rows & taken or stretch.verified < max(2, kept[0].verified / 2)
+                     or stretch.difference > MAX_SINGLE_DIFFERENCE):
             continue
         taken |= rows
         kept.append(stretch)
@@ -231,16 +255,21 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
     b_times = times[b_first:b_stop]
     step = max(sampling_step(times[a_first:a_stop]), sampling_step(b_times))
-    window = np.arange(a_first, a_stop)
-    aligned = times[window] + offset
-    inside = (aligned >= b_times[0] - step / 2) & (aligned <= b_times[-1] + step / 2)
-    window, aligned = window[inside], aligned[inside]
+    window, aligned, partners = _aligned_window(offset, times, (a_first, a_stop), (b_first, b_stop), step)
     if not len(window):
         return None
-    partners = b_first + _nearest(b_times, aligned)
+    if comparer.exact_points_of is not None:  # compared at exact moments: place them between the samples first
+        offset = _refined_offset(offset, list(zip(window.tolist(), partners.tolist())), times, (b_first, b_stop), x)
+        window, aligned, partners = _aligned_window(offset, times, (a_first, a_stop), (b_first, b_stop), step)
+        if not len(window):
+            return None
     single = min(a_stop - a_first, b_stop - b_first) == 1
     checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
-    comparisons = [comparer(int(window[i]), int(partners[i])) for i in checked]
+    def compared(i):
+        return comparer.at_moment(int(window[i]), int(partners[i]), b, float(aligned[i]),
+                                  abs(float(times[partners[i]]) - float(aligned[i])), single)
+
+    comparisons = [compared(i) for i in checked]
     same = [same_picture(comparison, single) for comparison in comparisons]
     run = _longest_run(same)
     if run is None:  # no frame pair is the same picture: the closest one, scored as unverified
@@ -254,7 +283,7 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
     first, last = checked[run[0]], checked[run[1]]
     if verified:  # the run's ends, found between the checks that bound it
         def same_at(i):
-            return same_picture(comparer(int(window[i]), int(partners[i])), single)
+            return same_picture(compared(i), single)
 
         if run[0] > 0:
             first = _first_true(checked[run[0] - 1], first, same_at)
@@ -267,6 +296,16 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
     return Stretch(a=a, b=b, a_start=a_start, a_stop=a_end, b_start=a_start + offset, b_stop=a_end + offset,
                    verified=verified, checked=len(checked), difference=difference, single=single,
                    score=score(verified, len(checked), difference, single), pairs=pairs)
+
+
+def _aligned_window(offset, times, a_span, b_span, step):
+    """(rows of a that fall inside b at `offset`, their times in b, b's nearest rows)."""
+    b_times = times[b_span[0]:b_span[1]]
+    window = np.arange(*a_span)
+    aligned = times[window] + offset
+    inside = (aligned >= b_times[0] - step / 2) & (aligned <= b_times[-1] + step / 2)
+    window, aligned = window[inside], aligned[inside]
+    return window, aligned, b_span[0] + _nearest(b_times, aligned)
 
 
 def _nearest(sorted_times, targets):
@@ -326,12 +365,14 @@ def _longest_run(flags, gap=1):
 
 
 def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILARITY,
-                   checks=CHECKS, progress=None, mirrored_points_of=None):
+                   checks=CHECKS, progress=None, mirrored_points_of=None, exact_points_of=None):
     """Every Stretch two files share, best score first. `points_of(row)` gives a frame's
     frame_match.FramePoints (the caller caches them: a frame is compared with several);
     `mirrored_points_of(row)`, those of its mirror image, to find mirrored copies too (only
     among the candidates the features propose: a mirror image is further from its original
-    there than most copies)."""
+    there than most copies); `exact_points_of(file, seconds)`, those of a file's frame at
+    any time, decoded from it (None where it cannot be), to compare at the exact moment
+    where the sampled frames fall a moment apart (Comparer.at_moment)."""
     report = progress or (lambda fraction: None)
     x = unit_rows(vectors)
     rows_a, rows_b, similarities = candidate_matches(x, files, neighbours, min_similarity,
@@ -349,6 +390,6 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
         picked = order[start:stop]
         a, b = int(file_a[picked[0]]), int(file_b[picked[0]])
         stretches += align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans, x,
-                                Comparer(points_of, mirrored_points_of), checks)
+                                Comparer(points_of, mirrored_points_of, exact_points_of), checks)
         report(0.3 + 0.7 * (number + 1) / (len(bounds) - 1))
     return sorted(stretches, key=lambda s: -s.score)

@@ -140,3 +140,38 @@ def _box_mask(shape, box):
 def _area(box):
     x0, y0, x1, y1 = box
     return float((x1 - x0) * (y1 - y0))
+
+
+class MomentPoints:
+    """FramePoints of a video's own frame at any moment, decoded from the file at the size of
+    its sampled frames (sampling.full_resolution_frames, then resized), each moment once: a
+    Comparer's `exact_points_of`. `paths` ({file: path}) names the videos, `size_of(file)`
+    gives their sampled frames' (width, height); a photo, a file not named, gone or no longer
+    decoding has None, and `failures` says why."""
+
+    def __init__(self, paths, size_of, cached=2048):
+        import functools
+
+        self.paths, self.size_of = paths, size_of
+        self.failures = {}  # {file: why its moments could not be read}
+        self.decoded = 0  # moments decoded
+        self._points = functools.lru_cache(maxsize=cached)(self._decoded)
+
+    def __call__(self, file, seconds):
+        return self._points(file, seconds)
+
+    def _decoded(self, file, seconds):
+        from workers.pipeline.files import media_kind
+        from workers.pipeline.images import resize
+        from workers.pipeline.sampling import MediaError, full_resolution_frames
+
+        path = self.paths.get(file)
+        if path is None or file in self.failures or media_kind(path) != "video":
+            return None
+        try:
+            for _, pixels in full_resolution_frames(path, [seconds]):
+                self.decoded += 1
+                return frame_points(resize(pixels, *self.size_of(file)))
+        except MediaError as exc:
+            self.failures[file] = str(exc)  # its sampled frames still count; the caller says what failed
+        return None

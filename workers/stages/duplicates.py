@@ -9,6 +9,7 @@ collection shows the latest. Job params of a `duplicates` job: {"threshold"}; an
 train job uses the collection's last threshold (or DUPLICATES_THRESHOLD).
 """
 import functools
+import logging
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +19,7 @@ from workers import lifecycle
 from workers.pieces import job_progress
 from workers.stages import Report
 
+log = logging.getLogger(__name__)
 STAGE = "duplicates"  # this module's stage in the registry
 POINTS_CACHE = 1024  # frames' keypoints kept while comparing (about 180 kB each)
 
@@ -37,7 +39,7 @@ def threshold_for(job):
 def find(job):
     from workers.pipeline.copies import Files, find_stretches
     from workers.pipeline.copy_groups import group_copies
-    from workers.pipeline.frame_match import frame_points
+    from workers.pipeline.frame_match import MomentPoints, frame_points
     from workers.pipeline.map_versions import MapSnapshot
 
     collection = job.collection
@@ -60,9 +62,19 @@ def find(job):
         return frame_points(snapshot.frame_pixels(row), mirrored=True)
 
     files = Files(sources=snapshot.index["source"], times=snapshot.index["time"])
-    stretches = find_stretches(snapshot.vectors, files, points_of, progress=job_progress(job.pk, span=0.9),
-                               mirrored_points_of=mirrored_points_of if settings.DUPLICATES_MIRRORED else None)
     spans = files.spans
+
+    def sampled_size(source):
+        pixels = snapshot.frame_pixels(spans[source][0])
+        return (1, 1) if pixels is None else (pixels.shape[1], pixels.shape[0])
+
+    videos = dict(Source.objects.filter(pk__in=list(spans), kind=Source.Kind.VIDEO).values_list("pk", "path"))
+    moments = MomentPoints(videos, sampled_size)
+    stretches = find_stretches(snapshot.vectors, files, points_of, progress=job_progress(job.pk, span=0.9),
+                               mirrored_points_of=mirrored_points_of if settings.DUPLICATES_MIRRORED else None,
+                               exact_points_of=moments)
+    for source, reason in moments.failures.items():  # its sampled frames were compared all the same
+        log.warning("copies: source %s not read at exact moments: %s", source, reason)
     groups, relations, copy_of = group_copies(stretches, spans, files.times, threshold, rank=_originality(spans))
     _save(job, snapshot, threshold, groups, relations, copy_of)
 
