@@ -93,6 +93,9 @@ DUPLICATES_AFTER_MAP = env_bool("DUPLICATES_AFTER_MAP", True)
 DUPLICATES_THRESHOLD = env_float("DUPLICATES_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
 # Also mirror images (a frame that is not the same picture is compared again mirrored: slower).
 DUPLICATES_MIRRORED = env_bool("DUPLICATES_MIRRORED", False)
+# The most video frames a detection decodes at an exact moment between two samples (each a
+# seek and a few frames decoded, about 80 ms), to compare files sampled at other instants; 0: none.
+DUPLICATES_EXACT_MOMENTS = env_int("DUPLICATES_EXACT_MOMENTS", 1000, minimum=0)
 # The predict endpoint (explorer/predict_api.py) asks the predict worker (workers/predictor.py,
 # `manage.py predictor`) at PREDICT_ADDRESS (a socket path, or host:port) for the features of
 # an upload of at most PREDICT_MAX_UPLOAD_MB; of a video it reads PREDICT_MAX_VIDEO_SECONDS.

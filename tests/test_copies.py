@@ -204,6 +204,7 @@ def test_frames_sampled_a_moment_apart_are_compared_at_the_exact_moment():
         return frame_points(frames[row])
 
     def exact_points_of(file, seconds):
+        assert 0.0 <= seconds <= 2.5  # never past the ends of the file
         decoded.append((file, seconds))
         return frame_points(fixed_camera(starts[file] + seconds))
 
@@ -229,13 +230,16 @@ def test_a_moment_of_a_video_is_decoded_at_the_size_of_its_samples(tmp_path):
     sample_source(video, tmp_path / "frames", SamplingParams(every=15), "checksum")
     sampled, index = open_array(tmp_path / "frames", "frames"), open_array(tmp_path / "frames", "index")
     size = (sampled.shape[2], sampled.shape[1])
-    moments = MomentPoints({0: video, 1: tmp_path / "gone.mp4", 2: tmp_path / "photo.jpg"}, lambda file: size)
+    moments = MomentPoints({0: video, 1: tmp_path / "gone.mp4", 2: tmp_path / "photo.jpg"}, lambda file: size,
+                           budget=4)
     at_sample = moments(0, float(index["time"][2]))
     assert at_sample.grey.shape == sampled.shape[1:3]
     assert compare(frame_points(sampled[2]), at_sample).difference < 0.2  # the very frame sampled
     between = float(index["time"][2] + index["time"][3]) / 2
     assert moments(0, between) is not None and moments.decoded == 2
     assert moments(0, between) is moments(0, between)  # decoded once
+    assert moments(0, 60.0) is None and 0 not in moments.failures  # past the end: that moment only
     assert moments(1, 1.0) is None and "gone.mp4" in moments.failures[1]
-    assert moments(2, 0.0) is None  # a photo has no other moment
+    assert moments(2, 0.0) is None and 2 not in moments.failures  # a photo has no other moment: not decoded
+    assert moments(0, 0.5) is None and moments.decoded == 4  # the budget is spent: no more decoding
     assert next(full_resolution_frames(video, [between]))[1].shape[:2] == (180, 320)

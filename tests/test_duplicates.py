@@ -175,6 +175,7 @@ def test_the_api_shows_the_report_to_viewers_and_lets_editors_look_again(found, 
     assert count >= 2 and shown.json()["group_count"] == count
     paged = [viewer_client.get(url, {"page": page, "page_size": 1}).json() for page in range(1, count + 1)]
     assert [g["id"] for page in paged for g in page["groups"]] == [g["id"] for g in found_report["groups"]]
+    assert [e["source"] for page in paged for e in page["exact"]] == [e["source"] for e in found_report["exact"]]
     assert {page["pages"] for page in paged} == {count}
     assert viewer_client.get(url, {"page": count + 1, "page_size": 1}).status_code == 404
     assert viewer_client.get(url, {"page_size": 1000}).status_code == 400

@@ -94,17 +94,33 @@ function relationLists(group, members) {
   return lists;
 }
 
-// The first page of groups and exact copies; "show more" appends the next.
+// The first page of groups and exact copies; "show more" appends the next page of the same
+// detection (a detection made meanwhile starts the list again).
+let shownDetection = null;
+
 async function load(page = 1) {
+  const more = byId("more");
+  more.disabled = true;
   let report;
   try {
     report = await getJSON(`${api}?page=${page}`);
   } catch (error) {
-    facts.textContent = error.status === 409 ? errorText(error) : "";
+    if (page === 1) {
+      facts.textContent = error.status === 409 ? errorText(error) : "";
+      byId("groups").replaceChildren();
+      byId("exact").replaceChildren();
+      byId("exact-section").hidden = true;
+      more.hidden = true;
+    }
     if (error.status !== 409) showError(errorText(error));
-    if (page === 1) byId("groups").replaceChildren();
+    more.disabled = false;
     return;
   }
+  if (page > 1 && report.detection !== shownDetection) {
+    load();
+    return;
+  }
+  shownDetection = report.detection;
   const groups = report.groups.map(groupElement);
   const exact = report.exact.map((found) => element("li", {},
     element("strong", { textContent: found.path }), " — the same bytes: ", found.copies.join(", ")));
@@ -120,8 +136,8 @@ async function load(page = 1) {
     byId("exact").append(...exact);
   }
   byId("exact-section").hidden = !report.exact_count;
-  const more = byId("more");
   more.hidden = report.page >= report.pages;
+  more.disabled = false;
   more.textContent = `Show more (page ${report.page + 1} of ${report.pages})`;
   more.onclick = () => load(report.page + 1);
 }

@@ -114,7 +114,7 @@ def load(part_dir, cache, weights):
 
     vectors = StreamingPCA(256).fit([features], len(features)).transform(features)
     moments = MomentPoints({i: part_dir / name for i, name in enumerate(names)},
-                           lambda source: stores[source].shape[2:0:-1])
+                           lambda source: stores[source].shape[2:0:-1], budget=10**6)
     return names, copies.Files(sources_of, times), vectors, points_of, moments
 
 

@@ -206,7 +206,7 @@ class Comparer:
         if exact_points is None:
             return plain
         exact = compare(self.points_of(row_a), exact_points)
-        return exact if exact.difference < plain.difference else plain
+        return exact if (same_picture(exact), -exact.difference) > (same_picture(plain), -plain.difference) else plain
 
 
 def same_picture(comparison, single=False):
@@ -266,8 +266,9 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
     single = min(a_stop - a_first, b_stop - b_first) == 1
     checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
     def compared(i):
-        return comparer.at_moment(int(window[i]), int(partners[i]), b, float(aligned[i]),
-                                  abs(float(times[partners[i]]) - float(aligned[i])), single)
+        moment = min(max(float(aligned[i]), b_times[0]), b_times[-1])  # not past b's ends: no frame there
+        return comparer.at_moment(int(window[i]), int(partners[i]), b, moment,
+                                  abs(float(times[partners[i]]) - moment), single)
 
     comparisons = [compared(i) for i in checked]
     same = [same_picture(comparison, single) for comparison in comparisons]

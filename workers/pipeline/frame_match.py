@@ -146,13 +146,14 @@ class MomentPoints:
     """FramePoints of a video's own frame at any moment, decoded from the file at the size of
     its sampled frames (sampling.full_resolution_frames, then resized), each moment once: a
     Comparer's `exact_points_of`. `paths` ({file: path}) names the videos, `size_of(file)`
-    gives their sampled frames' (width, height); a photo, a file not named, gone or no longer
-    decoding has None, and `failures` says why."""
+    gives their sampled frames' (width, height) or None; at most `budget` moments are
+    decoded (each a seek and a few frames decoded: bounded work). A photo, a file not named,
+    past the budget, gone or no longer decoding has None, and `failures` says why."""
 
-    def __init__(self, paths, size_of, cached=2048):
+    def __init__(self, paths, size_of, budget, cached=256):
         import functools
 
-        self.paths, self.size_of = paths, size_of
+        self.paths, self.size_of, self.budget = paths, functools.lru_cache(maxsize=None)(size_of), budget
         self.failures = {}  # {file: why its moments could not be read}
         self.decoded = 0  # moments decoded
         self._points = functools.lru_cache(maxsize=cached)(self._decoded)
@@ -163,15 +164,20 @@ class MomentPoints:
     def _decoded(self, file, seconds):
         from workers.pipeline.files import media_kind
         from workers.pipeline.images import resize
-        from workers.pipeline.sampling import MediaError, full_resolution_frames
+        from workers.pipeline.sampling import MediaError, PastTheEnd, full_resolution_frames
 
         path = self.paths.get(file)
-        if path is None or file in self.failures or media_kind(path) != "video":
+        if path is None or file in self.failures or media_kind(path) != "video" or self.decoded >= self.budget:
             return None
+        size = self.size_of(file)
+        if size is None:
+            return None
+        self.decoded += 1
         try:
             for _, pixels in full_resolution_frames(path, [seconds]):
-                self.decoded += 1
-                return frame_points(resize(pixels, *self.size_of(file)))
+                return frame_points(resize(pixels, *size))
+        except PastTheEnd:
+            return None  # this moment only
         except MediaError as exc:
             self.failures[file] = str(exc)  # its sampled frames still count; the caller says what failed
         return None

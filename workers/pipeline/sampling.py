@@ -33,6 +33,10 @@ class MediaError(Exception):
     """A file that cannot be sampled; the message names the file and the problem."""
 
 
+class PastTheEnd(MediaError):
+    """A time asked for after a video's last frame."""
+
+
 class ImageTooLarge(MediaError):
     """A photo of more pixels than allowed (possibly a decompression bomb)."""
 
@@ -351,7 +355,7 @@ def _video_frames_at(path, targets, read_ahead=2.0):
                         yield target, _display_rgb(frame, sar)
                         break
                 else:
-                    raise MediaError(f"{path}: no frame at {target:.3f} s (the file ends before it)")
+                    raise PastTheEnd(f"{path}: no frame at {target:.3f} s (the file ends before it)")
         except av.FFmpegError as exc:
             raise MediaError(f"{path}: no longer decodes ({_reason(exc)})") from None
 

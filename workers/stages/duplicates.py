@@ -66,10 +66,10 @@ def find(job):
 
     def sampled_size(source):
         pixels = snapshot.frame_pixels(spans[source][0])
-        return (1, 1) if pixels is None else (pixels.shape[1], pixels.shape[0])
+        return None if pixels is None else (pixels.shape[1], pixels.shape[0])
 
     videos = dict(Source.objects.filter(pk__in=list(spans), kind=Source.Kind.VIDEO).values_list("pk", "path"))
-    moments = MomentPoints(videos, sampled_size)
+    moments = MomentPoints(videos, sampled_size, budget=settings.DUPLICATES_EXACT_MOMENTS)
     stretches = find_stretches(snapshot.vectors, files, points_of, progress=job_progress(job.pk, span=0.9),
                                mirrored_points_of=mirrored_points_of if settings.DUPLICATES_MIRRORED else None,
                                exact_points_of=moments)
