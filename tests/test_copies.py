@@ -243,3 +243,21 @@ def test_a_moment_of_a_video_is_decoded_at_the_size_of_its_samples(tmp_path):
     assert moments(2, 0.0) is None and 2 not in moments.failures  # a photo has no other moment: not decoded
     assert moments(0, 0.5) is None and moments.decoded == 4  # the budget is spent: no more decoding
     assert next(full_resolution_frames(video, [between]))[1].shape[:2] == (180, 320)
+
+
+@pytest.mark.parametrize("exact_limit", [10**6, 100], ids=["exact index", "inverted file"])
+def test_a_search_leaving_a_files_frames_out_never_answers_with_them(exact_limit):
+    from workers.pipeline.neighbours import NeighbourIndex
+
+    x = np.random.default_rng(0).normal(size=(3000, 32)).astype(np.float32)
+    index = NeighbourIndex(exact_limit=exact_limit, nprobe=64).fit(x)
+    distances, rows = index.search(x[100:400], 20, excluding=(100, 700))
+    assert not ((rows >= 100) & (rows < 700)).any() and (rows >= 0).all()
+    assert (np.diff(distances, axis=1) >= -1e-4).all()  # nearest first
+    if index.is_exact:  # exactly the nearest others, as brute force finds them
+        brute = ((x[100:400, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+        brute[:, 100:700] = np.inf
+        assert (np.sort(rows, axis=1) == np.sort(np.argsort(brute, axis=1)[:, :20], axis=1)).mean() > 0.999
+        assert np.allclose(distances, np.sort(brute, axis=1)[:, :20], rtol=1e-4, atol=1e-3)
+        _, few = index.search(x[:5], 20, excluding=(0, 2990))  # only 10 others: the rest -1
+        assert (few[:, :10] >= 2990).all() and (few[:, 10:] == -1).all()

@@ -55,10 +55,32 @@ class NeighbourIndex:
         k = min(k, self.index_.ntotal)
         if excluding is None:
             return self.index_.search(queries, k)
+        if self.is_exact:
+            return self._exact_search_excluding(queries, k, *excluding)
         selector = faiss.IDSelectorNot(faiss.IDSelectorRange(int(excluding[0]), int(excluding[1])))
-        params = (faiss.SearchParameters(sel=selector) if self.is_exact
-                  else faiss.SearchParametersIVF(sel=selector, nprobe=self.index_.nprobe))
-        return self.index_.search(queries, k, params=params)
+        return self.index_.search(queries, k, params=faiss.SearchParametersIVF(sel=selector,
+                                                                              nprobe=self.index_.nprobe))
+
+    def _exact_search_excluding(self, queries, k, first, stop):
+        # faiss's flat index checks a selector vector by vector, outside its matrix product
+        # (ten times slower here); the product itself, with the excluded columns set to
+        # infinity, gives the same answer at BLAS speed.
+        if not hasattr(self, "vectors_"):
+            self.vectors_ = self.index_.reconstruct_n(0, self.index_.ntotal)
+            self.norms_ = np.einsum("nd,nd->n", self.vectors_, self.vectors_)
+        distances = (np.einsum("qd,qd->q", queries, queries)[:, None] - 2.0 * queries @ self.vectors_.T
+                     + self.norms_[None, :])
+        np.maximum(distances, 0.0, out=distances)
+        distances[:, first:stop] = np.inf
+        found = min(k, len(self.vectors_) - max(0, min(stop, len(self.vectors_)) - max(first, 0)))
+        rows = np.full((len(queries), k), -1, np.int64)
+        nearest = np.full((len(queries), k), np.finfo(np.float32).max, np.float32)
+        if found > 0:
+            part = np.argpartition(distances, found - 1, axis=1)[:, :found]
+            order = np.argsort(np.take_along_axis(distances, part, axis=1), axis=1, kind="stable")
+            rows[:, :found] = np.take_along_axis(part, order, axis=1)
+            nearest[:, :found] = np.take_along_axis(distances, rows[:, :found], axis=1)
+        return nearest, rows
 
     def save(self, path):
         import faiss
