@@ -265,6 +265,7 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
             return None
     single = min(a_stop - a_first, b_stop - b_first) == 1
     checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
+
     def compared(i):
         moment = min(max(float(aligned[i]), b_times[0]), b_times[-1])  # not past b's ends: no frame there
         return comparer.at_moment(int(window[i]), int(partners[i]), b, moment,

@@ -63,8 +63,9 @@ class NeighbourIndex:
 
     def _exact_search_excluding(self, queries, k, first, stop):
         # faiss's flat index checks a selector vector by vector, outside its matrix product
-        # (ten times slower here); the product itself, with the excluded columns set to
-        # infinity, gives the same answer at BLAS speed.
+        # (the copies' candidate search took twice as long at 20,000 frames); the product
+        # itself, with the excluded columns set to infinity, gives the same answer at BLAS
+        # speed (a batch of 512 queries below the 50,000-row limit: at most 100 MB).
         if not hasattr(self, "vectors_"):
             self.vectors_ = self.index_.reconstruct_n(0, self.index_.ntotal)
             self.norms_ = np.einsum("nd,nd->n", self.vectors_, self.vectors_)
