@@ -22,11 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 END_TO_END_FIXTURES = {"worker", "spawn_worker", "web_server", "browser"}
 
 
+# A test that uses one of these, or is marked django_db with a database, reads or writes the
+# test database: marked `database`, so that a run on another database (.ci/run's PostgreSQL
+# run) can leave out the tests that would only do again what they did (`-m database`).
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"} | END_TO_END_FIXTURES
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if END_TO_END_FIXTURES & fixtures:
             item.add_marker(pytest.mark.worker)
+        django_db = item.get_closest_marker("django_db")
+        if DATABASE_FIXTURES & fixtures or (django_db is not None and django_db.kwargs.get("databases") != []):
+            item.add_marker(pytest.mark.database)
         if "browser" in fixtures:  # `-m "not browser"` where there is no Chromium to drive
             item.add_marker(pytest.mark.browser)
 
