@@ -61,13 +61,14 @@ def reencode(source, path, extra=("-vf", "scale=256:144", "-crf", "32")):
     return Path(path)
 
 
-def shapes_picture(seed, height=300, width=534):
-    """An RGB picture of random shapes on a blotchy ground: texture enough for keypoints, and
-    another seed is a picture of the same style (a look-alike, not a copy)."""
+def shapes_picture(seed, height=300, width=534, blotch=6):
+    """An RGB picture of random shapes on a blotchy ground (blotches of about `blotch` pixels):
+    texture enough for keypoints, and another seed is a picture of the same style (a
+    look-alike, not a copy)."""
     import cv2
 
     rng = np.random.default_rng(seed)
-    image = cv2.resize((rng.random((max(height // 6, 2), max(width // 6, 2), 3)) * 255).astype(np.uint8),
+    image = cv2.resize((rng.random((max(height // blotch, 2), max(width // blotch, 2), 3)) * 255).astype(np.uint8),
                        (width, height), interpolation=cv2.INTER_LINEAR)
     for _ in range(int(40 * height * width / (300 * 534))):
         centre = tuple(int(v) for v in rng.integers(0, (width, height)))

@@ -121,9 +121,12 @@ def test_a_clip_cut_from_a_video_is_found_at_its_offset_and_an_unrelated_video_i
             points[row] = frame_points(frames[row])
         return points[row]
 
-    found = [s for s in copies.find_stretches(thumbnails(frames), files, points_of, neighbours=4, min_similarity=-1)
-             if s.score >= 0.5]
+    everything = copies.find_stretches(thumbnails(frames), files, points_of, neighbours=4, min_similarity=-1)
+    found = [s for s in everything if s.score >= 0.5]
     assert [(s.a, s.b) for s in found] == [(0, 1)]
+    # Pairs of files are aligned on several threads: the same stretches, in the same order, on one.
+    assert copies.find_stretches(thumbnails(frames), files, points_of, neighbours=4, min_similarity=-1,
+                                 threads=1) == everything
     stretch = found[0]
     assert (stretch.a_start, stretch.a_stop) == (2.5, 4.0)
     assert (stretch.b_start, stretch.b_stop) == (pytest.approx(0.0, abs=0.1), pytest.approx(1.5, abs=0.1))

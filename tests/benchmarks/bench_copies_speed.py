@@ -2,7 +2,12 @@
 weights needed): files of 100 frames half a second apart, each a random walk of PCA vectors,
 of which --copies of the files are copies of a stretch of another (its vectors plus noise).
 Frames are generated pictures (tests/media.py shapes_picture), made only when compared, as
-the stage reads only the frames it compares from the frame store.
+the stage reads only the frames it compares from the frame store: a first detection draws
+them and keeps them in memory, the second is timed (reading a kept picture, as the stage
+reads a frame from its store, costs next to nothing). Their ground's blotches are BLOTCH
+pixels wide, so that describing one (ORB) costs about what a real frame costs; --texture-of
+FOLDER prints both side by side, the generated pictures against frames of the videos there
+(the tests' pictures, blotches of 6 pixels, cost twice a real frame).
 
 Prints the seconds of the candidate search alone and of the whole detection, the frames
 described and the pairs of files aligned, and what it found. Run from the repository root:
@@ -25,6 +30,7 @@ from workers.pipeline import copies  # noqa: E402
 from workers.pipeline.frame_match import frame_points  # noqa: E402
 
 FRAMES_A_FILE = 100
+BLOTCH = 24  # pixels: ORB took 9.4 ms on these pictures, 8.7 ms on frames of the sample videos (median)
 
 
 def generated_collection(frames, copied_share, seed=0):
@@ -50,21 +56,51 @@ def generated_collection(frames, copied_share, seed=0):
     return vectors.astype(np.float32), copies.Files(sources, times), content, pairs
 
 
+def print_description_costs(folder, pictures=20):
+    """Milliseconds ORB takes on a frame (median) of the videos in `folder` (a second in, at the
+    generated pictures' size) and on the generated pictures, side by side."""
+    from workers.pipeline.images import resize
+    from workers.pipeline.sampling import full_resolution_frames
+
+    def median_ms(images):
+        timings = []
+        for image in images:
+            started = time.perf_counter()
+            frame_points(image)
+            timings.append((time.perf_counter() - started) * 1000)
+        return np.median(timings)
+
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov", ".webm"))
+    real = [resize(pixels, 534, 300) for video in videos for _, pixels in full_resolution_frames(video, [1.0])]
+    generated = [shapes_picture(seed, blotch=blotch) for blotch in (BLOTCH, 6) for seed in range(pictures)]
+    print(f"describing a frame: {median_ms(real):.1f} ms on {len(real)} video frames of {folder}, "
+          f"{median_ms(generated[:pictures]):.1f} ms on the generated pictures (blotches of {BLOTCH} px), "
+          f"{median_ms(generated[pictures:]):.1f} ms on the tests' (6 px)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--copies", type=float, default=0.05, help="share of the files that copy another")
+    parser.add_argument("--texture-of", type=Path, help="a folder of videos: describing their frames, timed beside "
+                        "describing the generated pictures")
     args = parser.parse_args()
+    if args.texture_of:
+        print_description_costs(args.texture_of)
     vectors, files, content, pairs = generated_collection(args.frames, args.copies)
 
-    drawing = [0.0]  # seconds spent drawing the generated pictures (the stage reads them from the frame store)
+    pictures = {}  # content: picture, drawn by a first detection (the stage reads its frames from a store)
 
-    @functools.lru_cache(maxsize=1024)
+    def picture_of(row):
+        if int(content[row]) not in pictures:
+            pictures[int(content[row])] = shapes_picture(int(content[row]), blotch=BLOTCH)
+        return pictures[int(content[row])]
+
+    copies.find_stretches(vectors, files, lambda row: frame_points(picture_of(row)))
+
+    @functools.lru_cache(maxsize=1024)  # as the stage's cache
     def points_of(row):
-        started = time.perf_counter()
-        picture = shapes_picture(int(content[row]))
-        drawing[0] += time.perf_counter() - started
-        return frame_points(picture)
+        return frame_points(pictures.get(int(content[row])) if int(content[row]) in pictures else picture_of(row))
 
     started = time.perf_counter()
     rows_a, _, _ = copies.candidate_matches(copies.unit_rows(vectors), files)
@@ -75,9 +111,8 @@ def main():
     found = {(min(s.a, s.b), max(s.a, s.b)) for s in stretches if s.score >= 0.5}
     wanted = {(min(a, b), max(a, b)) for a, b in pairs}
     print(f"{len(vectors)} frames of {len(vectors) // FRAMES_A_FILE} files, {len(wanted)} copied: candidate search "
-          f"{search:.1f} s ({len(rows_a)} candidate frame pairs), whole detection {whole - drawing[0]:.1f} s "
-          f"({points_of.cache_info().misses} frames described; drawing the generated pictures, "
-          f"{drawing[0]:.1f} s more, left out)")
+          f"{search:.1f} s ({len(rows_a)} candidate frame pairs), whole detection {whole:.1f} s "
+          f"({points_of.cache_info().misses} frames described, {len(pictures)} pictures drawn before)")
     print(f"found {len(found & wanted)} of {len(wanted)} copies, {len(found - wanted)} pair(s) wrongly")
 
 

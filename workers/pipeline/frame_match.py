@@ -148,12 +148,16 @@ class MomentPoints:
     Comparer's `exact_points_of`. `paths` ({file: path}) names the videos, `size_of(file)`
     gives their sampled frames' (width, height) or None; at most `budget` moments are
     decoded (each a seek and a few frames decoded: bounded work). A photo, a file not named,
-    past the budget, gone or no longer decoding has None, and `failures` says why."""
+    past the budget, gone or no longer decoding has None, and `failures` says why. Safe to call
+    from several threads (copies.find_stretches aligns pairs on several); which moments the
+    budget leaves out, when it runs out, then depends on their timing."""
 
     def __init__(self, paths, size_of, budget, cached=256):
         import functools
+        import threading
 
         self.paths, self.size_of, self.budget = paths, functools.lru_cache(maxsize=None)(size_of), budget
+        self._counting = threading.Lock()
         self.failures = {}  # {file: why its moments could not be read}
         self.decoded = 0  # moments decoded
         self._points = functools.lru_cache(maxsize=cached)(self._decoded)
@@ -167,12 +171,15 @@ class MomentPoints:
         from workers.pipeline.sampling import MediaError, PastTheEnd, full_resolution_frames
 
         path = self.paths.get(file)
-        if path is None or file in self.failures or media_kind(path) != "video" or self.decoded >= self.budget:
+        if path is None or file in self.failures or media_kind(path) != "video":
             return None
         size = self.size_of(file)
         if size is None:
             return None
-        self.decoded += 1
+        with self._counting:
+            if self.decoded >= self.budget:
+                return None
+            self.decoded += 1
         try:
             for _, pixels in full_resolution_frames(path, [seconds]):
                 return frame_points(resize(pixels, *size))
