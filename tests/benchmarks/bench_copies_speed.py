@@ -12,7 +12,8 @@ FOLDER prints both side by side, the generated pictures against frames of the vi
 Prints the seconds of the candidate search alone and of the whole detection, the frames
 described and the pairs of files aligned, and what it found. Run from the repository root:
 
-    .venv/bin/python tests/benchmarks/bench_copies_speed.py [--frames 100000] [--copies 0.05]
+    .venv/bin/python tests/benchmarks/bench_copies_speed.py [--frames 100000] [--copies 0.05] [--threads N]
+        [--texture-of FOLDER]
 """
 import argparse
 import functools
@@ -82,6 +83,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--copies", type=float, default=0.05, help="share of the files that copy another")
+    parser.add_argument("--threads", type=int, help="threads aligning pairs of files (default: a thread a core)")
     parser.add_argument("--texture-of", type=Path, help="a folder of videos: describing their frames, timed beside "
                         "describing the generated pictures")
     args = parser.parse_args()
@@ -106,7 +108,7 @@ def main():
     rows_a, _, _ = copies.candidate_matches(copies.unit_rows(vectors), files)
     search = time.perf_counter() - started
     started = time.perf_counter()
-    stretches = copies.find_stretches(vectors, files, points_of)
+    stretches = copies.find_stretches(vectors, files, points_of, threads=args.threads)
     whole = time.perf_counter() - started
     found = {(min(s.a, s.b), max(s.a, s.b)) for s in stretches if s.score >= 0.5}
     wanted = {(min(a, b), max(a, b)) for a, b in pairs}
