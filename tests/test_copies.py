@@ -121,7 +121,8 @@ def test_a_clip_cut_from_a_video_is_found_at_its_offset_and_an_unrelated_video_i
             points[row] = frame_points(frames[row])
         return points[row]
 
-    everything = copies.find_stretches(thumbnails(frames), files, points_of, neighbours=4, min_similarity=-1)
+    everything = copies.find_stretches(thumbnails(frames), files, points_of, neighbours=4, min_similarity=-1,
+                                       threads=4)
     found = [s for s in everything if s.score >= 0.5]
     assert [(s.a, s.b) for s in found] == [(0, 1)]
     # Pairs of files are aligned on several threads: the same stretches, in the same order, on one.
@@ -221,6 +222,31 @@ def test_frames_sampled_a_moment_apart_are_compared_at_the_exact_moment():
     assert stretch.verified >= 4 and stretch.score >= 0.5
     assert stretch.b_start - stretch.a_start == pytest.approx(-cut, abs=0.1)
     assert decoded and {file for file, _ in decoded} == {1}
+
+
+def test_exact_moments_are_read_in_the_pairs_order_whatever_the_threads():
+    """Pairs of files are aligned on several threads, but ask for exact moments in their
+    order: with a budget that runs out, the same moments are read and the same stretches found."""
+    cuts = {0: 0.0, 1: 2.25, 2: 3.75}  # two clips of a fixed camera's video, overlapping each other
+    a_times, clip_times = np.arange(12) * 0.5, np.arange(6) * 0.5
+    frames = [fixed_camera(cuts[file] + t) for file, times in enumerate((a_times, clip_times, clip_times))
+              for t in times]
+    files = copies.Files(sources=np.repeat([0, 1, 2], [12, 6, 6]), times=np.r_[a_times, clip_times, clip_times])
+
+    def detect(threads, budget=6):
+        asked = []
+
+        def exact_points_of(file, seconds):
+            asked.append((file, seconds))
+            return frame_points(fixed_camera(cuts[file] + seconds)) if len(asked) <= budget else None
+
+        found = copies.find_stretches(thumbnails(frames), files, lambda row: frame_points(frames[row]), neighbours=6,
+                                      min_similarity=-1, exact_points_of=exact_points_of, threads=threads)
+        return found, asked
+
+    one_thread = detect(1)
+    assert {file for file, _ in one_thread[1]} == {1, 2} and len(one_thread[1]) > 6  # pairs ask past the budget
+    assert detect(4) == one_thread
 
 
 def test_a_moment_of_a_video_is_decoded_at_the_size_of_its_samples(tmp_path):

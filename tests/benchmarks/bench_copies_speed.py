@@ -52,9 +52,9 @@ def generated_collection(frames, copied_share, seed=0):
         vectors[rows] = vectors[source_rows] + rng.normal(size=(length, 256)) * 0.3
         content[rows] = content[source_rows]
     sources = np.repeat(np.arange(files), FRAMES_A_FILE)
-    showing = {}  # content: the files that show it
-    for row in np.flatnonzero(content != np.arange(len(content))):
-        showing.setdefault(int(content[row]), {int(content[row]) // FRAMES_A_FILE}).add(int(sources[row]))
+    showing = {}  # content: the files that show it (a row copied over later shows the other's)
+    for row, shown in enumerate(content.tolist()):
+        showing.setdefault(shown, set()).add(int(sources[row]))
     pairs = {(a, b) for shown_by in showing.values() for a in shown_by for b in shown_by if a < b}
     times = np.tile(np.arange(FRAMES_A_FILE) * 0.5, files)
     return vectors.astype(np.float32), copies.Files(sources, times), content, pairs
@@ -63,8 +63,8 @@ def generated_collection(frames, copied_share, seed=0):
 def print_description_costs(folder, pictures=20):
     """Milliseconds ORB takes on a frame (median) of the videos in `folder` (a second in, at the
     generated pictures' size) and on the generated pictures, side by side."""
-    from workers.pipeline.images import resize
-    from workers.pipeline.sampling import full_resolution_frames
+    from workers.pipeline.images import fit_size, resize
+    from workers.pipeline.sampling import MediaError, full_resolution_frames
 
     def median_ms(images):
         timings = []
@@ -74,8 +74,15 @@ def print_description_costs(folder, pictures=20):
             timings.append((time.perf_counter() - started) * 1000)
         return np.median(timings)
 
-    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov", ".webm"))
-    real = [resize(pixels, 534, 300) for video in videos for _, pixels in full_resolution_frames(video, [1.0])]
+    real = []
+    for video in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov", ".webm")):
+        try:
+            real += [resize(pixels, *fit_size(pixels.shape[1], pixels.shape[0], 534, 300))
+                     for _, pixels in full_resolution_frames(video, [1.0])]
+        except MediaError as exc:  # too short, or does not decode
+            print(f"left out {video}: {exc}")
+    if not real:
+        raise SystemExit(f"no video frame to time in {folder}")
     generated = [shapes_picture(seed, blotch=blotch) for blotch in (BLOTCH, 6) for seed in range(pictures)]
     print(f"describing a frame: {median_ms(real):.1f} ms on {len(real)} video frames of {folder}, "
           f"{median_ms(generated[:pictures]):.1f} ms on the generated pictures (blotches of {BLOTCH} px), "

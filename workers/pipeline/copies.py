@@ -24,10 +24,8 @@ How (each step bounded, so the work grows with the collection, not with its pair
    and look-alikes made from the sample media (tests/benchmarks/bench_copies.py --fit), so
    0.5 means as likely a copy as not.
 
-Relations at or above the threshold join files into groups; each group keeps one
-representative (the longest file, then the one of most pixels, then the first ingested), and every
-other member's frames in a copied stretch point to the matching frame of a more original
-member (`copy_of`), which is how the map hides copies and says what a frame is a copy of.
+Pairs of files are aligned on a thread a core. Relations at or above the threshold join
+files into groups, with what each frame copies (workers/pipeline/copy_groups.py).
 """
 import functools
 import math
@@ -38,12 +36,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workers.pipeline.frame_match import compare
+from workers.pipeline.in_order import InOrder
 
 NEIGHBOURS = 32  # candidate frames of other files a frame: copies rank behind a fixed camera's other frames
 MIN_SIMILARITY = 0.4  # below this cosine of PCA vectors no copy was seen (a 10% crop of a photo: 0.55)
-# Lists an inverted-file index (from 50,000 frames) scans a query: neighbours this similar sit in
-# the nearest lists (at 100,000 frames, 4, 8 and 16 of 316 found the same 99.8% of the exact
-# search's); 8 keeps a margin at half the map's search cost.
+# Lists an inverted-file index (from 50,000 frames) scans a query: neighbours this similar sit in the nearest
+# lists (at 100,000 frames, 4, 8 and 16 of 316 found 99.8% of the exact search's); 8 keeps a margin.
 CANDIDATE_NPROBE = 8
 CHECKS = 12  # frame pairs compared along one stretch at most
 SINGLE_FRAME_TRIES = 8  # places tried for a one-frame file in another (its most similar frames')
@@ -376,14 +374,14 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
                    checks=CHECKS, progress=None, mirrored_points_of=None, exact_points_of=None, threads=None):
     """Every Stretch two files share, best score first. `points_of(row)` gives a frame's
     frame_match.FramePoints (the caller caches them: a frame is compared with several);
-    `mirrored_points_of(row)`, those of its mirror image, to find mirrored copies too (only
-    among the candidates the features propose: a mirror image is further from its original
-    there than most copies); `exact_points_of(file, seconds)`, those of a file's frame at
-    any time, decoded from it (None where it cannot be), to compare at the exact moment
-    where the sampled frames fall a moment apart (Comparer.at_moment). Pairs of files are
-    aligned on `threads` threads (default: a thread a core; OpenCV lets go of the GIL while
-    it describes and compares frames), so the callables must be thread-safe; the result is
-    the same whatever their number."""
+    `mirrored_points_of(row)`, those of its mirror image, to find mirrored copies too (only among
+    the candidates the features propose: a mirror image is further from its original there than
+    most copies); `exact_points_of(file, seconds)`, those of a file's frame at any time, decoded
+    from it (None where it cannot be), to compare where sampled frames fall a moment apart
+    (Comparer.at_moment). Pairs of files are aligned on `threads` threads (default: a thread a
+    core; OpenCV lets go of the GIL while it describes and compares frames), so the callables
+    must be thread-safe; the result is the same whatever their number (exact moments are asked
+    for in the pairs' order)."""
     report = progress or (lambda fraction: None)
     x = unit_rows(vectors)
     rows_a, rows_b, similarities = candidate_matches(x, files, neighbours, min_similarity,
@@ -396,18 +394,22 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
     order = np.lexsort((rows_b, rows_a, file_b, file_a))
     keys = np.stack([file_a[order], file_b[order]], axis=1)
     bounds = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1), True])
-    comparer = Comparer(points_of, mirrored_points_of, exact_points_of)
+    turns = InOrder()  # exact moments are read in the pairs' order: the budget leaves out the same ones
 
-    def aligned(start, stop):
-        picked = order[start:stop]
+    def aligned(number):
+        picked = order[bounds[number]:bounds[number + 1]]
         a, b = int(file_a[picked[0]]), int(file_b[picked[0]])
-        return align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans, x, comparer,
-                          checks)
+        comparer = Comparer(points_of, mirrored_points_of, exact_points_of and turns.in_turn(number, exact_points_of))
+        try:
+            return align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans, x, comparer,
+                              checks)
+        finally:
+            turns.finished(number)
 
     stretches = []
-    pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)))
+    pool = ThreadPoolExecutor(threads or os.cpu_count())
     try:  # in order, so the result does not depend on the threads; progress is reported here
-        for number, found in enumerate(pool.map(aligned, bounds[:-1], bounds[1:])):
+        for number, found in enumerate(pool.map(aligned, range(len(bounds) - 1))):
             stretches += found
             report(0.3 + 0.7 * (number + 1) / (len(bounds) - 1))
     finally:  # a cancelled job (progress raises) does not wait for the pairs not yet begun

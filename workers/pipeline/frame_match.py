@@ -148,9 +148,9 @@ class MomentPoints:
     Comparer's `exact_points_of`. `paths` ({file: path}) names the videos, `size_of(file)`
     gives their sampled frames' (width, height) or None; at most `budget` moments are
     decoded (each a seek and a few frames decoded: bounded work). A photo, a file not named,
-    past the budget, gone or no longer decoding has None, and `failures` says why. Safe to call
-    from several threads (copies.find_stretches aligns pairs on several); which moments the
-    budget leaves out, when it runs out, then depends on their timing."""
+    past the budget, gone or no longer decoding has None, and `failures` says why. Its count
+    is safe from several threads; copies.find_stretches, which aligns pairs on several, asks
+    for moments in the pairs' order, so the budget leaves out the same ones every time."""
 
     def __init__(self, paths, size_of, budget, cached=256):
         import functools
