@@ -289,7 +289,10 @@ class TripletAutoencoder:
         Every network call gets `batch_size` rows, the last padded with zeros: on CPUs whose
         matrix kernels are chosen by the shape, each row is then summed in one order, so a
         frame's code is the same to the last bit however many rows come with it (the old
-        frames of a map placed again with new ones keep their exact places)."""
+        frames of a map placed again with new ones keep their exact places). The batch is
+        rounded up to a multiple of 64 rows: Eigen's one-thread kernels (oneDNN off) sum the
+        last rows of a batch of 333 in another order than the same rows inside one."""
+        batch_size = -(-batch_size // 64) * 64
         if not isinstance(X, np.ndarray):
             X = np.asarray(X)
         self._check(X)
