@@ -4,7 +4,7 @@ clip cut from a video is found at its offset."""
 import numpy as np
 import pytest
 
-from workers.pipeline import copies
+from workers.pipeline import copies, frame_match
 from tests.media import shapes_picture
 from workers.pipeline.frame_match import compare, frame_points
 
@@ -60,26 +60,26 @@ TRANSFORMS = {
 def test_a_copy_shows_the_same_picture(transform):
     original = picture(1)
     comparison = compare(frame_points(original), frame_points(TRANSFORMS[transform](original)))
-    assert copies.same_picture(comparison), comparison
+    assert frame_match.same_picture(comparison), comparison
 
 
 def test_another_picture_or_a_moved_object_is_not_the_same_picture():
     import cv2
 
     original = picture(1)
-    assert not copies.same_picture(compare(frame_points(original), frame_points(picture(2))))
+    assert not frame_match.same_picture(compare(frame_points(original), frame_points(picture(2))))
     changed = original.copy()  # the same scene, with a large object come into it
     cv2.rectangle(changed, (60, 60), (200, 220), (250, 250, 40), -1)
     comparison = compare(frame_points(original), frame_points(changed))
-    assert comparison.inliers >= copies.MIN_INLIERS  # the rest of the scene matches...
-    assert not copies.same_picture(comparison)  # ...but the picture is not the same
+    assert comparison.inliers >= frame_match.MIN_INLIERS  # the rest of the scene matches...
+    assert not frame_match.same_picture(comparison)  # ...but the picture is not the same
 
 
 def test_a_mirror_image_matches_only_when_mirrors_are_asked_for():
     original = picture(3)
     mirror = np.ascontiguousarray(original[:, ::-1])
-    assert not copies.same_picture(compare(frame_points(original), frame_points(mirror)))
-    assert copies.same_picture(compare(frame_points(original), frame_points(mirror, mirrored=True)))
+    assert not frame_match.same_picture(compare(frame_points(original), frame_points(mirror)))
+    assert frame_match.same_picture(compare(frame_points(original), frame_points(mirror, mirrored=True)))
 
 
 def test_a_blank_frame_is_compared_without_error():
@@ -97,6 +97,10 @@ def test_offset_peaks_find_a_line_among_scattered_matches_and_a_loop_twice():
     assert abs(peaks[0] - 3.0) < 0.1
     looped = np.r_[np.full(10, 0.0), np.full(10, 8.0)]
     assert sorted(round(p) for p in copies.offset_peaks(looped, np.ones(20), np.r_[frames, frames], 0.5)) == [0, 8]
+    # a file of two frames: a second place needs only two of them
+    twice = np.r_[0.0, 0.0, 8.0, 8.0]
+    assert len(copies.offset_peaks(twice, np.ones(4), np.r_[0, 1, 0, 1], 0.5)) == 1
+    assert sorted(round(p) for p in copies.offset_peaks(twice, np.ones(4), np.r_[0, 1, 0, 1], 0.5, least=2)) == [0, 8]
 
 
 def thumbnails(frames):
@@ -181,15 +185,16 @@ def test_a_mirrored_copy_is_found_only_when_mirrors_are_looked_for():
     assert [(s.a, s.b, s.verified) for s in found] == [(0, 1, 6)]
 
 
-def fixed_camera(t, seed=7):
+def fixed_camera(t, seed=7, lower=0):
     """A fixed camera's picture at `t` seconds: a still scene, and two balls crossing it at
-    120 px/s (a quarter of a second moves them about four blocks)."""
+    120 px/s (a quarter of a second moves them about four blocks), `lower` pixels lower than
+    the first take's."""
     import cv2
 
     frame = shapes_picture(seed).copy()
     for ball, y in ((0, 90), (1, 210)):
         x = int(60 + 120 * t + 40 * ball) % 534
-        cv2.circle(frame, (x, y), 34, (250, 250, 60 + 150 * ball), -1)
+        cv2.circle(frame, (x, y + lower), 34, (250, 250, 60 + 150 * ball), -1)
     return frame
 
 
@@ -222,6 +227,37 @@ def test_frames_sampled_a_moment_apart_are_compared_at_the_exact_moment():
     assert stretch.verified >= 4 and stretch.score >= 0.5
     assert stretch.b_start - stretch.a_start == pytest.approx(-cut, abs=0.1)
     assert decoded and {file for file, _ in decoded} == {1}
+
+
+def test_the_same_scene_at_another_moment_is_not_a_copy():
+    """Another take before the same fixed camera, its balls 6 px lower: every frame of it is
+    loosely the same picture as the first take's at the same time (sampled at the same
+    instants), but none is the same instant, so it is no copy; a clip of the first take is."""
+    times = np.arange(12) * 0.5
+    take = [fixed_camera(t) for t in times]
+    clip = [reencoded(fixed_camera(2.0 + t)) for t in times[:6]]
+    other_take = [fixed_camera(2.0 + t, lower=6) for t in times[:6]]
+    assert all(frame_match.same_picture(compare(frame_points(take[4 + i]), frame_points(other_take[i])))
+               for i in range(6))  # loosely the same picture, each of them
+    for other, copied in ((clip, True), (other_take, False)):
+        frames = take + other
+        files = copies.Files(sources=np.repeat([0, 1], [12, 6]), times=np.r_[times, times[:6]])
+        found = [s for s in copies.find_stretches(thumbnails(frames), files, lambda row: frame_points(frames[row]),
+                                                  neighbours=6, min_similarity=-1) if s.score >= 0.5]
+        assert [(s.a, s.b, round(s.b_start - s.a_start, 1)) for s in found] == ([(0, 1, -2.0)] if copied else [])
+
+
+def test_a_still_video_is_a_copy_of_the_one_instant_it_shows():
+    """A still video (one picture, held) shows one instant of a fixed camera's video: it is a copy of
+    that instant, however many of its frames face other moments; a still of another take is not,
+    of the video nor of the first still."""
+    times = np.arange(12) * 0.5
+    frames = ([fixed_camera(t) for t in times] + [reencoded(fixed_camera(3.0))] * 8
+              + [fixed_camera(3.0, lower=6)] * 8)
+    files = copies.Files(sources=np.repeat([0, 1, 2], [12, 8, 8]), times=np.r_[times, times[:8], times[:8]])
+    found = [s for s in copies.find_stretches(thumbnails(frames), files, lambda row: frame_points(frames[row]),
+                                              neighbours=8, min_similarity=-1) if s.score >= 0.5]
+    assert [(s.a, s.b, s.single, s.a_start, s.a_stop) for s in found] == [(0, 1, True, 3.0, 3.0)]
 
 
 def test_exact_moments_are_read_in_the_pairs_order_whatever_the_threads():

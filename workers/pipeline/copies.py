@@ -13,12 +13,14 @@ How (each step bounded, so the work grows with the collection, not with its pair
 3. Verification: along a stretch every frame is paired with the other file's frame at the
    aligned time (up to `checks` of them, spread evenly) and the two are compared on their
    pixels (workers/pipeline/frame_match.py). The offset is first placed between sampled
-   frames (_refined_offset), and a pair that shows the same scene but not the same picture
-   is compared again with b's own frame at the exact moment (Comparer.at_moment), when the
+   frames (_refined_offset), and a pair that shows the same scene but not the same instant
+   is compared again with b's own frame at the exact moment (frame_match.Comparer), when the
    caller can decode one. The longest run of frames that show the same picture (bridging
    one failed check) is the copied stretch, its ends found between the checks by
-   bisection: A's s1 to s2 is B's t1 to t2. A one-frame file (a photo) is tried at each of
-   its most similar frames' places instead.
+   bisection: A's s1 to s2 is B's t1 to t2. A run none of whose frames is the same instant
+   where it was compared at its very moment is a fixed camera at another time, not a copy
+   (frame_match.an_instant). A one-frame file (a photo) is tried at each of its most
+   similar frames' places instead.
 4. Score: a logistic function of the run's verified frames, the checked frames that did not
    verify and how different the pictures still are (score_features); calibrated on copies
    and look-alikes made from the sample media (tests/benchmarks/bench_copies.py --fit), so
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workers.pipeline.frame_match import compare
+from workers.pipeline.frame_match import MAX_SINGLE_DIFFERENCE, Comparer, an_instant, same_picture
 from workers.pipeline.in_order import InOrder
 
 NEIGHBOURS = 32  # candidate frames of other files a frame: copies rank behind a fixed camera's other frames
@@ -45,13 +47,11 @@ MIN_SIMILARITY = 0.4  # below this cosine of PCA vectors no copy was seen (a 10%
 CANDIDATE_NPROBE = 8
 CHECKS = 12  # frame pairs compared along one stretch at most
 SINGLE_FRAME_TRIES = 8  # places tried for a one-frame file in another (its most similar frames')
+# Frames of one file all this alike (cosine of their PCA vectors) are one picture: a still video
+# (its frames measured 0.9999; the most static clip of the sample media, 0.9945).
+STILL_SIMILARITY = 0.999
 MAX_STRETCHES = 4  # stretches one pair of files can share (a clip looped in another)
-# Frame comparison limits (frame_match.Comparison) for "the same picture".
-MIN_INLIERS = 20
-MAX_DIFFERENCE = 0.5  # frames of videos, sampled a moment apart: things moved a little
-MAX_SINGLE_DIFFERENCE = 0.3  # a photo: the same instant (copies measured up to 0.1, look-alikes from 0.34)
-MIN_OVERLAP = 0.5
-PHASE_SLACK = 0.04  # seconds (a frame at 25 fps): a partner this near the aligned time is that moment
+MIN_REPEAT = 3  # verified frames a pair's second stretch needs: a fixed camera shows two alike at other times
 # The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + checked frames
 # that did not verify, median difference, one-frame file, one-frame file x difference),
 # fitted by tests/benchmarks/bench_copies.py --fit.
@@ -71,7 +71,7 @@ class Stretch:
     checked: int  # frame pairs compared in the stretch's window
     difference: float  # median difference of the verified pairs
     score: float
-    single: bool = False  # the shorter file is one frame (a photo): one verified pair is all there can be
+    single: bool = False  # a file is one picture (a photo, a still): one verified pair is all there can be
     # [(row of a, row of b)] of the run: its ends verified, frames between its checks taken as they are
     pairs: list = field(default_factory=list, repr=False)
 
@@ -149,15 +149,23 @@ def candidate_matches(x, files, neighbours=NEIGHBOURS, min_similarity=MIN_SIMILA
     return pairs[:, 0], pairs[:, 1], s[first_of].astype(np.float32)
 
 
+def one_picture(x, span):
+    """Whether a file's frames (rows `span` of unit_rows x) are one picture: a photo, a one-frame clip
+    or a still video."""
+    first, stop = span
+    return stop - first == 1 or float((x[first:stop] @ x[first]).min()) >= STILL_SIMILARITY
+
+
 def sampling_step(times):
     """The usual time between a file's sampled frames (1 s for a photo or a one-frame clip)."""
     steps = np.diff(times)
     return float(np.median(steps)) if len(steps) else 1.0
 
 
-def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES):
+def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES, least=3):
     """The offsets many frames agree on, best first: each a bin of width `tolerance` whose
-    distinct frames of the first file (`frames`) carry most weight; a frame counts once a bin."""
+    distinct frames of the first file (`frames`) carry most weight; a frame counts once a bin.
+    A peak after the first needs `least` frames (fewer for a file of fewer frames)."""
     peaks, left = [], np.ones(len(offsets), bool)
     while left.any() and len(peaks) < most:
         bins = np.floor(offsets[left] / tolerance).astype(np.int64)
@@ -167,7 +175,7 @@ def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES):
                 support.setdefault(near, {})
                 support[near][frame] = max(support[near].get(frame, 0.0), weight)
         best = max(support, key=lambda b: (sum(support[b].values()), -b))
-        if len(support[best]) < (2 if not peaks else 3) and peaks:
+        if peaks and len(support[best]) < least:
             break
         inside = np.flatnonzero(left & (offsets >= best * tolerance) & (offsets < (best + 2) * tolerance))
         # each frame's most similar match in the peak says where it is; their median is the offset
@@ -178,48 +186,6 @@ def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES):
     return peaks
 
 
-@dataclass(frozen=True)
-class Comparer:
-    """Compares two frames (map rows): `points_of(row)` gives a frame's FramePoints; with
-    `mirrored_points_of` (those of its mirror image), a pair that is not the same picture
-    is tried again with the second frame mirrored. With `exact_points_of(file, seconds)`
-    (the FramePoints of a file's own frame at that time, decoded from it, or None), a pair
-    that shows the same scene but not the same picture can be compared again at the exact
-    moment: two files are rarely sampled at the same instants, and where things move fast
-    (or only a person moves before a fixed camera) frames half a sampling step apart differ."""
-    points_of: object
-    mirrored_points_of: object = None
-    exact_points_of: object = None
-
-    def __call__(self, row_a, row_b):
-        plain = compare(self.points_of(row_a), self.points_of(row_b))
-        if self.mirrored_points_of is None or plain.difference <= MAX_SINGLE_DIFFERENCE:
-            return plain
-        mirror = compare(self.points_of(row_a), self.mirrored_points_of(row_b))
-        return mirror if mirror.difference < plain.difference and mirror.inliers >= MIN_INLIERS else plain
-
-    def at_moment(self, row_a, row_b, file_b, seconds, off_by, single):
-        """Frame `row_a` against file b's frame at `seconds`: its sampled frame `row_b`
-        (`off_by` seconds away from it) and, where that is a moment off and shows the same
-        scene but not the same picture, the frame decoded at that very time (the closer)."""
-        plain = self(row_a, row_b)
-        if (self.exact_points_of is None or single or off_by <= PHASE_SLACK or same_picture(plain)
-                or plain.inliers < MIN_INLIERS):
-            return plain
-        exact_points = self.exact_points_of(file_b, round(seconds, 3))
-        if exact_points is None:
-            return plain
-        exact = compare(self.points_of(row_a), exact_points)
-        return exact if (same_picture(exact), -exact.difference) > (same_picture(plain), -plain.difference) else plain
-
-
-def same_picture(comparison, single=False):
-    """Whether a Comparison shows the same picture; `single`: of a one-frame file, which has no
-    neighbours in time to back it, so it must be closer."""
-    return (comparison.inliers >= MIN_INLIERS and comparison.overlap >= MIN_OVERLAP
-            and comparison.difference <= (MAX_SINGLE_DIFFERENCE if single else MAX_DIFFERENCE))
-
-
 def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, checks=CHECKS):
     """The Stretches files a and b share, from their candidate matches (rows of a, rows of b);
     a stretch where no frame pair showed the same picture comes with verified=0 (its score is
@@ -227,23 +193,24 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, ch
     times = files.times
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
     tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(times[b_first:b_stop]), 0.05)
-    # A one-frame file (a photo) has nothing to vote with: each of its candidate places is tried.
-    single = min(a_stop - a_first, b_stop - b_first) == 1
+    # A file of one picture (a photo, a still) has nothing to vote with: each of its candidate places is tried.
+    single = one_picture(x, spans[a]) or one_picture(x, spans[b])
     offsets = times[rows_b] - times[rows_a]
     if single:  # its most similar frames' places, each tried
         peaks = list(dict.fromkeys(offsets[np.argsort(-similarities, kind="stable")][:SINGLE_FRAME_TRIES].tolist()))
     else:
-        peaks = offset_peaks(offsets, similarities, rows_a, tolerance)
+        peaks = offset_peaks(offsets, similarities, rows_a, tolerance,
+                             least=min(3, a_stop - a_first, b_stop - b_first))
     found = [_stretch_at(offset, a, b, files, spans, x, comparer, checks) for offset in peaks]
     # Best first. The longer file's frames belong to one stretch of the pair at most; the
     # shorter file's may repeat (a clip looped in the other), but only in a stretch about as
-    # long as the best and as close as a photo's copy: a few frames that verify loosely
-    # elsewhere are the same scene at another time (a fixed camera), not a second copy.
+    # long as the best (MIN_REPEAT frames at least) and as close as a photo's copy: a few frames
+    # that verify elsewhere are the same scene at another time (a fixed camera), not a second copy.
     longer = 1 if (b_stop - b_first, b) > (a_stop - a_first, a) else 0
     taken, kept = set(), []
     for stretch in sorted((s for s in found if s is not None), key=lambda s: (-s.verified, s.difference)):
         rows = {pair[longer] for pair in stretch.pairs}
-        if kept and (rows & taken or stretch.verified < max(2, kept[0].verified / 2)
+        if kept and (rows & taken or stretch.verified < max(MIN_REPEAT, kept[0].verified / 2)
                      or stretch.difference > MAX_SINGLE_DIFFERENCE):
             continue
         taken |= rows
@@ -267,29 +234,34 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
         window, aligned, partners = _aligned_window(offset, times, (a_first, a_stop), (b_first, b_stop), step)
         if not len(window):
             return None
-    single = min(a_stop - a_first, b_stop - b_first) == 1
+    one_frame = min(a_stop - a_first, b_stop - b_first) == 1  # its moment is its only frame
+    single = one_frame or one_picture(x, spans[a]) or one_picture(x, spans[b])
     checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
 
     def compared(i):
         moment = min(max(float(aligned[i]), b_times[0]), b_times[-1])  # not past b's ends: no frame there
         return comparer.at_moment(int(window[i]), int(partners[i]), b, moment,
-                                  abs(float(times[partners[i]]) - moment), single)
+                                  abs(float(times[partners[i]]) - moment), one_frame)
 
-    comparisons = [compared(i) for i in checked]
+    comparisons, at_moments = zip(*(compared(i) for i in checked))
     same = [same_picture(comparison, single) for comparison in comparisons]
     run = _longest_run(same)
+    if run is not None and not an_instant(comparisons[run[0]:run[1] + 1], at_moments[run[0]:run[1] + 1]):
+        run = None  # the same scene at another moment: a fixed camera, or a still of another part
     if run is None:  # no frame pair is the same picture: the closest one, scored as unverified
         closest = int(np.argmin([comparison.difference for comparison in comparisons]))
         run, verified = (closest, closest), 0
         difference = comparisons[closest].difference
     else:
         verified = sum(same[run[0]:run[1] + 1])
-        difference = float(np.median([c.difference for c, ok in zip(comparisons[run[0]:run[1] + 1],
-                                                                    same[run[0]:run[1] + 1]) if ok]))
+        differences = [c.difference for c, ok in zip(comparisons[run[0]:run[1] + 1], same[run[0]:run[1] + 1]) if ok]
+        difference = float(min(differences) if single else np.median(differences))
+    # One picture is a copy of one instant: a still's other frames cannot match a moving scene, and count neither way.
+    verified, count = (min(verified, 1), 1) if single else (verified, len(checked))
     first, last = checked[run[0]], checked[run[1]]
     if verified:  # the run's ends, found between the checks that bound it
         def same_at(i):
-            return same_picture(compared(i), single)
+            return same_picture(compared(i)[0], single)
 
         if run[0] > 0:
             first = _first_true(checked[run[0] - 1], first, same_at)
@@ -300,8 +272,8 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
         offset = _refined_offset(offset, pairs, times, (b_first, b_stop), x)
     a_start, a_end = float(times[window[first]]), float(times[window[last]])
     return Stretch(a=a, b=b, a_start=a_start, a_stop=a_end, b_start=a_start + offset, b_stop=a_end + offset,
-                   verified=verified, checked=len(checked), difference=difference, single=single,
-                   score=score(verified, len(checked), difference, single), pairs=pairs)
+                   verified=verified, checked=count, difference=difference, single=single,
+                   score=score(verified, count, difference, single), pairs=pairs)
 
 
 def _aligned_window(offset, times, a_span, b_span, step):
@@ -378,8 +350,8 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
     the candidates the features propose: a mirror image is further from its original there than
     most copies); `exact_points_of(file, seconds)`, those of a file's frame at any time, decoded
     from it (None where it cannot be), to compare where sampled frames fall a moment apart
-    (Comparer.at_moment). Pairs of files are aligned on `threads` threads (default: a thread a
-    core; OpenCV lets go of the GIL while it describes and compares frames), so the callables
+    (frame_match.Comparer.at_moment). Pairs of files are aligned on `threads` threads (default:
+    a thread a core; OpenCV lets go of the GIL while it describes and compares frames), so the callables
     must be thread-safe; the result is the same whatever their number (exact moments are asked
     for in the pairs' order)."""
     report = progress or (lambda fraction: None)

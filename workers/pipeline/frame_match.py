@@ -12,8 +12,10 @@ place, so compression noise, resampling and the motion of a moment between two s
 frames do not count, while a different gesture, an object that moved further or another
 scene does.
 
-The measures (inliers, difference, overlap) are not a decision: the copy score weighs
-them (copies.py).
+The measures (inliers, difference, overlap) say whether two frames are the same picture
+(same_picture) and the same instant (an_instant); whether two files are copies is the copy
+score's to weigh (copies.py). A Comparer compares a pair of frames the ways a collection asks
+for: plainly, mirrored, and at the exact moment decoded from the video (MomentPoints).
 """
 from dataclasses import dataclass
 
@@ -26,6 +28,12 @@ MIN_MATCHES = 6  # fewer good matches cannot fit a transform worth checking
 BLOCKS = (64, 36)  # the grid the aligned frames are compared on (about 8 x 8 pixels a block)
 DIFFERENCE_QUANTILE = 0.99  # a difference covering 1% of the overlap counts (a person who moved)
 BAR_LEVEL = 12  # rows and columns darker than this at every pixel are letterbox bars
+# Comparison limits for "the same picture".
+MIN_INLIERS = 20
+MAX_DIFFERENCE = 0.5  # frames of videos, sampled a moment apart: things moved a little
+MAX_SINGLE_DIFFERENCE = 0.3  # the same instant (photos' copies measured up to 0.1, look-alikes from 0.34)
+MIN_OVERLAP = 0.5
+PHASE_SLACK = 0.04  # seconds (a frame at 25 fps): a partner this near the aligned time is that moment
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,62 @@ def _box_mask(shape, box):
 def _area(box):
     x0, y0, x1, y1 = box
     return float((x1 - x0) * (y1 - y0))
+
+
+@dataclass(frozen=True)
+class Comparer:
+    """Compares two frames (map rows): `points_of(row)` gives a frame's FramePoints; with
+    `mirrored_points_of` (those of its mirror image), a pair that is not the same picture
+    is tried again with the second frame mirrored. With `exact_points_of(file, seconds)`
+    (the FramePoints of a file's own frame at that time, decoded from it, or None), a pair
+    that shows the same scene but not the same picture can be compared again at the exact
+    moment: two files are rarely sampled at the same instants, and where things move fast
+    (or only a person moves before a fixed camera) frames half a sampling step apart differ."""
+    points_of: object
+    mirrored_points_of: object = None
+    exact_points_of: object = None
+
+    def __call__(self, row_a, row_b):
+        plain = compare(self.points_of(row_a), self.points_of(row_b))
+        if self.mirrored_points_of is None or plain.difference <= MAX_SINGLE_DIFFERENCE:
+            return plain
+        mirror = compare(self.points_of(row_a), self.mirrored_points_of(row_b))
+        return mirror if mirror.difference < plain.difference and mirror.inliers >= MIN_INLIERS else plain
+
+    def at_moment(self, row_a, row_b, file_b, seconds, off_by, single):
+        """Frame `row_a` against file b's frame at `seconds`: its sampled frame `row_b`
+        (`off_by` seconds away from it) and, where that is a moment off and shows the same
+        scene but not the same instant, the frame decoded at that very time (the closer).
+        (Comparison, whether it was made at that very moment)."""
+        plain = self(row_a, row_b)
+        if off_by <= PHASE_SLACK:
+            return plain, True
+        if (self.exact_points_of is None or single or plain.difference <= MAX_SINGLE_DIFFERENCE
+                or plain.inliers < MIN_INLIERS):
+            return plain, False
+        exact_points = self.exact_points_of(file_b, round(seconds, 3))
+        if exact_points is None:
+            return plain, False
+        exact = compare(self.points_of(row_a), exact_points)
+        closer = (same_picture(exact), -exact.difference) > (same_picture(plain), -plain.difference)
+        return exact if closer else plain, True
+
+
+def same_picture(comparison, single=False):
+    """Whether a Comparison shows the same picture; `single`: of a one-frame file, which has no
+    neighbours in time to back it, so it must be closer."""
+    return (comparison.inliers >= MIN_INLIERS and comparison.overlap >= MIN_OVERLAP
+            and comparison.difference <= (MAX_SINGLE_DIFFERENCE if single else MAX_DIFFERENCE))
+
+
+def an_instant(comparisons, at_moments):
+    """Whether a run of frame pairs shows the same instant: one pair as close as a photo's copy,
+    or none compared at its very moment to say otherwise (sampled a moment apart, things moved
+    a little: the run is judged by its length). A copy's frames at the same moment are the same
+    picture but for the encoding; a fixed camera's at another moment differ where things moved."""
+    verified = [(c, moment) for c, moment in zip(comparisons, at_moments) if same_picture(c)]
+    return (any(c.difference <= MAX_SINGLE_DIFFERENCE for c, _ in verified)
+            or not any(moment for _, moment in verified))
 
 
 class MomentPoints:
