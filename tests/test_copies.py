@@ -185,15 +185,15 @@ def test_a_mirrored_copy_is_found_only_when_mirrors_are_looked_for():
     assert [(s.a, s.b, s.verified) for s in found] == [(0, 1, 6)]
 
 
-def fixed_camera(t, seed=7, lower=0):
+def fixed_camera(t, seed=7, lower=0, speed=120):
     """A fixed camera's picture at `t` seconds: a still scene, and two balls crossing it at
-    120 px/s (a quarter of a second moves them about four blocks), `lower` pixels lower than
-    the first take's."""
+    `speed` px/s (at 120, a quarter of a second moves them about four blocks), `lower` pixels
+    lower than the first take's."""
     import cv2
 
     frame = shapes_picture(seed).copy()
     for ball, y in ((0, 90), (1, 210)):
-        x = int(60 + 120 * t + 40 * ball) % 534
+        x = int(60 + speed * t + 40 * ball) % 534
         cv2.circle(frame, (x, y + lower), 34, (250, 250, 60 + 150 * ball), -1)
     return frame
 
@@ -229,35 +229,65 @@ def test_frames_sampled_a_moment_apart_are_compared_at_the_exact_moment():
     assert decoded and {file for file, _ in decoded} == {1}
 
 
-def test_the_same_scene_at_another_moment_is_not_a_copy():
-    """Another take before the same fixed camera, its balls 6 px lower: every frame of it is
-    loosely the same picture as the first take's at the same time (sampled at the same
-    instants), but none is the same instant, so it is no copy; a clip of the first take is."""
-    times = np.arange(12) * 0.5
+@pytest.mark.parametrize("phase", [0.0, 0.25], ids=["sampled at the same instants", "a quarter second off"])
+def test_the_same_scene_at_another_moment_is_not_a_copy(phase):
+    """Another take before the same fixed camera, its balls 6 px lower: at every moment it is
+    loosely the same picture as the first take (as frames of a copy sampled a moment apart
+    are), but never the same instant, so it is no copy; a clip of the first take is. Sampled at
+    the first take's instants, the sampled frames say so; a quarter second off, the frames
+    decoded at the exact moments."""
+    cut, times = 2.0 + phase, np.arange(12) * 0.5
     take = [fixed_camera(t) for t in times]
-    clip = [reencoded(fixed_camera(2.0 + t)) for t in times[:6]]
-    other_take = [fixed_camera(2.0 + t, lower=6) for t in times[:6]]
-    assert all(frame_match.same_picture(compare(frame_points(take[4 + i]), frame_points(other_take[i])))
-               for i in range(6))  # loosely the same picture, each of them
-    for other, copied in ((clip, True), (other_take, False)):
+    clip = [reencoded(fixed_camera(cut + t)) for t in times[:6]]
+    other_take = [fixed_camera(cut + t, lower=6) for t in times[:6]]
+    assert all(frame_match.same_picture(compare(frame_points(fixed_camera(cut + t)), frame_points(other_frame)))
+               for t, other_frame in zip(times, other_take))  # loosely the same picture, each of them
+    for other, lower, copied in ((clip, 0, True), (other_take, 6, False)):
         frames = take + other
         files = copies.Files(sources=np.repeat([0, 1], [12, 6]), times=np.r_[times, times[:6]])
+
+        def exact_points_of(file, seconds):
+            return frame_points(fixed_camera(seconds) if file == 0 else fixed_camera(cut + seconds, lower=lower))
+
         found = [s for s in copies.find_stretches(thumbnails(frames), files, lambda row: frame_points(frames[row]),
-                                                  neighbours=6, min_similarity=-1) if s.score >= 0.5]
-        assert [(s.a, s.b, round(s.b_start - s.a_start, 1)) for s in found] == ([(0, 1, -2.0)] if copied else [])
+                                                  neighbours=6, min_similarity=-1, exact_points_of=exact_points_of)
+                 if s.score >= 0.5]
+        assert [(s.a, s.b) for s in found] == ([(0, 1)] if copied else [])
+        assert all(s.b_start - s.a_start == pytest.approx(-cut, abs=0.1) for s in found)
+
+
+def test_frames_a_moment_apart_are_judged_by_their_run_where_no_moment_was_compared():
+    """A clip of a slow scene cut a quarter second off the video's samples, with no exact
+    moments to decode: its frames are loosely the same picture as the video's nearest, none
+    at its very moment (not even at the ends, where the aligned time falls past the clip's
+    frames), so the run's length decides, and it is a copy."""
+    times = np.arange(12) * 0.5
+    frames = [fixed_camera(t, speed=24) for t in times] + [fixed_camera(2.25 + t, speed=24) for t in times[:6]]
+    files = copies.Files(sources=np.repeat([0, 1], [12, 6]), times=np.r_[times, times[:6]])
+    found = [s for s in copies.find_stretches(thumbnails(frames), files, lambda row: frame_points(frames[row]),
+                                              neighbours=6, min_similarity=-1) if s.score >= 0.5]
+    assert [(s.a, s.b) for s in found] == [(0, 1)] and found[0].verified >= 4
+    assert found[0].b_start - found[0].a_start == pytest.approx(-2.25, abs=0.5)
 
 
 def test_a_still_video_is_a_copy_of_the_one_instant_it_shows():
     """A still video (one picture, held) shows one instant of a fixed camera's video: it is a copy of
-    that instant, however many of its frames face other moments; a still of another take is not,
-    of the video nor of the first still."""
+    that instant, however many of its frames face other moments, and each of its frames copies
+    it; a still of another take is not, of the video nor of the first still."""
+    from workers.pipeline.copy_groups import group_copies
+
     times = np.arange(12) * 0.5
     frames = ([fixed_camera(t) for t in times] + [reencoded(fixed_camera(3.0))] * 8
               + [fixed_camera(3.0, lower=6)] * 8)
     files = copies.Files(sources=np.repeat([0, 1, 2], [12, 8, 8]), times=np.r_[times, times[:8], times[:8]])
-    found = [s for s in copies.find_stretches(thumbnails(frames), files, lambda row: frame_points(frames[row]),
-                                              neighbours=8, min_similarity=-1) if s.score >= 0.5]
-    assert [(s.a, s.b, s.single, s.a_start, s.a_stop) for s in found] == [(0, 1, True, 3.0, 3.0)]
+    stretches = copies.find_stretches(thumbnails(frames), files, lambda row: frame_points(frames[row]),
+                                      neighbours=8, min_similarity=-1)
+    found = [s for s in stretches if s.score >= 0.5]
+    assert [(s.a, s.b, s.single, s.a_start, s.a_stop, s.b_start, s.b_stop) for s in found] == [
+        (0, 1, True, 3.0, 3.0, 0.0, 3.5)]
+    _, relations, copy_of = group_copies(stretches, files.spans, files.times, 0.5)
+    assert [(r["copy"], r["original"], r["kind"], r["original_start"]) for r in relations] == [(1, 0, "contained", 3.0)]
+    assert copy_of[12:20].tolist() == [6] * 8 and (copy_of[20:] == -1).all()
 
 
 def test_exact_moments_are_read_in_the_pairs_order_whatever_the_threads():

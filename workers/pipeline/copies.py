@@ -19,8 +19,8 @@ How (each step bounded, so the work grows with the collection, not with its pair
    one failed check) is the copied stretch, its ends found between the checks by
    bisection: A's s1 to s2 is B's t1 to t2. A run none of whose frames is the same instant
    where it was compared at its very moment is a fixed camera at another time, not a copy
-   (frame_match.an_instant). A one-frame file (a photo) is tried at each of its most
-   similar frames' places instead.
+   (frame_match.an_instant). A file of one picture (a photo, a still video) is tried at
+   each of its most similar frames' places instead, as a copy of one instant.
 4. Score: a logistic function of the run's verified frames, the checked frames that did not
    verify and how different the pictures still are (score_features); calibrated on copies
    and look-alikes made from the sample media (tests/benchmarks/bench_copies.py --fit), so
@@ -46,15 +46,15 @@ MIN_SIMILARITY = 0.4  # below this cosine of PCA vectors no copy was seen (a 10%
 # lists (at 100,000 frames, 4, 8 and 16 of 316 found 99.8% of the exact search's); 8 keeps a margin.
 CANDIDATE_NPROBE = 8
 CHECKS = 12  # frame pairs compared along one stretch at most
-SINGLE_FRAME_TRIES = 8  # places tried for a one-frame file in another (its most similar frames')
+SINGLE_FRAME_TRIES = 8  # places tried for a file of one picture in another (its most similar frames')
 # Frames of one file all this alike (cosine of their PCA vectors) are one picture: a still video
 # (its frames measured 0.9999; the most static clip of the sample media, 0.9945).
 STILL_SIMILARITY = 0.999
 MAX_STRETCHES = 4  # stretches one pair of files can share (a clip looped in another)
 MIN_REPEAT = 3  # verified frames a pair's second stretch needs: a fixed camera shows two alike at other times
 # The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + checked frames
-# that did not verify, median difference, one-frame file, one-frame file x difference),
-# fitted by tests/benchmarks/bench_copies.py --fit.
+# that did not verify, median difference, one picture, one picture x difference), fitted by
+# tests/benchmarks/bench_copies.py --fit (before the same-instant rule: what it rules out scored high).
 SCORE_WEIGHTS = (-0.19, 4.27, -2.30, -2.05, 1.95, 0.46)
 
 
@@ -69,7 +69,7 @@ class Stretch:
     b_stop: float
     verified: int  # frame pairs that showed the same picture
     checked: int  # frame pairs compared in the stretch's window
-    difference: float  # median difference of the verified pairs
+    difference: float  # median difference of the verified pairs (of one picture's: the least)
     score: float
     single: bool = False  # a file is one picture (a photo, a still): one verified pair is all there can be
     # [(row of a, row of b)] of the run: its ends verified, frames between its checks taken as they are
@@ -95,8 +95,8 @@ class Files:
 def score_features(verified, checked, difference, single):
     """What the score weighs: the frames of the run that showed the same picture (more is
     surer), the checked frames that did not (one frame in many is a look-alike), how
-    different the run's pictures still are, and whether one frame is all a file has (then
-    the difference is all there is to go by: it weighs apart)."""
+    different the run's pictures still are, and whether a file is one picture (then the
+    difference is all there is to go by: it weighs apart)."""
     difference = min(difference, 5.0)
     return (math.log2(1 + verified), math.log2(1 + checked - verified), difference, float(single),
             float(single) * difference)
@@ -162,7 +162,7 @@ def sampling_step(times):
     return float(np.median(steps)) if len(steps) else 1.0
 
 
-def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES, least=3):
+def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES, least=MIN_REPEAT):
     """The offsets many frames agree on, best first: each a bin of width `tolerance` whose
     distinct frames of the first file (`frames`) carry most weight; a frame counts once a bin.
     A peak after the first needs `least` frames (fewer for a file of fewer frames)."""
@@ -194,14 +194,15 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, ch
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
     tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(times[b_first:b_stop]), 0.05)
     # A file of one picture (a photo, a still) has nothing to vote with: each of its candidate places is tried.
-    single = one_picture(x, spans[a]) or one_picture(x, spans[b])
+    pictures = (one_picture(x, spans[a]), one_picture(x, spans[b]))
+    single = any(pictures)
     offsets = times[rows_b] - times[rows_a]
     if single:  # its most similar frames' places, each tried
         peaks = list(dict.fromkeys(offsets[np.argsort(-similarities, kind="stable")][:SINGLE_FRAME_TRIES].tolist()))
     else:
         peaks = offset_peaks(offsets, similarities, rows_a, tolerance,
-                             least=min(3, a_stop - a_first, b_stop - b_first))
-    found = [_stretch_at(offset, a, b, files, spans, x, comparer, checks) for offset in peaks]
+                             least=min(MIN_REPEAT, a_stop - a_first, b_stop - b_first))
+    found = [_stretch_at(offset, a, b, files, spans, x, comparer, checks, pictures) for offset in peaks]
     # Best first. The longer file's frames belong to one stretch of the pair at most; the
     # shorter file's may repeat (a clip looped in the other), but only in a stretch about as
     # long as the best (MIN_REPEAT frames at least) and as close as a photo's copy: a few frames
@@ -220,8 +221,9 @@ def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, ch
     return kept
 
 
-def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
-    """The Stretch of files a and b at `offset` (b's time minus a's), or None where they do not overlap."""
+def _stretch_at(offset, a, b, files, spans, x, comparer, checks, pictures=(False, False)):
+    """The Stretch of files a and b at `offset` (b's time minus a's), or None where they do not
+    overlap; `pictures`: whether each file is one picture (one_picture)."""
     times = files.times
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
     b_times = times[b_first:b_stop]
@@ -229,25 +231,27 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
     window, aligned, partners = _aligned_window(offset, times, (a_first, a_stop), (b_first, b_stop), step)
     if not len(window):
         return None
-    if comparer.exact_points_of is not None:  # compared at exact moments: place them between the samples first
-        offset = _refined_offset(offset, list(zip(window.tolist(), partners.tolist())), times, (b_first, b_stop), x)
-        window, aligned, partners = _aligned_window(offset, times, (a_first, a_stop), (b_first, b_stop), step)
-        if not len(window):
-            return None
-    one_frame = min(a_stop - a_first, b_stop - b_first) == 1  # its moment is its only frame
-    single = one_frame or one_picture(x, spans[a]) or one_picture(x, spans[b])
+    # placed between the samples first: an exact moment is decoded there, and a sampled frame
+    # counts as the one at that moment only if it falls there
+    offset = _refined_offset(offset, list(zip(window.tolist(), partners.tolist())), times, (b_first, b_stop), x)
+    window, aligned, partners = _aligned_window(offset, times, (a_first, a_stop), (b_first, b_stop), step)
+    if not len(window):
+        return None
+    single = any(pictures)
     checked = np.unique(np.linspace(0, len(window) - 1, min(checks, len(window))).round().astype(int))
 
     def compared(i):
         moment = min(max(float(aligned[i]), b_times[0]), b_times[-1])  # not past b's ends: no frame there
-        return comparer.at_moment(int(window[i]), int(partners[i]), b, moment,
-                                  abs(float(times[partners[i]]) - moment), one_frame)
+        off_by = abs(float(times[partners[i]]) - moment) if moment == float(aligned[i]) else None
+        # one picture's place is its most similar frames' (sampled): other moments of it show the same
+        return comparer.at_moment(int(window[i]), int(partners[i]), b, moment, off_by, decode=not single)
 
-    comparisons, at_moments = zip(*(compared(i) for i in checked))
+    comparisons, moments = zip(*(compared(i) for i in checked))
     same = [same_picture(comparison, single) for comparison in comparisons]
     run = _longest_run(same)
-    if run is not None and not an_instant(comparisons[run[0]:run[1] + 1], at_moments[run[0]:run[1] + 1]):
-        run = None  # the same scene at another moment: a fixed camera, or a still of another part
+    while run is not None and not an_instant(comparisons[run[0]:run[1] + 1], moments[run[0]:run[1] + 1]):
+        same[run[0]:run[1] + 1] = [False] * (run[1] + 1 - run[0])  # the same scene at another moment
+        run = _longest_run(same)
     if run is None:  # no frame pair is the same picture: the closest one, scored as unverified
         closest = int(np.argmin([comparison.difference for comparison in comparisons]))
         run, verified = (closest, closest), 0
@@ -256,12 +260,13 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
         verified = sum(same[run[0]:run[1] + 1])
         differences = [c.difference for c, ok in zip(comparisons[run[0]:run[1] + 1], same[run[0]:run[1] + 1]) if ok]
         difference = float(min(differences) if single else np.median(differences))
-    # One picture is a copy of one instant: a still's other frames cannot match a moving scene, and count neither way.
-    verified, count = (min(verified, 1), 1) if single else (verified, len(checked))
+    if single:
+        return _one_picture_stretch(a, b, spans, times, pictures, comparisons, same, window[checked], partners[checked],
+                                    verified, difference)
     first, last = checked[run[0]], checked[run[1]]
     if verified:  # the run's ends, found between the checks that bound it
         def same_at(i):
-            return same_picture(compared(i)[0], single)
+            return same_picture(compared(i)[0])
 
         if run[0] > 0:
             first = _first_true(checked[run[0] - 1], first, same_at)
@@ -272,8 +277,25 @@ def _stretch_at(offset, a, b, files, spans, x, comparer, checks):
         offset = _refined_offset(offset, pairs, times, (b_first, b_stop), x)
     a_start, a_end = float(times[window[first]]), float(times[window[last]])
     return Stretch(a=a, b=b, a_start=a_start, a_stop=a_end, b_start=a_start + offset, b_stop=a_end + offset,
-                   verified=verified, checked=count, difference=difference, single=single,
-                   score=score(verified, count, difference, single), pairs=pairs)
+                   verified=verified, checked=len(checked), difference=difference,
+                   score=score(verified, len(checked), difference, False), pairs=pairs)
+
+
+def _one_picture_stretch(a, b, spans, times, pictures, comparisons, same, rows_a, rows_b, verified, difference):
+    """The Stretch of a file of one picture (a photo, a still) and another: a copy of the one
+    instant of it that verified best, the whole picture's frames showing it (a still's other
+    frames face other moments of a moving scene, and count neither way: one pair is checked)."""
+    verified = min(verified, 1)
+    best = int(np.argmin([c.difference if ok or not verified else np.inf for c, ok in zip(comparisons, same)]))
+    sides = [np.arange(*spans[file]) if picture else np.array([int(row)])
+             for file, picture, row in ((a, pictures[0], rows_a[best]), (b, pictures[1], rows_b[best]))]
+    length = max(map(len, sides))
+    pairs = [(int(sides[0][min(i, len(sides[0]) - 1)]), int(sides[1][min(i, len(sides[1]) - 1)]))
+             for i in range(length)] if verified else []
+    (a_start, a_stop), (b_start, b_stop) = ((float(times[side[0]]), float(times[side[-1]])) for side in sides)
+    return Stretch(a=a, b=b, a_start=a_start, a_stop=a_stop, b_start=b_start, b_stop=b_stop, verified=verified,
+                   checked=1, difference=difference, single=True, score=score(verified, 1, difference, True),
+                   pairs=pairs)
 
 
 def _aligned_window(offset, times, a_span, b_span, step):

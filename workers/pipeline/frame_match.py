@@ -156,7 +156,7 @@ class Comparer:
     `mirrored_points_of` (those of its mirror image), a pair that is not the same picture
     is tried again with the second frame mirrored. With `exact_points_of(file, seconds)`
     (the FramePoints of a file's own frame at that time, decoded from it, or None), a pair
-    that shows the same scene but not the same picture can be compared again at the exact
+    that shows the same scene but not the same instant can be compared again at the exact
     moment: two files are rarely sampled at the same instants, and where things move fast
     (or only a person moves before a fixed camera) frames half a sampling step apart differ."""
     points_of: object
@@ -170,40 +170,43 @@ class Comparer:
         mirror = compare(self.points_of(row_a), self.mirrored_points_of(row_b))
         return mirror if mirror.difference < plain.difference and mirror.inliers >= MIN_INLIERS else plain
 
-    def at_moment(self, row_a, row_b, file_b, seconds, off_by, single):
+    def at_moment(self, row_a, row_b, file_b, seconds, off_by, decode=True):
         """Frame `row_a` against file b's frame at `seconds`: its sampled frame `row_b`
-        (`off_by` seconds away from it) and, where that is a moment off and shows the same
-        scene but not the same instant, the frame decoded at that very time (the closer).
-        (Comparison, whether it was made at that very moment)."""
+        (`off_by` seconds away from it; None: b has no frame at that time) and, where that is
+        a moment off and shows the same scene but not the same instant, the frame decoded at
+        that very time (unless not `decode`). (The closer Comparison, the difference of the
+        one made at that very moment or None: none was.)"""
         plain = self(row_a, row_b)
-        if off_by <= PHASE_SLACK:
-            return plain, True
-        if (self.exact_points_of is None or single or plain.difference <= MAX_SINGLE_DIFFERENCE
-                or plain.inliers < MIN_INLIERS):
-            return plain, False
+        if off_by is not None and off_by <= PHASE_SLACK:
+            return plain, plain.difference
+        if (not decode or off_by is None or self.exact_points_of is None
+                or plain.difference <= MAX_SINGLE_DIFFERENCE or plain.inliers < MIN_INLIERS):
+            return plain, None
         exact_points = self.exact_points_of(file_b, round(seconds, 3))
         if exact_points is None:
-            return plain, False
+            return plain, None
         exact = compare(self.points_of(row_a), exact_points)
         closer = (same_picture(exact), -exact.difference) > (same_picture(plain), -plain.difference)
-        return exact if closer else plain, True
+        return exact if closer else plain, exact.difference
 
 
 def same_picture(comparison, single=False):
-    """Whether a Comparison shows the same picture; `single`: of a one-frame file, which has no
-    neighbours in time to back it, so it must be closer."""
+    """Whether a Comparison shows the same picture; `single`: of a file of one picture (a photo,
+    a still), which has no neighbours in time to back it, so it must be closer."""
     return (comparison.inliers >= MIN_INLIERS and comparison.overlap >= MIN_OVERLAP
             and comparison.difference <= (MAX_SINGLE_DIFFERENCE if single else MAX_DIFFERENCE))
 
 
-def an_instant(comparisons, at_moments):
-    """Whether a run of frame pairs shows the same instant: one pair as close as a photo's copy,
-    or none compared at its very moment to say otherwise (sampled a moment apart, things moved
-    a little: the run is judged by its length). A copy's frames at the same moment are the same
-    picture but for the encoding; a fixed camera's at another moment differ where things moved."""
-    verified = [(c, moment) for c, moment in zip(comparisons, at_moments) if same_picture(c)]
-    return (any(c.difference <= MAX_SINGLE_DIFFERENCE for c, _ in verified)
-            or not any(moment for _, moment in verified))
+def an_instant(comparisons, moment_differences):
+    """Whether a run of frame pairs (Comparisons, and the differences of those compared at their
+    very moment or None: Comparer.at_moment) shows the same instant: one pair as close as a
+    photo's copy, or none compared at its very moment to say otherwise (sampled a moment apart,
+    things moved a little: the run is judged by its length). A copy's frames at the same moment
+    are the same picture but for the encoding; a fixed camera's at another moment differ where
+    things moved."""
+    verified = [(c.difference, moment) for c, moment in zip(comparisons, moment_differences) if same_picture(c)]
+    return (any(min(d, moment if moment is not None else d) <= MAX_SINGLE_DIFFERENCE for d, moment in verified)
+            or all(moment is None for _, moment in verified))
 
 
 class MomentPoints:
