@@ -54,7 +54,9 @@ MAX_STRETCHES = 4  # stretches one pair of files can share (a clip looped in ano
 MIN_REPEAT = 3  # verified frames a pair's second stretch needs: a fixed camera shows two alike at other times
 # The score's logistic weights on (1, log2 of 1 + verified frames, log2 of 1 + checked frames
 # that did not verify, median difference, one picture, one picture x difference), fitted by
-# tests/benchmarks/bench_copies.py --fit (before the same-instant rule: what it rules out scored high).
+# tests/benchmarks/bench_copies.py --fit before the same-instant rule. Refitted after it, right and
+# wrong stretches part almost wholly and the weights grow past what the data can tell (an unverified
+# pair would score over 0.5): these, which call the same stretches copies, stay.
 SCORE_WEIGHTS = (-0.19, 4.27, -2.30, -2.05, 1.95, 0.46)
 
 
