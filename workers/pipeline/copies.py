@@ -188,15 +188,16 @@ def offset_peaks(offsets, weights, frames, tolerance, most=MAX_STRETCHES, least=
     return peaks
 
 
-def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, checks=CHECKS):
+def align_pair(a, b, rows_a, rows_b, similarities, files, spans, x, comparer, checks=CHECKS, pictures=None):
     """The Stretches files a and b share, from their candidate matches (rows of a, rows of b);
     a stretch where no frame pair showed the same picture comes with verified=0 (its score is
-    low, and it says how close the pair came)."""
+    low, and it says how close the pair came). `pictures`: {file: whether it is one picture}
+    (one_picture; found here if not given)."""
     times = files.times
     (a_first, a_stop), (b_first, b_stop) = spans[a], spans[b]
     tolerance = max(sampling_step(times[a_first:a_stop]), sampling_step(times[b_first:b_stop]), 0.05)
     # A file of one picture (a photo, a still) has nothing to vote with: each of its candidate places is tried.
-    pictures = (one_picture(x, spans[a]), one_picture(x, spans[b]))
+    pictures = tuple(pictures[f] if pictures else one_picture(x, spans[f]) for f in (a, b))
     single = any(pictures)
     offsets = times[rows_b] - times[rows_a]
     if single:  # its most similar frames' places, each tried
@@ -391,6 +392,7 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
     keys = np.stack([file_a[order], file_b[order]], axis=1)
     bounds = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1), True])
     turns = InOrder()  # exact moments are read in the pairs' order: the budget leaves out the same ones
+    pictures = {file: one_picture(x, span) for file, span in spans.items()}  # once a file, not once a pair
 
     def aligned(number):
         picked = order[bounds[number]:bounds[number + 1]]
@@ -398,7 +400,7 @@ def find_stretches(vectors, files, points_of, neighbours=NEIGHBOURS, min_similar
         comparer = Comparer(points_of, mirrored_points_of, exact_points_of and turns.in_turn(number, exact_points_of))
         try:
             return align_pair(a, b, rows_a[picked], rows_b[picked], similarities[picked], files, spans, x, comparer,
-                              checks)
+                              checks, pictures)
         finally:
             turns.finished(number)
 

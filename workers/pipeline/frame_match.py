@@ -205,8 +205,9 @@ def an_instant(comparisons, moment_differences):
     are the same picture but for the encoding; a fixed camera's at another moment differ where
     things moved."""
     verified = [(c.difference, moment) for c, moment in zip(comparisons, moment_differences) if same_picture(c)]
-    return (any(min(d, moment if moment is not None else d) <= MAX_SINGLE_DIFFERENCE for d, moment in verified)
-            or all(moment is None for _, moment in verified))
+    close = any(difference <= MAX_SINGLE_DIFFERENCE or (moment is not None and moment <= MAX_SINGLE_DIFFERENCE)
+                for difference, moment in verified)
+    return close or all(moment is None for _, moment in verified)
 
 
 class MomentPoints:
